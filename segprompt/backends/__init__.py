@@ -1,0 +1,67 @@
+"""Backend registry.
+
+Each backend lives in its own module and registers its class with
+:func:`register`; the registry imports a module only when its backend is
+asked for, so a missing optional dependency (``transformers``) breaks only
+that backend. Adding a backend means adding a module and one line to
+``_BUILTIN_MODULES``; no other backend changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, TypeVar
+
+from ..errors import SegpromptError
+from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+
+_BUILTIN_MODULES: dict[str, str] = {
+    "classical": "segprompt.backends.classical",
+    "sam": "segprompt.backends.sam",
+}
+
+_REGISTRY: dict[str, type[Segmenter]] = {}
+
+S = TypeVar("S", bound=type[Segmenter])
+
+
+def register(cls: S) -> S:
+    """Class decorator adding a :class:`Segmenter` subclass under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def backend_names() -> list[str]:
+    """Names of all known backends (imported or not)."""
+    return sorted(set(_BUILTIN_MODULES) | set(_REGISTRY))
+
+
+def get_backend_class(name: str) -> type[Segmenter]:
+    """The class registered as ``name``, importing its module on first use."""
+    if name not in _REGISTRY and name in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(_BUILTIN_MODULES[name])
+        except ImportError as exc:
+            raise SegpromptError(f"backend {name!r} needs a package that is not installed: {exc}") from exc
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SegpromptError(f"unknown backend {name!r}; known: {', '.join(backend_names())}") from None
+
+
+def create(name: str, **options: Any) -> Segmenter:
+    """Instantiate backend ``name`` with its keyword options."""
+    return get_backend_class(name)(**options)
+
+
+__all__ = [
+    "Embedding",
+    "Prediction",
+    "ProgressCallback",
+    "Segmenter",
+    "backend_names",
+    "create",
+    "get_backend_class",
+    "no_progress",
+    "register",
+]
