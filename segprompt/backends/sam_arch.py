@@ -1,0 +1,103 @@
+"""Architectures of the segment-anything models, built without loading weights.
+
+``segment_anything.build_sam`` loads checkpoints with a bare ``torch.load``;
+segprompt builds the same modules here and loads verified weights itself
+(see :mod:`segprompt.checkpoints`). The ``"tiny"`` architecture (2 encoder
+blocks of width 64) has the real module types and interfaces at a fraction of
+the cost; it exists for tests and for runs without any checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Mapping
+
+import torch
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from ..errors import CheckpointError
+
+PROMPT_EMBED_DIM = 256
+IMAGE_SIZE = 1024
+PATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class SamArchitecture:
+    """Image-encoder hyper-parameters of one SAM variant (the decoder is shared)."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+
+
+SAM_ARCHITECTURES: dict[str, SamArchitecture] = {
+    "vit_b": SamArchitecture(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamArchitecture(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamArchitecture(1280, 32, 16, (7, 15, 23, 31)),
+    "tiny": SamArchitecture(64, 2, 2, (1,)),
+}
+
+
+def build_sam(
+    model_type: str,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    seed: int | None = None,
+) -> Sam:
+    """Build a SAM of ``model_type`` in eval mode.
+
+    Args:
+        model_type: a key of :data:`SAM_ARCHITECTURES`.
+        state_dict: weights to load (strict); random initialisation when ``None``.
+        seed: seeds the random initialisation (only used without ``state_dict``).
+
+    Raises:
+        CheckpointError: unknown ``model_type`` or weights that do not fit it.
+    """
+    try:
+        arch = SAM_ARCHITECTURES[model_type]
+    except KeyError:
+        raise CheckpointError(f"unknown SAM model type {model_type!r}; known: {', '.join(SAM_ARCHITECTURES)}") from None
+    if seed is not None:
+        torch.manual_seed(seed)
+    embedding_side = IMAGE_SIZE // PATCH_SIZE
+    sam = Sam(
+        image_encoder=ImageEncoderViT(
+            depth=arch.depth,
+            embed_dim=arch.embed_dim,
+            img_size=IMAGE_SIZE,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=arch.num_heads,
+            patch_size=PATCH_SIZE,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=list(arch.global_attn_indexes),
+            window_size=14,
+            out_chans=PROMPT_EMBED_DIM,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=PROMPT_EMBED_DIM,
+            image_embedding_size=(embedding_side, embedding_side),
+            input_image_size=(IMAGE_SIZE, IMAGE_SIZE),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_EMBED_DIM, mlp_dim=2048, num_heads=8),
+            transformer_dim=PROMPT_EMBED_DIM,
+            iou_head_depth=3,
+            iou_head_hidden_dim=256,
+        ),
+        pixel_mean=[123.675, 116.28, 103.53],
+        pixel_std=[58.395, 57.12, 57.375],
+    )
+    if state_dict is not None:
+        try:
+            sam.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            first_line = str(exc).splitlines()[0]
+            raise CheckpointError(f"weights do not fit SAM {model_type!r}: {first_line}") from exc
+    return sam.eval()
