@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from segprompt.datasets import open_dataset
+from segprompt.datasets.base import Sample
+from segprompt.errors import DatasetError
+from segprompt.showortell.protocol import ClassSpace, class_mask, draw_references, semantic_target, text_prompts
+
+
+def _semantic_sample():
+    mask = np.array([[0, 1, 2], [2, 3, 3]])
+    ignore = np.array([[False, False, False], [False, False, True]])
+    return Sample("s", np.zeros((2, 3, 3), np.uint8), mask, "semantic", ("background", "cat", "dog", "tree"), ignore)
+
+
+def test_semantic_target_maps_classes_by_name_and_ignores_unevaluated_ones():
+    space = ClassSpace(("dog", "cat"))
+    labels, ignore = semantic_target(_semantic_sample(), space)
+    # background -> 0, cat -> 2, dog -> 1, tree is not evaluated -> ignored, as is the sample's ignore pixel
+    np.testing.assert_array_equal(labels, [[0, 2, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(ignore, [[False, False, False], [False, True, True]])
+
+
+def test_binary_and_instance_samples_become_one_class_over_background():
+    inst = Sample("n", np.zeros((2, 2, 3), np.uint8), np.array([[0, 1], [2, 2]], np.uint16), "instance", ("nucleus",))
+    labels, ignore = semantic_target(inst, ClassSpace(("nucleus",)))
+    np.testing.assert_array_equal(labels, [[0, 1], [1, 1]])
+    assert not ignore.any()
+    with pytest.raises(DatasetError, match="'nucleus' is not in the evaluated classes"):
+        semantic_target(inst, ClassSpace(("polyp",)))
+
+
+def test_text_prompts_fill_templates_and_reject_templates_without_placeholder():
+    assert [t.phrase for t in text_prompts("traffic_light", ("a photo of a {}.", "{}"))] == [
+        "a photo of a traffic light.",
+        "traffic light",
+    ]
+    with pytest.raises(DatasetError, match="placeholder"):
+        text_prompts("cat", ("a photo",))
+
+
+def test_references_come_from_training_images_of_the_class_seeded_and_distinct(shared_data):
+    camvid = open_dataset(shared_data("camvid"))
+    space = ClassSpace.for_dataset(camvid)
+    assert space.names[0] == "Sky" and space.background == "ignore" and len(space.names) == 11
+    train = camvid.split("train")
+    first = draw_references(train, "Car", 5, seed=0, min_area_fraction=0.01)
+    again = draw_references(train, "Car", 5, seed=0, min_area_fraction=0.01)
+    other = draw_references(train, "Car", 5, seed=1, min_area_fraction=0.01)
+    assert [d.sample_id for d in first] == [d.sample_id for d in again]
+    assert [d.sample_id for d in first] != [d.sample_id for d in other]
+    assert len({d.sample_id for d in first}) == 5  # enough training images show cars
+    assert set(d.sample_id for d in first) <= set(train.ids)
+    for drawn in first:
+        sample = train.get(drawn.sample_id)
+        np.testing.assert_array_equal(drawn.reference.mask, class_mask(sample, "Car"))
+        assert drawn.area_fraction > 0.01
+    with pytest.raises(DatasetError, match="lower the minimum reference area"):
+        draw_references(train, "Pole", 1, seed=0, min_area_fraction=0.9)
