@@ -21,6 +21,7 @@ from ..errors import SegpromptError
 _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.segment",
     "segprompt.cli.models",
+    "segprompt.cli.datasets",
 )
 
 

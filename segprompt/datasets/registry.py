@@ -20,6 +20,10 @@ from .lazy import ON_ERROR_CHOICES, LazyDataset, OnError
 
 _BUILTIN_MODULES: tuple[str, ...] = (
     "segprompt.datasets.plain",
+    "segprompt.datasets.voc",
+    "segprompt.datasets.ade20k",
+    "segprompt.datasets.coco",
+    "segprompt.datasets.pointprompt",
     "segprompt.datasets.kvasir",
     "segprompt.datasets.busi",
     "segprompt.datasets.skin",
