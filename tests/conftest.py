@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Fall back to Qt's offscreen platform only when there is no X display.
+
+    Runs after pytest-xvfb, which provides ``DISPLAY`` where Xvfb is installed;
+    the offscreen platform has no OpenGL, so napari's canvas would render blank.
+    """
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SEGPROMPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
