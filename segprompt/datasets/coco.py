@@ -88,12 +88,13 @@ def _entries(data: dict[str, Any], base: Path, split: str, json_path: Path, prob
     entries = []
     for image in data.get("images", []):
         name = str(image["file_name"])
+        image_annotations = annotations.pop(int(image["id"]), [])
         candidates = [base / split / name, base / "images" / name, base / name]
         path = next((c for c in candidates if c.is_file()), None)
         if path is None:
             problems.append(Problem(str(candidates[-1]), f"missing image listed in {json_path.name}"))
             continue
-        info = {"hw": (int(image["height"]), int(image["width"])), "annotations": annotations.pop(int(image["id"]), []), "coco_image_id": int(image["id"]), "json": json_path}
+        info = {"hw": (int(image["height"]), int(image["width"])), "annotations": image_annotations, "coco_image_id": int(image["id"]), "json": json_path}
         entries.append(Entry(Path(name).stem, path, info=info))
     for image_id in annotations:
         problems.append(Problem(str(json_path), f"annotations for image id {image_id}, which is not in 'images'"))
