@@ -77,3 +77,107 @@ def tiny_clipseg_dir(directory: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = CLIPSegForImageSegmentation(tiny_clipseg_config()).eval()
     return _save(model, clipseg_processor(TINY_CLIPSEG_PROCESSOR_SIDE), directory)
+
+
+def tiny_owlv2_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random ``Owlv2ForObjectDetection`` (64 x 64 input, 4 x 4 patches) and its processor."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    # The class head compares image class embeddings (text width) with projected
+    # text queries, so the text width must equal projection_dim, as in the real model.
+    config = Owlv2Config(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 16,
+        },
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = Owlv2ForObjectDetection(config).eval()
+    processor = Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+        tokenizer=clip_tokenizer(model_max_length=config.text_config.max_position_embeddings),
+    )
+    return _save(model, processor, directory)
+
+
+#: Words of the tiny BERT vocabulary (Grounding DINO's text tower); anything else is ``[UNK]``.
+TINY_BERT_WORDS = ("a", "an", "the", "of", "cat", "dog", "polyp", "cell", "lesion", "photo", "object", "person")
+
+
+def tiny_bert_tokenizer():
+    """A lower-casing ``BertTokenizer`` over ``[PAD] [UNK] [CLS] [SEP] [MASK] . ,`` + :data:`TINY_BERT_WORDS`."""
+    from transformers import BertTokenizer
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + list(TINY_BERT_WORDS)
+    return BertTokenizer(vocab={token: index for index, token in enumerate(tokens)}, do_lower_case=True)
+
+
+def tiny_grounding_dino_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random ``GroundingDinoForObjectDetection`` (Swin backbone of width 16) and its processor.
+
+    The processor resizes the shortest side to 64 (longest at most 96).
+    """
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor
+    from transformers import GroundingDinoProcessor
+
+    tokenizer = tiny_bert_tokenizer()
+    config = GroundingDinoConfig(
+        backbone_config={
+            "model_type": "swin",
+            "embed_dim": 16,
+            "depths": [1, 1, 1, 1],
+            "num_heads": [1, 1, 2, 2],
+            "window_size": 4,
+            "out_indices": [2, 3, 4],
+        },
+        text_config={
+            "model_type": "bert",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+        },
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,  # transformers ties the box heads of layers 1.. to layer 0: needs two
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=20,
+    )
+    torch.manual_seed(seed)
+    model = GroundingDinoForObjectDetection(config).eval()
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
+        tokenizer=tokenizer,
+    )
+    return _save(model, processor, directory)
+
+
+def tiny_seggpt_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random ``SegGptForImageSegmentation`` (4 layers of width 32, 64 x 64 inputs) and its processor."""
+    from transformers import SegGptConfig, SegGptForImageSegmentation, SegGptImageProcessor
+
+    config = SegGptConfig(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        mlp_dim=64,
+        image_size=(128, 64),  # reference stacked above target, as (896, 448) in the real model
+        patch_size=16,
+        pretrain_image_size=64,
+        decoder_hidden_size=16,
+        merge_index=1,
+        intermediate_hidden_state_indices=(2, 3),
+    )
+    torch.manual_seed(seed)
+    model = SegGptForImageSegmentation(config).eval()
+    return _save(model, SegGptImageProcessor(size={"height": 64, "width": 64}), directory)

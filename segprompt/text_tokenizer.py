@@ -75,23 +75,25 @@ def clip_vocabulary() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
     return {token: index for index, token in enumerate(tokens)}, merges
 
 
-def clip_tokenizer(directory: str | Path | None = None):
+def clip_tokenizer(directory: str | Path | None = None, *, model_max_length: int = CONTEXT_LENGTH):
     """A transformers ``CLIPTokenizer`` with OpenAI CLIP's real vocabulary.
 
     Args:
         directory: when given, also save the tokenizer there
             (``save_pretrained``: ``vocab.json``, ``merges.txt``, ...), so that
             ``from_pretrained(directory)`` or a model folder can use it.
+        model_max_length: the text encoder's positions (77 for CLIP, 16 for
+            OWL-ViT/OWLv2), the length ``padding="max_length"`` pads to.
 
     Returns:
         ``transformers.CLIPTokenizer``; ``"a photo of a cat"`` encodes to
         ``[49406, 320, 1125, 539, 320, 2368, 49407]``, the ids of the original
-        CLIP tokenizer. Sequences are limited to :data:`CONTEXT_LENGTH` tokens.
+        CLIP tokenizer.
     """
     from transformers import CLIPTokenizer
 
     vocab, merges = clip_vocabulary()
-    tokenizer = CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=CONTEXT_LENGTH)
+    tokenizer = CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=model_max_length)
     if directory is not None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

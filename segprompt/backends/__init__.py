@@ -18,6 +18,13 @@ from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progres
 _BUILTIN_MODULES: dict[str, str] = {
     "classical": "segprompt.backends.classical",
     "sam": "segprompt.backends.sam",
+    "persam": "segprompt.backends.persam",
+    "persam-f": "segprompt.backends.persam",
+    "composed": "segprompt.compose",
+    "clipseg": "segprompt.backends.clipseg",
+    "owlv2-sam": "segprompt.backends.owlv2_sam",
+    "grounding-dino-sam": "segprompt.backends.grounding_dino_sam",
+    "seggpt": "segprompt.backends.seggpt",
 }
 
 _REGISTRY: dict[str, type[Segmenter]] = {}

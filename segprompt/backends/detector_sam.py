@@ -1,0 +1,176 @@
+"""Open-vocabulary detector boxes -> SAM masks ("Grounded SAM").
+
+A :class:`DetectorSamSegmenter` pairs a detector that turns a text (or a
+visual reference) into scored boxes with a SAM backend that turns each box
+into a mask. Subclasses supply only the detector half
+(:meth:`~DetectorSamSegmenter.embed_detector` and
+:meth:`~DetectorSamSegmenter.detect`); box clipping, top-K selection, the SAM
+calls and the score combination live here once.
+
+Scores: a mask's score is ``detector score x SAM predicted IoU``; the masks
+come best first. Boxes are in original-image pixels, ``(x0, y0, x1, y1)``,
+``x`` the column. With no detection above the detector's threshold the
+prediction is one empty mask with score 0, so callers always get ``K >= 1``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import SegpromptError
+from ..prompts import Box, Prompt
+from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+
+_DETECTOR = "detector."
+_SAM = "sam."
+
+
+@dataclass
+class Detections:
+    """Scored boxes for one prompt, best first.
+
+    Attributes:
+        boxes: ``(N, 4)`` float64 ``(x0, y0, x1, y1)`` in original-image pixels.
+        scores: ``(N,)`` float32 detector confidences in ``[0, 1]``.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1)
+        if self.scores.shape[0] != self.boxes.shape[0]:
+            raise ValueError(f"Detections: {self.boxes.shape[0]} boxes but {self.scores.shape[0]} scores")
+        order = np.argsort(-self.scores, kind="stable")
+        self.boxes, self.scores = self.boxes[order], self.scores[order]
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def suppressed(self, iou_threshold: float) -> "Detections":
+        """Greedy non-maximum suppression: drop boxes overlapping a better one by IoU > ``iou_threshold``."""
+        from torchvision.ops import nms
+
+        keep = nms(torch.from_numpy(self.boxes), torch.from_numpy(self.scores.astype(np.float64)), iou_threshold)
+        return Detections(self.boxes[keep.numpy()], self.scores[keep.numpy()])
+
+    def clipped(self, image_hw: tuple[int, int]) -> "Detections":
+        """Boxes clipped to a ``(H, W)`` image, dropping those left with no area."""
+        height, width = image_hw
+        boxes = self.boxes.copy()
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Detections(boxes[keep], self.scores[keep])
+
+
+class DetectorSamSegmenter(Segmenter):
+    """Base of the detector + SAM backends.
+
+    Args:
+        sam: the SAM backend that turns boxes into masks (any
+            :class:`Segmenter` accepting ``"box"``); default
+            ``create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint)``.
+        sam_model_type, sam_checkpoint: used only when ``sam`` is ``None``.
+        top_k: at most this many detections become masks.
+        nms_threshold: detections overlapping a better one by more than this
+            IoU are dropped before the top-K, so the K masks are K objects.
+    """
+
+    def __init__(
+        self,
+        *,
+        sam: Segmenter | None = None,
+        sam_model_type: str = "vit_b",
+        sam_checkpoint: str | None = None,
+        top_k: int = 3,
+        nms_threshold: float = 0.5,
+    ) -> None:
+        from . import create  # the registry imports this module's subclasses: import at call time
+
+        if top_k < 1:
+            raise SegpromptError(f"{self.name}: top_k must be at least 1, got {top_k}")
+        self.sam = sam if sam is not None else create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint)
+        self.top_k = int(top_k)
+        self.nms_threshold = float(nms_threshold)
+
+    @property
+    @abstractmethod
+    def detector_id(self) -> str:
+        """Identifies the detector weights."""
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.detector_id}+sam-{self.sam.model_id}"
+
+    @abstractmethod
+    def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
+        """The detector's prompt-independent tensors for an ``(H, W, 3)`` uint8 image."""
+
+    @abstractmethod
+    def detect_from(self, data: dict[str, Any], image_hw: tuple[int, int], prompt: Prompt) -> Detections:
+        """Detections for ``prompt`` from :meth:`embed_detector`'s ``data`` (boxes in original pixels)."""
+
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
+        """Detector tensors (``data["detector.*"]``) and SAM's embedding (``data["sam.*"]``)."""
+        rgb = self._rgb(image)
+        progress(0, 2, f"{self.name}: detector image features")
+        data = {_DETECTOR + key: value for key, value in self.embed_detector(rgb).items()}
+        progress(1, 2, f"{self.name}: SAM image embedding")
+        sam_embedding = self.sam.embed(rgb)
+        data.update({_SAM + key: value for key, value in sam_embedding.data.items()})
+        progress(2, 2, f"{self.name}: image encoded")
+        return Embedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, data)
+
+    @staticmethod
+    def _part(embedding: Embedding, prefix: str) -> dict[str, Any]:
+        return {key[len(prefix) :]: value for key, value in embedding.data.items() if key.startswith(prefix)}
+
+    def detect(self, embedding: Embedding, prompt: Prompt) -> Detections:
+        """Detections for ``prompt`` above the threshold, clipped to the image, suppressed, best first."""
+        self.check_prompt(prompt)
+        self._check_embedding(embedding)
+        prompt.validate_for(embedding.image_hw)
+        return self._detections(embedding, prompt)
+
+    def _detections(self, embedding: Embedding, prompt: Prompt) -> Detections:
+        detections = self.detect_from(self._part(embedding, _DETECTOR), embedding.image_hw, prompt)
+        return detections.clipped(embedding.image_hw).suppressed(self.nms_threshold)
+
+    def _check_embedding(self, embedding: Embedding) -> None:
+        if embedding.backend != self.name or embedding.model_id != self.model_id:
+            raise ValueError(
+                f"embedding was made by backend {embedding.backend!r} / model {embedding.model_id!r}, "
+                f"not {self.name!r} / {self.model_id!r}"
+            )
+
+    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
+        """Top-``top_k`` detections (top 1 without ``multimask``), each a SAM box prompt."""
+        detections = self._detections(embedding, prompt)
+        count = min(len(detections), self.top_k if multimask else 1)
+        height, width = embedding.image_hw
+        if count == 0:
+            return Prediction(np.zeros((1, height, width), bool), np.zeros(1, np.float32))
+        sam_embedding = Embedding(
+            self.sam.name, self.sam.model_id, embedding.image_hw, embedding.image, self._part(embedding, _SAM)
+        )
+        masks, scores, logits = [], [], []
+        for box, detector_score in zip(detections.boxes[:count], detections.scores[:count]):
+            # One mask per box: SAM's own advice for box prompts, which are unambiguous.
+            answer = self.sam.predict(sam_embedding, Prompt(box=Box(*box)), multimask=False)
+            masks.append(answer.masks[0])
+            scores.append(detector_score * answer.scores[0])
+            if answer.low_res_logits is not None:
+                logits.append(answer.low_res_logits[0])
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        return Prediction(
+            masks=np.stack(masks)[order],
+            scores=np.asarray(scores, np.float32)[order],
+            low_res_logits=np.stack(logits)[order] if len(logits) == count else None,
+        )

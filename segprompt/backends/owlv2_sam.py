@@ -1,0 +1,144 @@
+"""OWLv2 (Minderer et al., NeurIPS 2023) boxes -> SAM masks.
+
+OWLv2 scores one box per image patch against a query embedding. The image
+half (:meth:`Owlv2SamSegmenter.embed_detector`: the patch feature map) is
+computed once per image; a prompt costs a query embedding, the class head and
+the box head.
+
+Queries:
+
+* ``text``: the phrase through OWLv2's CLIP text tower (padded to 16 tokens,
+  as ``Owlv2Processor`` does).
+* ``reference``: image-conditioned detection as in the OWL-ViT paper
+  (section 3.2): the reference image is embedded like any image, and the class
+  embedding of the reference's predicted box that overlaps the reference mask's
+  bounding box best (IoU) becomes the query. (transformers'
+  ``image_guided_detection`` instead takes the box of highest objectness,
+  which ignores the mask.)
+
+Frames: ``Owlv2ImageProcessor`` pads the image at the bottom and right to a
+square of side ``max(H, W)`` and resizes that to 960 x 960, so normalised
+boxes are fractions of ``max(H, W)``; ``post_process_object_detection``
+scales them back accordingly and the result is in original-image pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+from transformers.image_transforms import center_to_corners_format
+
+from ..hub import load_pretrained
+from ..prompts import Box, Prompt, VisualReference
+from . import register
+from .base import Segmenter
+from .detector_sam import Detections, DetectorSamSegmenter
+
+DEFAULT_HUB_ID = "google/owlv2-base-patch16-ensemble"
+
+
+@register
+class Owlv2SamSegmenter(DetectorSamSegmenter):
+    """OWLv2 open-vocabulary detection + SAM.
+
+    Args:
+        model_dir: local ``Owlv2ForObjectDetection`` folder; default see
+            :mod:`segprompt.hub`.
+        hub_id: hub model used without ``model_dir``.
+        box_threshold: minimum detection score (sigmoid of the class logit;
+            0.1 is transformers' default for OWLv2).
+        top_k, nms_threshold, sam, sam_model_type, sam_checkpoint: see
+            :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`;
+            0.3 is the IoU OWL's image-guided post-processing suppresses at.
+        device: torch device of the detector.
+    """
+
+    name = "owlv2-sam"
+    accepts = frozenset({"text", "reference"})
+    description = "OWLv2 boxes from a text or a visual reference, each box segmented by SAM"
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        hub_id: str = DEFAULT_HUB_ID,
+        box_threshold: float = 0.1,
+        top_k: int = 3,
+        nms_threshold: float = 0.3,
+        sam: Segmenter | None = None,
+        sam_model_type: str = "vit_b",
+        sam_checkpoint: str | None = None,
+        device: str = "cpu",
+    ) -> None:
+        from transformers import Owlv2ForObjectDetection, Owlv2Processor
+
+        loaded = load_pretrained(Owlv2ForObjectDetection, Owlv2Processor, hub_id, model_dir)
+        super().__init__(
+            sam=sam, sam_model_type=sam_model_type, sam_checkpoint=sam_checkpoint, top_k=top_k, nms_threshold=nms_threshold
+        )
+        self.model = loaded.model.to(device)
+        self.processor = loaded.processor
+        self.device = torch.device(device)
+        self.box_threshold = float(box_threshold)
+        self._detector_id = loaded.model_id
+
+    @property
+    def detector_id(self) -> str:
+        return self._detector_id
+
+    @torch.inference_mode()
+    def feature_map(self, rgb: np.ndarray) -> torch.Tensor:
+        """``(1, h, w, D)`` float32 patch features of an ``(H, W, 3)`` uint8 image (padded-square frame)."""
+        pixel_values = self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values
+        return self.model.image_embedder(pixel_values=pixel_values.to(self.device))[0]
+
+    def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
+        return {"feature_map": self.feature_map(rgb).cpu()}
+
+    @torch.inference_mode()
+    def text_query(self, phrase: str) -> torch.Tensor:
+        """``(1, 1, D_text)`` query embedding of a phrase."""
+        tokens = self.processor(text=[phrase], truncation=True, return_tensors="pt")
+        features = self.model.owlv2.get_text_features(
+            input_ids=tokens["input_ids"].to(self.device), attention_mask=tokens["attention_mask"].to(self.device)
+        )
+        return features.pooler_output[None]
+
+    @torch.inference_mode()
+    def reference_query(self, reference: VisualReference) -> torch.Tensor:
+        """``(1, 1, D_text)`` class embedding of the reference box best overlapping the reference mask."""
+        feature_map = self.feature_map(reference.image.copy())  # torch wants writable pixels
+        features = feature_map.reshape(1, -1, feature_map.shape[-1])
+        _, class_embeds = self.model.class_predictor(features)
+        boxes = center_to_corners_format(self.model.box_predictor(features, feature_map))[0]
+        side = float(max(reference.mask.shape))
+        target = torch.as_tensor(Box.from_mask(reference.mask).as_array() / side, dtype=boxes.dtype)
+        best = int(torch.argmax(box_iou(target[None].to(boxes.device), boxes)[0]))
+        return class_embeds[:, best : best + 1]
+
+    @torch.inference_mode()
+    def detect_from(self, data: dict[str, Any], image_hw: tuple[int, int], prompt: Prompt) -> Detections:
+        feature_map = data["feature_map"].to(self.device)
+        features = feature_map.reshape(1, -1, feature_map.shape[-1])
+        if prompt.text is not None:
+            query = self.text_query(prompt.text.phrase)
+            if prompt.reference is not None:
+                # Both prompts: one query, the mean of the two unit embeddings.
+                query = (_unit(query) + _unit(self.reference_query(prompt.reference))) / 2
+        else:
+            query = self.reference_query(prompt.reference)
+        logits, _ = self.model.class_predictor(features, query)
+        outputs = SimpleNamespace(logits=logits, pred_boxes=self.model.box_predictor(features, feature_map))
+        result = self.processor.image_processor.post_process_object_detection(
+            outputs, threshold=self.box_threshold, target_sizes=[image_hw]
+        )[0]
+        return Detections(result["boxes"].cpu().numpy(), result["scores"].cpu().numpy())
+
+
+def _unit(vectors: torch.Tensor) -> torch.Tensor:
+    return vectors / torch.linalg.norm(vectors, dim=-1, keepdim=True).clamp_min(1e-6)
