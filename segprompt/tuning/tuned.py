@@ -1,0 +1,157 @@
+"""A tuned CLIPSeg: the prompted network with its tokenizer, normalisation and checkpoint files.
+
+A checkpoint folder holds
+
+* ``prompts.safetensors``: the method's parameters only (the prompt vectors and
+  their small networks), float32;
+* ``tuning.json``: ``{"format", "method", "hyperparameters", "base_model",
+  "default_text", "image_size", "trainable_parameters", ...}``.
+
+Loading it onto the same base model restores identical outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from ..hub import PretrainedModel
+from ..io import atomic_path, atomic_write_text
+from .data import pixel_values
+from .methods import create_method
+from .model import PromptedCLIPSeg, load_base
+
+FORMAT = "segprompt-tuning/1"
+PROMPTS_FILE = "prompts.safetensors"
+META_FILE = "tuning.json"
+#: CLIP's text encoder has 77 positions; context vectors take some of them.
+CLIP_POSITIONS = 77
+
+
+@dataclass
+class TunedCLIPSeg:
+    """A frozen CLIPSeg with learnt prompts, ready to segment from text.
+
+    Attributes:
+        net: the prompted network.
+        tokenizer: CLIP tokenizer of the base model's processor.
+        mean, std: per-channel RGB normalisation of the base model's processor.
+        base_model: hub id or folder the base model was loaded from (stored in checkpoints).
+        default_text: the phrase used when a caller gives none (the training data's most common text).
+        image_size: side the model is run at (CLIPSeg: 352).
+        extra: further JSON fields kept in ``tuning.json`` (training summary).
+    """
+
+    net: PromptedCLIPSeg
+    tokenizer: Any
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    base_model: str
+    default_text: str | None = None
+    image_size: int = 352
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, base: PretrainedModel, base_model: str, method: str | None, image_size: int = 352, **hyperparameters: Any) -> "TunedCLIPSeg":
+        """Wrap ``base`` with a fresh method ``method`` (``None``: no prompts)."""
+        image_processor = base.processor.image_processor
+        prompts = None
+        if method is not None:
+            dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
+            prompts = create_method(method, dims, **hyperparameters)
+        return cls(
+            PromptedCLIPSeg(base.model, prompts),
+            base.processor.tokenizer,
+            tuple(image_processor.image_mean),
+            tuple(image_processor.image_std),
+            base_model,
+            image_size=image_size,
+        )
+
+    @property
+    def method_name(self) -> str | None:
+        return None if self.net.method is None else self.net.method.name
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)``, both ``(B, L)`` int64, leaving room for the context vectors."""
+        n_ctx = 0 if self.net.method is None else self.net.method.text_length
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=CLIP_POSITIONS - n_ctx, return_tensors="pt"
+        )
+        return encoded["input_ids"], encoded["attention_mask"]
+
+    def logits(self, images: Sequence[np.ndarray], texts: Sequence[str]) -> torch.Tensor:
+        """``(B, S, S)`` logits for ``(S, S, 3)`` uint8 images already resized to :attr:`image_size`."""
+        ids, mask = self.tokenize(texts)
+        return self.net(pixel_values(images, self.mean, self.std), ids, mask)
+
+    def save(self, directory: str | Path, **extra: Any) -> Path:
+        """Write ``prompts.safetensors`` and ``tuning.json`` into ``directory`` (atomically, file by file)."""
+        from safetensors.torch import save_file
+
+        method = self.net.method
+        if method is None:
+            raise CheckpointError("nothing to save: the model has no tuning method")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {name: value.detach().contiguous().cpu() for name, value in method.state_dict().items()}
+        with atomic_path(directory / PROMPTS_FILE) as temp:
+            save_file(tensors, str(temp))
+        meta = {
+            "format": FORMAT,
+            "method": method.name,
+            "hyperparameters": method.hyperparameters,
+            "base_model": self.base_model,
+            "default_text": self.default_text,
+            "image_size": self.image_size,
+            "trainable_parameters": method.num_trainable(),
+            **self.extra,
+            **extra,
+        }
+        atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, base: PretrainedModel | None = None) -> "TunedCLIPSeg":
+        """Rebuild a tuned model from a checkpoint folder.
+
+        Args:
+            directory: folder written by :meth:`save` (``segprompt tune --out``).
+            base: the base model already loaded; by default the checkpoint's
+                ``base_model`` is loaded (:func:`load_base`).
+
+        Raises:
+            CheckpointError: missing / unreadable files, or prompts that do not fit the base model.
+        """
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        meta_path, prompts_path = directory / META_FILE, directory / PROMPTS_FILE
+        for path in (meta_path, prompts_path):
+            if not path.is_file():
+                raise CheckpointError(f"{directory}: not a tuning checkpoint ({path.name} is missing)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            method, hyperparameters, base_model = meta["method"], meta["hyperparameters"], meta["base_model"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{meta_path}: not a valid tuning.json ({exc!r})") from exc
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        base = base if base is not None else load_base(base_model)
+        tuned = cls.create(base, base_model, method, int(meta.get("image_size", 352)), **hyperparameters)
+        tuned.default_text = meta.get("default_text")
+        tuned.extra = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
+        try:
+            tuned.net.method.load_state_dict(load_file(str(prompts_path)))
+        except (RuntimeError, OSError) as exc:
+            raise CheckpointError(f"{prompts_path}: prompts do not fit the base model {base_model} ({exc})") from exc
+        return tuned
+
+
+_OWN_KEYS = {"format", "method", "hyperparameters", "base_model", "default_text", "image_size", "trainable_parameters"}
