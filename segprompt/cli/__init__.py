@@ -22,6 +22,8 @@ _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.segment",
     "segprompt.cli.models",
     "segprompt.cli.datasets",
+    "segprompt.cli.bench",
+    "segprompt.cli.tune",
 )
 
 

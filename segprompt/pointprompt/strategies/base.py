@@ -66,9 +66,10 @@ class Target:
         image: ``(H, W, 3)`` uint8 RGB.
         mask: ``(H, W)`` bool ground-truth object mask (non-empty).
         ignore: ``(H, W)`` bool pixels that belong to neither side, or ``None``.
-        features: ``(H, W, C)`` float32 per-pixel image features of the model
-            (see :func:`segprompt.pointprompt.features.pixel_features`), or
-            ``None`` when the strategy should compute its own.
+        features: ``(h, w, C)`` float32 image features of the model on a grid
+            covering the whole image at any resolution (pixel ``(x, y)`` falls
+            in cell ``(y * h // H, x * w // W)``), or ``None`` when the strategy
+            should compute its own.
         predict: maps a :class:`PointSet` to the ``(H, W)`` bool mask the
             benchmarked model answers; needed by interactive strategies only.
     """

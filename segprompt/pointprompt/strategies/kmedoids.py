@@ -94,7 +94,10 @@ class FeatureKMedoidsStrategy(RegionStrategy):
     def pick(self, target: Target, region: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         xy = subsample(region_xy(region), rng)
         features = target.features if target.features is not None else _lab(target)
-        values = features[xy[:, 1], xy[:, 0]].astype(np.float64)
+        height, width = region.shape
+        rows = xy[:, 1] * features.shape[0] // height
+        cols = xy[:, 0] * features.shape[1] // width
+        values = features[rows, cols].astype(np.float64)
         scale = values.std(axis=0)
         values = values / np.where(scale > 0, scale, 1.0)
         return xy[kmedoids(values, n)]

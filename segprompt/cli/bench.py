@@ -1,0 +1,28 @@
+"""``segprompt bench BENCHMARK ...``: run a prompt benchmark.
+
+Each benchmark is a sub-verb living in its own module, which exposes
+``add_parser(subparsers)`` like a verb module does; adding one means adding
+its module and one entry to :data:`BENCHMARK_MODULES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+#: ``sub-verb -> module`` with ``add_parser(subparsers)``.
+BENCHMARK_MODULES: dict[str, str] = {
+    "pointprompt": "segprompt.pointprompt.cli",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a prompt benchmark (pointprompt, ...)",
+        description="Run a prompt benchmark on a dataset; results go to an output folder and resume after interruption.",
+    )
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    benchmarks.required = True
+    for module_name in BENCHMARK_MODULES.values():
+        importlib.import_module(module_name).add_parser(benchmarks)

@@ -1,0 +1,111 @@
+"""``segprompt bench pointprompt``: human vs automatic point prompts (see :mod:`segprompt.pointprompt.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import SegpromptError
+from .counts import PointCounts
+from .runner import PAPER_STRATEGIES, BenchmarkConfig, run_benchmark
+from .strategies import strategy_names
+
+MULTIMASK = {"auto": None, "always": True, "never": False}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pointprompt",
+        help="human vs automatic point prompts (PointPrompt benchmark)",
+        description="Score automatic point strategies and the dataset's human prompts with a backend; write "
+        "results.csv (one row per image, object, strategy, timestep), summary.json and plots to --out. "
+        "Re-running with the same --out resumes.",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="dataset folder (any layout open_dataset reads)")
+    parser.add_argument("--layout", help="dataset layout (detected when omitted)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder (created; resumed when it holds a run)")
+    parser.add_argument("--backend", default="classical", help="segmenter backend (default: classical)")
+    parser.add_argument("--model-type", default="vit_b", help="SAM model type (sam backend)")
+    parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint file (sam backend)")
+    parser.add_argument("--device", default="cpu", help="torch device (sam backend)")
+    parser.add_argument(
+        "--strategies", nargs="+", default=["all"], metavar="NAME",
+        help=f"strategies, or 'all' / 'paper'; known: {', '.join(strategy_names())}",
+    )
+    parser.add_argument("--points", default="paper", help="'paper' (per-category counts) or 'INCLUDE,EXCLUDE'")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-images", type=int, help="score only the first N images")
+    parser.add_argument("--multimask", choices=sorted(MULTIMASK), default="auto",
+                        help="SAM multimask output (auto: for single-point prompts only)")
+    parser.add_argument("--no-human", action="store_true", help="skip the dataset's human prompts")
+    parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk embedding cache")
+    parser.set_defaults(func=run)
+
+
+def _strategies(names: list[str]) -> tuple[str, ...]:
+    expanded: list[str] = []
+    for name in names:
+        expanded += strategy_names() if name == "all" else list(PAPER_STRATEGIES) if name == "paper" else [name]
+    return tuple(dict.fromkeys(expanded))
+
+
+def _segmenter(args: argparse.Namespace) -> Any:
+    from ..backends import create
+
+    if args.backend == "sam":
+        return create("sam", model_type=args.model_type, checkpoint=args.checkpoint, device=args.device)
+    return create(args.backend)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    print(f"{'strategy':<24}{'source':<8}{'n':>5}{'mIoU':>8}{'first':>8}{'best':>8}")
+    for name, row in summary["strategies"].items():
+        print(f"{name:<24}{row['source']:<8}{row['n']:>5}{row['mean_iou']:>8.3f}{row['mean_first']:>8.3f}{row['mean_best']:>8.3f}")
+    overall = summary["human_vs_auto"].get("overall") if summary["human_vs_auto"] else None
+    if overall:
+        print(f"human best {overall['human_best']:.3f} vs automatic mean {overall['auto_mean']:.3f}: "
+              f"{overall['gap_percent']:+.1f} % (vs best strategy {overall['auto_best_strategy']}: "
+              f"{overall['gap_vs_best_auto_percent']:+.1f} %)")
+    regression = summary["regression"]
+    if "random_forest" in regression:
+        print(f"IoU regression R²: linear {regression['linear']['r2_mean']:.2f}, "
+              f"random forest {regression['random_forest']['r2_mean']:.2f}")
+    if summary["timing"]:
+        print(f"{summary['timing']['seconds_per_image']:.2f} s per image over {summary['timing']['n_images']} images")
+    print(f"results: {out / 'results.csv'}, summary: {out / 'summary.json'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..datasets import open_dataset
+
+    if args.max_images is not None and args.max_images < 1:
+        raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
+    config = BenchmarkConfig(
+        strategies=_strategies(args.strategies),
+        counts=PointCounts.parse(args.points),
+        seed=args.seed,
+        human=not args.no_human,
+        max_images=args.max_images,
+        multimask=MULTIMASK[args.multimask],
+    )
+    dataset = open_dataset(args.data, layout=args.layout)
+    segmenter = _segmenter(args)
+    cache = None
+    if not args.no_cache:
+        from ..cache import EmbeddingCache
+
+        cache = EmbeddingCache()
+    from tqdm import tqdm
+
+    with tqdm(total=0, unit="image", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        def progress(done: int, total: int, message: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(message)
+            bar.refresh()
+
+        summary = run_benchmark(dataset, segmenter, args.out, config, cache=cache, progress=progress)
+    _print_summary(summary, args.out)
+    return 0

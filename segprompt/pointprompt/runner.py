@@ -1,0 +1,278 @@
+"""Run the PointPrompt benchmark on a dataset and write its results.
+
+For every sample (image) the runner embeds the image once (through the
+embedding cache when given) and, for every object of the sample, scores each
+automatic strategy and each human prompt set at every timestep on that one
+embedding. Output folder::
+
+    run.json          settings (a resumed run must use the same ones)
+    results.csv       one row per (image, object, strategy, timestep), see results.py
+    summary.json      scoring.summarize + regression.regress_iou
+    iou_by_category.png, human_vs_auto.png (when human prompts exist), feature_importance.png
+
+Interrupt it at any point (Ctrl-C, kill) and run it again with the same
+arguments: finished (image, object, strategy) units are skipped, so the final
+``results.csv`` equals that of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
+from ..datasets.base import Dataset, ObjectMask, Sample
+from ..errors import PromptError
+from ..io import atomic_write_text
+from ..metrics import iou
+from ..prompts import Prompt
+from .counts import PointCounts
+from .features import object_features, prompt_features
+from .plots import plot_categories, plot_human_vs_auto, plot_importance
+from .regression import regress_iou
+from .results import ResultsError, ResultsFile, read_rows
+from .scoring import AUTO, HUMAN, summarize
+from .strategies import PointSet, Target, create_strategy, strategy_names, strategy_rng
+
+#: The strategies of the PointPrompt paper (saliency by spectral residual, see strategies.saliency).
+PAPER_STRATEGIES: tuple[str, ...] = ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance", "saliency")
+HUMAN_PREFIX = "human:"
+
+
+class EmbeddingSource(Protocol):
+    def embed(self, segmenter: Segmenter, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding: ...
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Settings of one run.
+
+    Attributes:
+        strategies: automatic strategy names (see :func:`strategy_names`).
+        counts: include/exclude points per category.
+        seed: seeds every strategy (per image, object and strategy).
+        human: also score the human prompt sets of the samples.
+        max_images: score only the first ``max_images`` samples.
+        multimask: SAM's multimask output, keeping the best-scored mask;
+            ``None`` = only for single-point prompts (SAM's own advice).
+    """
+
+    strategies: tuple[str, ...] = field(default_factory=lambda: tuple(strategy_names()))
+    counts: PointCounts = PointCounts()
+    seed: int = 0
+    human: bool = True
+    max_images: int | None = None
+    multimask: bool | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share (the others may change between runs)."""
+        return {"counts": self.counts.describe(), "seed": self.seed, "multimask": self.multimask}
+
+
+def feature_grid(embedding: Embedding) -> np.ndarray | None:
+    """``(h, w, C)`` float32 model features covering the image, or ``None``.
+
+    SAM's ``(1, C, 64, 64)`` embedding covers the padded 1024 x 1024 input; the
+    image occupies its top-left ``ceil(input_hw / 16)`` cells, which are kept.
+    """
+    features, input_hw = embedding.data.get("features"), embedding.data.get("input_hw")
+    if features is None or input_hw is None or getattr(features, "ndim", 0) != 4:
+        return None
+    array = features.detach().float().cpu().numpy() if hasattr(features, "detach") else np.asarray(features)
+    from ..backends.sam_arch import IMAGE_SIZE
+
+    stride = IMAGE_SIZE / array.shape[-1]
+    rows, cols = math.ceil(input_hw[0] / stride), math.ceil(input_hw[1] / stride)
+    return np.ascontiguousarray(array[0, :, :rows, :cols].transpose(1, 2, 0), dtype=np.float32)
+
+
+class _Scorer:
+    """Answers prompts for one image, timing each answer.
+
+    Answers are remembered until :meth:`reset`, so an interactive strategy's
+    own model calls are not repeated when its timesteps are scored.
+    """
+
+    def __init__(self, segmenter: Segmenter, embedding: Embedding, multimask: bool | None) -> None:
+        self.segmenter = segmenter
+        self.embedding = embedding
+        self.multimask = multimask
+        self.memo: dict[bytes, tuple[np.ndarray, float, float]] = {}
+
+    def reset(self) -> None:
+        self.memo.clear()
+
+    def __call__(self, points: PointSet) -> tuple[np.ndarray, float, float]:
+        """``(mask (H, W) bool, model score, seconds)`` of the best-scored mask for ``points``."""
+        key = points.include.tobytes() + b"|" + points.exclude.tobytes()
+        if key not in self.memo:
+            multimask = len(points) == 1 if self.multimask is None else self.multimask
+            start = time.perf_counter()
+            # SamSegmenter.predict_best upsamples only the chosen mask; other backends predict all.
+            fast = getattr(self.segmenter, "predict_best", None)
+            prediction = (fast or self.segmenter.predict)(self.embedding, points.to_prompt(), multimask=multimask)
+            seconds = time.perf_counter() - start
+            self.memo[key] = (prediction.best_mask, float(prediction.scores[prediction.best]), seconds)
+        return self.memo[key]
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN -> ``None`` throughout, so summary.json is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _xy_text(xy: np.ndarray) -> str:
+    return json.dumps(np.asarray(xy).astype(int).tolist() if np.all(xy == np.round(xy)) else np.asarray(xy).tolist())
+
+
+def _human_steps(prompts: list[Prompt], image_hw: tuple[int, int]) -> list[tuple[int, PointSet]]:
+    """``(timestep, points)`` of the human timesteps that hold points inside the image."""
+    steps = []
+    for timestep, prompt in enumerate(prompts):
+        if prompt.points is None:
+            continue
+        try:
+            prompt.validate_for(image_hw)
+        except PromptError:
+            continue  # a recorded click off the image cannot be replayed
+        steps.append((timestep, PointSet.from_points(prompt.points)))
+    return steps
+
+
+def _unit_rows(
+    base: dict[str, Any], steps: list[tuple[int, PointSet]], obj: ObjectMask, sample: Sample,
+    scorer: _Scorer, select_seconds: float, object_feats: dict[str, float],
+) -> list[dict[str, Any]]:
+    rows = []
+    for timestep, points in steps:
+        mask, score, seconds = scorer(points)
+        rows.append({
+            **base,
+            "timestep": timestep,
+            "unit_rows": len(steps),
+            "iou": iou(mask, obj.mask, sample.ignore),
+            "model_score": score,
+            "select_seconds": select_seconds,
+            "predict_seconds": seconds,
+            "include_xy": _xy_text(points.include),
+            "exclude_xy": _xy_text(points.exclude),
+            **object_feats,
+            **prompt_features(points, obj.mask),
+        })
+    return rows
+
+
+def _check_settings(path: Path, settings: dict[str, Any]) -> None:
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        fixed = ("dataset", "backend", "model_id", "config")
+        changed = [k for k in fixed if previous.get(k) != settings[k]]
+        if changed:
+            details = "; ".join(f"{k}: was {previous.get(k)!r}, now {settings[k]!r}" for k in changed)
+            raise ResultsError(f"{path.parent}: this folder holds a run with other settings ({details}); use another --out")
+    atomic_write_text(path, json.dumps(settings, indent=1))
+
+
+def run_benchmark(
+    dataset: Dataset,
+    segmenter: Segmenter,
+    out_dir: str | os.PathLike,
+    config: BenchmarkConfig = BenchmarkConfig(),
+    *,
+    cache: EmbeddingSource | None = None,
+    progress: ProgressCallback = no_progress,
+) -> dict[str, Any]:
+    """Score every sample, append rows to ``out_dir/results.csv``, then summarise.
+
+    Resumes a run found in ``out_dir`` (same dataset, backend, model and
+    settings). ``progress(done, total, image id)`` is called after each image;
+    an exception it raises (e.g. ``KeyboardInterrupt``) stops the run with
+    every finished unit on disk.
+
+    Returns:
+        the summary also written to ``summary.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    strategies = {name: create_strategy(name) for name in config.strategies}
+    _check_settings(out / "run.json", {
+        "dataset": dataset.name,
+        "backend": segmenter.name,
+        "model_id": segmenter.model_id,
+        "config": config.identity(),
+        "strategies": list(config.strategies),
+        "human": config.human,
+    })
+    results = ResultsFile(out / "results.csv")
+    done = results.done_units()
+    total = len(dataset) if config.max_images is None else min(len(dataset), config.max_images)
+    for index in range(total):
+        sample = dataset[index]
+        _score_sample(sample, dataset.name, segmenter, strategies, config, done, results, cache)
+        progress(index + 1, total, sample.id)
+    return summarize_run(out)
+
+
+def _score_sample(
+    sample: Sample, dataset_name: str, segmenter: Segmenter, strategies: dict[str, Any], config: BenchmarkConfig,
+    done: set[tuple[str, ...]], results: ResultsFile, cache: EmbeddingSource | None,
+) -> None:
+    objects = sample.objects()
+    human = sample.prompts if config.human and len(objects) == 1 else {}
+    names = list(strategies) + [HUMAN_PREFIX + name for name in human]
+    todo = [(obj, name) for obj in objects for name in names if (sample.id, obj.object_id, name) not in done]
+    if not todo:
+        return
+    start = time.perf_counter()
+    embedding = cache.embed(segmenter, sample.image) if cache is not None else segmenter.embed(sample.image)
+    embed_seconds = time.perf_counter() - start
+    scorer = _Scorer(segmenter, embedding, config.multimask)
+    grid = feature_grid(embedding)
+    object_feats: dict[str, dict[str, float]] = {}
+    for obj, name in todo:
+        if obj.object_id not in object_feats:
+            object_feats[obj.object_id] = object_features(sample.image, obj.mask, sample.ignore)
+        base = {
+            "dataset": dataset_name, "image_id": sample.id, "object_id": obj.object_id, "category": obj.class_name,
+            "source": HUMAN if name.startswith(HUMAN_PREFIX) else AUTO, "strategy": name, "embed_seconds": embed_seconds,
+        }
+        scorer.reset()
+        start = time.perf_counter()
+        if name.startswith(HUMAN_PREFIX):
+            steps = _human_steps(human[name[len(HUMAN_PREFIX):]], embedding.image_hw)
+        else:
+            target = Target(sample.image, obj.mask, sample.ignore, grid, predict=lambda points: scorer(points)[0])
+            n_include, n_exclude = config.counts.for_category(obj.class_name)
+            rng = strategy_rng(config.seed, sample.id, obj.object_id, name)
+            steps = list(enumerate(strategies[name].timesteps(target, n_include, n_exclude, rng)))
+        select_seconds = time.perf_counter() - start  # includes the model calls of error-driven clicking
+        results.append(_unit_rows(base, steps, obj, sample, scorer, select_seconds, object_feats[obj.object_id]))
+
+
+def summarize_run(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """(Re)build ``summary.json`` and the plots from ``out_dir/results.csv``."""
+    out = Path(out_dir)
+    rows = read_rows(out / "results.csv")
+    summary = summarize(rows)
+    summary["regression"] = regress_iou(rows)
+    atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=1, allow_nan=False))
+    if rows:
+        plot_categories(summary, out / "iou_by_category.png")
+    if summary["human_vs_auto"]:
+        plot_human_vs_auto(summary, out / "human_vs_auto.png")
+    if "random_forest" in summary["regression"]:
+        plot_importance(summary["regression"], out / "feature_importance.png")
+    return summary
