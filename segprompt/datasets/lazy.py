@@ -170,19 +170,6 @@ class LazyDataset:
                 return self[index]
         raise DatasetError(f"{self.name}: no sample with id {sample_id!r}")
 
-    def check(self, progress: Callable[[int, int, str], None] | None = None) -> list[Problem]:
-        """Read every sample once (validating it); return all problems found."""
-        total = len(self)
-        for index in range(total):
-            try:
-                self[index]
-            except BadFileError:
-                if self.on_error == "raise":
-                    raise
-            if progress is not None:
-                progress(index + 1, total, self._entries[index].id)
-        return self.problems
-
     def subset(self, ids: Iterable[str]) -> "LazyDataset":
         """A dataset of the samples whose id is in ``ids``, in this dataset's order."""
         wanted = set(ids)
@@ -211,7 +198,8 @@ class LazyDataset:
                 raise DatasetError(
                     f"{self.name}: no split {name!r}; the layout's split files give: {', '.join(self._splits)}"
                 )
-            return self.subset(i for i in self._splits[name] if i in set(self.ids))
+            present = set(self.ids)
+            return self.subset(i for i in self._splits[name] if i in present)
         groups = [entry.split_group for entry in self._entries]
         chosen = seeded_split(groups, name, fraction=fraction, seed=seed)
         return self._derived([entry for entry, keep in zip(self._entries, chosen) if keep], splits={})
