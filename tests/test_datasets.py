@@ -252,3 +252,11 @@ def test_inspect_layouts_lists_every_layout(capsys):
     out = capsys.readouterr().out
     for name in ("folder", "voc", "ade20k", "coco", "pointprompt", "grabcut_scribbles", "camvid"):
         assert name in out
+
+
+def test_inspect_unknown_folder_is_a_dataset_error(tmp_path):
+    # The CLI dispatcher turns a SegpromptError into one line on stderr and exit code 2.
+    with pytest.raises(DatasetError, match="no such dataset folder"):
+        _run_cli(["datasets", "inspect", str(tmp_path / "absent")])
+    with pytest.raises(DatasetError, match="unknown dataset layout"):
+        _run_cli(["datasets", "inspect", str(tmp_path)])
