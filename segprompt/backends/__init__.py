@@ -61,6 +61,40 @@ def create(name: str, **options: Any) -> Segmenter:
     return get_backend_class(name)(**options)
 
 
+#: User-facing option -> the constructor parameter names that mean it, in order of preference.
+_OPTION_ALIASES: dict[str, tuple[str, ...]] = {
+    "model_dir": ("model_dir",),
+    "model_type": ("model_type", "sam_model_type"),
+    "checkpoint": ("checkpoint", "sam_checkpoint"),
+    "device": ("device",),
+}
+
+
+def create_from_options(name: str, **options: Any) -> Segmenter:
+    """Instantiate backend ``name`` from the generic user options of the CLI and napari.
+
+    ``options`` may hold ``model_dir`` (transformers backends), ``model_type``
+    and ``checkpoint`` (SAM, or the SAM stage of a detector backend) and
+    ``device``. Each is passed under the name the backend's constructor uses;
+    ``None`` values and options the backend has no use for are dropped, so one
+    command line serves every backend.
+    """
+    import inspect
+
+    cls = get_backend_class(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs: dict[str, Any] = {}
+    for option, value in options.items():
+        if value is None:
+            continue
+        if option not in _OPTION_ALIASES:
+            raise SegpromptError(f"unknown backend option {option!r}; known: {', '.join(_OPTION_ALIASES)}")
+        target = next((p for p in _OPTION_ALIASES[option] if p in accepted), None)
+        if target is not None:
+            kwargs[target] = value
+    return cls(**kwargs)
+
+
 __all__ = [
     "Embedding",
     "Prediction",
@@ -68,6 +102,7 @@ __all__ = [
     "Segmenter",
     "backend_names",
     "create",
+    "create_from_options",
     "get_backend_class",
     "no_progress",
     "register",
