@@ -1,0 +1,61 @@
+"""``segprompt tune`` end to end on a tiny CLIPSeg and real kvasir images, and the tuned segmenter."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segprompt.cli import main
+from segprompt.datasets import open_dataset
+from segprompt.prompts import Prompt, Text
+from segprompt.testing import tiny_clipseg_dir
+from segprompt.tuning.segmenter import TunedClipSegSegmenter
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0)
+
+
+def _tune(data, base, out, *extra):
+    return main(
+        ["tune", "--method", "coop", "--data", str(data), "--base", str(base), "--out", str(out),
+         "--image-size", "64", "--limit", "4", "--batch-size", "4", *extra]
+    )
+
+
+def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_dir, tmp_path, capsys):
+    data = shared_data("kvasir_seg")
+    out = tmp_path / "run"
+    assert _tune(data, tiny_dir, out, "--epochs", "1") == 0
+    printed = capsys.readouterr().out
+    assert "tune coop: 128 trainable parameters, 4 training / 4 validation pairs" in printed
+    meta = json.loads((out / "tuning.json").read_text())
+    assert meta["method"] == "coop" and meta["base_model"] == str(tiny_dir.resolve()) and meta["image_size"] == 64
+
+    assert _tune(data, tiny_dir, out, "--epochs", "1") == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert _tune(data, tiny_dir, out, "--epochs", "2", "--resume") == 0
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert [row["epoch"] for row in state["history"]] == [1, 2]
+
+    segmenter = TunedClipSegSegmenter(out)
+    assert segmenter.default_text == "polyp"
+    image = open_dataset(data)[0].image
+    prediction = segmenter.segment(image, Prompt(text=Text("polyp")))
+    assert prediction.masks.shape == (1, *image.shape[:2])
+    assert prediction.probabilities.dtype == np.float32
+    inside = prediction.probabilities[prediction.masks[0]]
+    assert prediction.scores[0] == pytest.approx(float(inside.mean()) if inside.size else 0.0)
+
+
+def test_tune_user_errors_exit_2(shared_data, tiny_dir, tmp_path, capsys):
+    data = shared_data("kvasir_seg")
+    assert _tune(data, tiny_dir, tmp_path / "a", "--method", "shared-attn", "--heads", "5") == 2
+    assert "heads=5 must divide the shared width 64" in capsys.readouterr().err
+    assert _tune(tmp_path / "missing", tiny_dir, tmp_path / "b") == 2
+    assert _tune(data, tmp_path, tmp_path / "c") == 2
+    assert "not a model folder" in capsys.readouterr().err
