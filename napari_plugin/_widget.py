@@ -1,0 +1,566 @@
+"""The "segprompt" dock widget: a thin Qt front end over :class:`segprompt.annotation.AnnotationSession`.
+
+Everything that decides what a mask is lives in the headless core
+(:mod:`segprompt.annotation`, the backends, :class:`segprompt.cache.EmbeddingCache`);
+this module only maps napari layers to prompts, runs the encoder off the GUI
+thread and shows results. Prompt layers hold napari ``(row, col)`` positions;
+the one conversion to segprompt ``(x, y)`` is
+:func:`segprompt.annotation.rowcol_to_xy`.
+
+Key bindings (viewer-wide, see :data:`KEY_BINDINGS`) follow micro-sam's
+annotator where napari leaves the key free.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from napari.layers import Image, Labels, Points, Shapes
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
+from segprompt.backends import Segmenter, backend_names, create
+from segprompt.backends.base import Embedding
+from segprompt.cache import EmbeddingCache
+from segprompt.errors import SegpromptError
+from segprompt.prompts import Points as PointsPrompt
+from segprompt.prompts import Prompt, Text, VisualReference
+
+if TYPE_CHECKING:
+    import napari
+
+#: Key -> action; bound on the viewer when the widget is created.
+KEY_BINDINGS: dict[str, str] = {
+    "T": "toggle include / exclude for the next points",
+    "N": "show the next candidate mask (by score)",
+    "Shift-N": "show the previous candidate mask",
+    "K": "accept (keep) the preview as a new object",
+    "U": "undo the last accepted object",
+    "Shift-U": "redo the last undone object",
+    "Q": "clear the prompts and the preview",
+}
+
+#: Point colours by label: include (1) green, exclude (0) red.
+POINT_COLOURS = {1: "lime", 0: "red"}
+SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
+#: Edits closer together than this re-run the decoder once.
+DEBOUNCE_MS = 30
+PROGRESS_STEPS = 1000
+_NONE = "(none)"
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A user-facing failure of the background job (shown as a notification)."""
+
+    message: str
+
+
+class _ProgressRelay(QObject):
+    """Carries ``progress(done, total, message)`` calls from the worker thread to the GUI thread.
+
+    ``done`` and ``total`` travel as Python objects: byte counts of a checkpoint
+    download exceed a Qt ``int``.
+    """
+
+    progressed = Signal(object, object, str)
+
+
+@thread_worker
+def _embed_in_background(
+    make_segmenter: Callable[[], Segmenter], data: Any, cache: EmbeddingCache, relay: _ProgressRelay
+) -> tuple[Segmenter, Embedding] | _Failed:
+    """Build (load weights of) the segmenter and embed ``data``, off the GUI thread."""
+    emit = relay.progressed.emit
+    try:
+        segmenter = make_segmenter()
+        image = np.asarray(data)  # lazy (dask, zarr) layers are read here, not on the GUI thread
+        return segmenter, cache.embed(segmenter, image, lambda done, total, message: emit(done, total, message))
+    except SegpromptError as exc:
+        return _Failed(str(exc))
+    except MemoryError:
+        return _Failed(f"not enough memory to embed an image of shape {np.shape(data)}; crop or downscale it first")
+
+
+class SegpromptWidget(QWidget):
+    """Dock widget: embed an image, prompt with points / boxes / text / a reference, accept objects.
+
+    Signals:
+        preview_updated: emitted after every preview refresh.
+        embedding_ready: emitted when a session has started on a new embedding.
+    """
+
+    preview_updated = Signal()
+    embedding_ready = Signal()
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.cache = EmbeddingCache()
+        self.session: AnnotationSession | None = None
+        self.image_layer: Image | None = None
+        self.points_layer: Points | None = None
+        self.boxes_layer: Shapes | None = None
+        self.preview_layer: Labels | None = None
+        self.objects_layer: Labels | None = None
+        self.worker = None
+        self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
+        self._include = True
+        self._relay = _ProgressRelay()
+        self._relay.progressed.connect(self._on_progress)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(DEBOUNCE_MS)
+        self._debounce.timeout.connect(self._report(self.refresh_preview))
+
+        self._build_ui()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+        self._bind_keys()
+
+    # -- UI ----------------------------------------------------------------
+
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+
+        model_box = QGroupBox("model")
+        form = QFormLayout(model_box)
+        self.image_combo = QComboBox()
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(backend_names())
+        if "sam" in backend_names():
+            self.backend_combo.setCurrentText("sam")
+        self.model_type_combo = QComboBox()
+        self.model_type_combo.addItems(SAM_MODEL_TYPES)
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("official checkpoint (cache)")
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse_checkpoint)
+        checkpoint_row = QHBoxLayout()
+        checkpoint_row.addWidget(self.checkpoint_edit)
+        checkpoint_row.addWidget(browse)
+        self.checkpoint_status = QLabel()
+        self.checkpoint_status.setWordWrap(True)
+        self.embed_button = QPushButton("compute embedding")
+        self.embed_button.clicked.connect(self._report(self.compute_embedding))
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        self.status_label = QLabel("no embedding")
+        self.status_label.setWordWrap(True)
+        form.addRow("image", self.image_combo)
+        form.addRow("backend", self.backend_combo)
+        form.addRow("SAM model", self.model_type_combo)
+        form.addRow("checkpoint", checkpoint_row)
+        form.addRow(self.checkpoint_status)
+        form.addRow(self.embed_button)
+        form.addRow(self.progress_bar)
+        form.addRow(self.status_label)
+        for combo in (self.backend_combo, self.model_type_combo):
+            combo.currentTextChanged.connect(self._update_checkpoint_status)
+        self.checkpoint_edit.textChanged.connect(self._update_checkpoint_status)
+        layout.addWidget(model_box)
+
+        prompt_box = QGroupBox("prompts")
+        form = QFormLayout(prompt_box)
+        self.include_button = QPushButton()
+        self.include_button.clicked.connect(self.toggle_include)
+        self.text_edit = QLineEdit()
+        self.text_edit.setPlaceholderText("e.g. polyp (text backends)")
+        self.text_edit.editingFinished.connect(self.schedule_preview)
+        self.reference_image_combo = QComboBox()
+        self.reference_mask_combo = QComboBox()
+        for combo in (self.reference_image_combo, self.reference_mask_combo):
+            combo.currentTextChanged.connect(self.schedule_preview)
+        self.candidate_label = QLabel("no preview")
+        form.addRow("new points", self.include_button)
+        form.addRow("text", self.text_edit)
+        form.addRow("reference image", self.reference_image_combo)
+        form.addRow("reference mask", self.reference_mask_combo)
+        form.addRow(self.candidate_label)
+        layout.addWidget(prompt_box)
+
+        objects_box = QGroupBox("objects")
+        grid = QVBoxLayout(objects_box)
+        row = QHBoxLayout()
+        for text, action in (
+            ("accept [K]", self.accept),
+            ("undo [U]", self.undo),
+            ("redo [⇧U]", self.redo),
+            ("clear [Q]", self.clear_prompts),
+        ):
+            button = QPushButton(text)
+            button.clicked.connect(self._report(action))
+            row.addWidget(button)
+        grid.addLayout(row)
+        row = QHBoxLayout()
+        save, load = QPushButton("save…"), QPushButton("load…")
+        save.clicked.connect(self._report(self._save_dialog))
+        load.clicked.connect(self._report(self._load_dialog))
+        row.addWidget(save)
+        row.addWidget(load)
+        grid.addLayout(row)
+        keys = QLabel("keys (hover for help): " + "  ".join(KEY_BINDINGS))
+        keys.setToolTip("\n".join(f"{key}: {action}" for key, action in KEY_BINDINGS.items()))
+        keys.setWordWrap(True)
+        grid.addWidget(keys)
+        layout.addWidget(objects_box)
+        layout.addStretch(1)
+        self.setMaximumWidth(420)  # leave the canvas most of the window
+
+        self._show_include()
+        self._update_checkpoint_status()
+
+    def _refresh_layer_choices(self, *_: Any) -> None:
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        masks = [layer.name for layer in self.viewer.layers if isinstance(layer, Labels) and layer is not self.preview_layer]
+        for combo, names in (
+            (self.image_combo, images),
+            (self.reference_image_combo, [_NONE, *images]),
+            (self.reference_mask_combo, [_NONE, *masks]),
+        ):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+
+    def _update_checkpoint_status(self, *_: Any) -> None:
+        from segprompt.checkpoints import official_checkpoint
+
+        is_sam = self.backend_combo.currentText() == "sam"
+        self.model_type_combo.setEnabled(is_sam)
+        self.checkpoint_edit.setEnabled(is_sam)
+        if not is_sam:
+            self.checkpoint_status.setText("")
+            return
+        path = self.checkpoint_edit.text().strip()
+        if path:
+            state = "found" if Path(path).expanduser().is_file() else "MISSING"
+            self.checkpoint_status.setText(f"{path}: {state}")
+            return
+        info = official_checkpoint(self.model_type_combo.currentText())
+        state = "in cache" if info.path.is_file() else f"not downloaded (needs internet, or put it at {info.path})"
+        self.checkpoint_status.setText(f"{info.filename}: {state}")
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", "", "PyTorch checkpoint (*.pth *.pt)")
+        if path:
+            self.checkpoint_edit.setText(path)
+
+    def _bind_keys(self) -> None:
+        actions = {
+            "T": self.toggle_include,
+            "N": lambda: self.cycle_candidate(1),
+            "Shift-N": lambda: self.cycle_candidate(-1),
+            "K": self.accept,
+            "U": self.undo,
+            "Shift-U": self.redo,
+            "Q": self.clear_prompts,
+        }
+        for key, action in actions.items():
+            reported = self._report(action)
+            self.viewer.bind_key(key, lambda _viewer, run=reported: run(), overwrite=True)
+
+    @staticmethod
+    def _report(action: Callable[..., Any]) -> Callable[..., None]:
+        """Wrap a UI action so a user mistake becomes a napari notification, not a traceback."""
+
+        @functools.wraps(action)
+        def run(*_: Any) -> None:
+            try:
+                action()
+            except SegpromptError as exc:
+                show_error(str(exc))
+
+        return run
+
+    # -- model and embedding -----------------------------------------------
+
+    def use_segmenter(self, segmenter: Segmenter) -> None:
+        """Use an already built backend (e.g. from the napari console) for the next embedding."""
+        label = f"custom: {segmenter.name}"
+        self._segmenters[(label, "", "")] = segmenter
+        if self.backend_combo.findText(label) < 0:
+            self.backend_combo.addItem(label)
+        self.backend_combo.setCurrentText(label)
+
+    def _segmenter_factory(self) -> tuple[tuple[str, str, str], Callable[[], Segmenter]]:
+        backend = self.backend_combo.currentText()
+        if backend == "sam":
+            key = (backend, self.model_type_combo.currentText(), self.checkpoint_edit.text().strip())
+        else:
+            key = (backend, "", "")
+        if key in self._segmenters:
+            return key, functools.partial(self._segmenters.__getitem__, key)
+        if backend == "sam":
+            checkpoint = key[2] or None
+            emit = self._relay.progressed.emit
+            return key, lambda: create("sam", model_type=key[1], checkpoint=checkpoint, progress=emit)
+        return key, functools.partial(_create_plain, backend)
+
+    def compute_embedding(self) -> None:
+        """Embed the chosen image in a background worker; the session starts when it returns."""
+        if self.worker is not None:
+            raise SegpromptError("an embedding is already being computed; wait for it to finish")
+        name = self.image_combo.currentText()
+        if name not in self.viewer.layers:
+            raise SegpromptError("no image layer: open an image (File > Open Sample > segprompt for a demo)")
+        layer = self.viewer.layers[name]
+        if layer.multiscale or layer.ndim != 2:
+            raise SegpromptError(
+                f"image layer {name!r}: segprompt annotates single 2-D images (RGB or grayscale); "
+                f"this layer has {layer.ndim} spatial dimensions{' and is multiscale' if layer.multiscale else ''}"
+            )
+        key, factory = self._segmenter_factory()
+        self.embed_button.setEnabled(False)
+        self.status_label.setText(f"embedding {name!r} with {key[0]} …")
+        self.progress_bar.setRange(0, 0)
+        self.worker = _embed_in_background(factory, layer.data, self.cache, self._relay)
+        self.worker.returned.connect(functools.partial(self._on_embedded, layer, key))
+        self.worker.finished.connect(self._on_worker_finished)
+        self.worker.start()
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        if total > 0:
+            self.progress_bar.setRange(0, PROGRESS_STEPS)
+            self.progress_bar.setValue(min(PROGRESS_STEPS, PROGRESS_STEPS * done // total))
+            self.progress_bar.setFormat(f"{message} %p%")
+        else:  # unknown total: a busy bar
+            self.progress_bar.setRange(0, 0)
+            self.progress_bar.setFormat(message)
+
+    def _on_worker_finished(self) -> None:
+        self.worker = None
+        self.embed_button.setEnabled(True)
+        self.progress_bar.setRange(0, PROGRESS_STEPS)
+
+    def _on_embedded(self, layer: Image, key: tuple[str, str, str], result: tuple[Segmenter, Embedding] | _Failed) -> None:
+        if isinstance(result, _Failed):
+            self.status_label.setText("embedding failed")
+            self.progress_bar.setValue(0)
+            show_error(result.message)
+            return
+        segmenter, embedding = result
+        self._segmenters[key] = segmenter
+        self.progress_bar.setValue(PROGRESS_STEPS)
+        self.start_session(layer, segmenter, embedding)
+
+    def start_session(self, layer: Image, segmenter: Segmenter, embedding: Embedding) -> None:
+        """Annotate ``layer`` with ``segmenter``; prompt layers are (re)created empty."""
+        self.image_layer = layer
+        self.objects_layer = self._objects_layer_for(layer, embedding.image_hw)
+        self.session = AnnotationSession(segmenter, embedding, labels=self.objects_layer.data)
+        self._ensure_prompt_layers(embedding.image_hw)
+        self.clear_prompts()
+        height, width = embedding.image_hw
+        self.status_label.setText(f"{layer.name}: {width}x{height}, {segmenter.name} ({segmenter.model_id}); accepts "
+                                  f"{', '.join(sorted(segmenter.accepts))}")
+        self.embedding_ready.emit()
+
+    # -- layers --------------------------------------------------------------
+
+    def _objects_layer_for(self, layer: Image, image_hw: tuple[int, int]) -> Labels:
+        name = f"{layer.name} objects"
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(existing, Labels) and existing.data.shape == image_hw and existing.data.dtype == np.int32:
+            return existing
+        if existing is not None:
+            self.viewer.layers.remove(existing)
+        return self.viewer.add_labels(np.zeros(image_hw, np.int32), name=name, opacity=0.5)
+
+    def _ensure_prompt_layers(self, image_hw: tuple[int, int]) -> None:
+        layers = self.viewer.layers
+        if self.preview_layer is None or self.preview_layer not in layers:
+            self.preview_layer = self.viewer.add_labels(np.zeros(image_hw, np.uint8), name="segprompt preview", opacity=0.6)
+        else:
+            self.preview_layer.data = np.zeros(image_hw, np.uint8)
+        if self.boxes_layer is None or self.boxes_layer not in layers:
+            self.boxes_layer = self.viewer.add_shapes(
+                ndim=2, name="segprompt boxes", edge_color="yellow", face_color="transparent", edge_width=2
+            )
+            self.boxes_layer.events.data.connect(self.schedule_preview)
+        if self.points_layer is None or self.points_layer not in layers:
+            self.points_layer = self.viewer.add_points(
+                ndim=2,
+                name="segprompt points",
+                features={"label": np.zeros(0, np.int64)},
+                face_color="label",
+                face_color_cycle=POINT_COLOURS,
+                border_color="white",
+                size=max(6, round(max(image_hw) / 80)),
+            )
+            self.points_layer.events.data.connect(self.schedule_preview)
+            self._show_include()
+        self.points_layer.mode = "add"
+        self.viewer.layers.selection.active = self.points_layer
+
+    def toggle_include(self) -> None:
+        """Switch the label given to the next points between include (1) and exclude (0)."""
+        self._include = not self._include
+        self._show_include()
+
+    def _show_include(self) -> None:
+        label = int(self._include)
+        self.include_button.setText(f"{'include' if self._include else 'exclude'} [T]")
+        self.include_button.setStyleSheet(f"color: {POINT_COLOURS[label]}")
+        if self.points_layer is not None:
+            self.points_layer.feature_defaults["label"] = label
+
+    # -- prompts and preview -----------------------------------------------
+
+    def current_prompt(self) -> Prompt | None:
+        """The prompt the layers and fields describe, in segprompt ``(x, y)`` pixels; ``None`` if empty.
+
+        Only the last drawn box is used (a segprompt prompt holds one box).
+        """
+        if self.session is None:
+            return None
+        parts: dict[str, Any] = {}
+        if self.points_layer is not None and len(self.points_layer.data):
+            parts["points"] = PointsPrompt(rowcol_to_xy(self.points_layer.data), self.points_layer.features["label"])
+        if self.boxes_layer is not None and len(self.boxes_layer.data):
+            parts["box"] = box_from_vertices(self.boxes_layer.data[-1], self.session.image_hw)
+        if self.text_edit.text().strip():
+            parts["text"] = Text(self.text_edit.text())
+        reference_image, reference_mask = self.reference_image_combo.currentText(), self.reference_mask_combo.currentText()
+        if reference_image != _NONE and reference_mask != _NONE:
+            layers = self.viewer.layers
+            parts["reference"] = VisualReference(np.asarray(layers[reference_image].data), np.asarray(layers[reference_mask].data))
+        return Prompt(**parts) if parts else None
+
+    def schedule_preview(self, *_: Any) -> None:
+        """Re-run the decoder once the edits pause for :data:`DEBOUNCE_MS`."""
+        if self.session is not None:
+            self._debounce.start()
+
+    def refresh_preview(self) -> None:
+        """Answer the current prompt now and show the best candidate in the preview layer."""
+        if self.session is None:
+            return
+        try:
+            self.session.update(self.current_prompt())
+        finally:
+            self._show_preview()
+
+    def cycle_candidate(self, step: int = 1) -> None:
+        """Show the candidate ``step`` ranks away (by score) in the preview layer."""
+        if self.session is not None:
+            self.session.cycle(step)
+            self._show_preview()
+
+    def _show_preview(self) -> None:
+        session = self.session
+        mask = None if session is None else session.preview
+        if self.preview_layer is not None and session is not None:
+            self.preview_layer.data = np.zeros(session.image_hw, np.uint8) if mask is None else mask.astype(np.uint8)
+        if mask is None:
+            self.candidate_label.setText("no preview")
+        else:
+            self.candidate_label.setText(
+                f"candidate {session.candidate + 1}/{session.n_candidates}, score {session.preview_score:.3f} [N / ⇧N]"
+            )
+        self.preview_updated.emit()
+
+    def clear_prompts(self) -> None:
+        """Remove every point and box and the preview (accepted objects stay)."""
+        self._debounce.stop()
+        for layer in (self.points_layer, self.boxes_layer):
+            if layer is not None and len(layer.data):
+                with layer.events.data.blocker(self.schedule_preview):
+                    layer.data = [] if isinstance(layer, Shapes) else np.zeros((0, 2))
+        if self.session is not None:
+            self.session.clear()
+        self._show_preview()
+
+    # -- objects -----------------------------------------------------------
+
+    def _require_session(self) -> AnnotationSession:
+        if self.session is None:
+            raise SegpromptError("no embedding yet: pick an image and press 'compute embedding'")
+        return self.session
+
+    def accept(self) -> int:
+        """Write the preview into the objects layer as the next id; clear the prompts; return the id."""
+        self._flush_pending_preview()
+        label = self._require_session().accept()
+        self._objects_changed()
+        self.clear_prompts()
+        return label
+
+    def _flush_pending_preview(self) -> None:
+        # An accept right after a click must take the mask of that click, not the one before it.
+        if self._debounce.isActive():
+            self._debounce.stop()
+            self.refresh_preview()
+
+    def undo(self) -> int | None:
+        """Remove the last accepted object; return its id (``None`` when nothing to undo)."""
+        label = self._require_session().undo()
+        self._objects_changed()
+        return label
+
+    def redo(self) -> int | None:
+        """Restore the last undone object; return its id (``None`` when nothing to redo)."""
+        label = self._require_session().redo()
+        self._objects_changed()
+        return label
+
+    def _objects_changed(self) -> None:
+        if self.objects_layer is not None:
+            self.objects_layer.refresh()
+
+    def save_annotations(self, labels_path: str | os.PathLike) -> Path:
+        """Save the objects (PNG/TIFF) and their prompts (``<stem>.prompts.json``); return the JSON path."""
+        prompts = self._require_session().save(labels_path)
+        show_info(f"saved {len(self.session.objects)} objects to {labels_path} and {prompts}")
+        return prompts
+
+    def load_annotations(self, labels_path: str | os.PathLike) -> None:
+        """Replace the objects by a saved label map (and its prompts JSON when present)."""
+        self._require_session().load(labels_path)
+        self._objects_changed()
+        self._show_preview()
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "save objects", "", "labels (*.tif *.tiff *.png)")
+        if path:
+            self.save_annotations(path)
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "load objects", "", "labels (*.tif *.tiff *.png)")
+        if path:
+            self.load_annotations(path)
+
+
+def _create_plain(backend: str) -> Segmenter:
+    """Create a registry backend that needs no options."""
+    try:
+        return create(backend)
+    except TypeError as exc:
+        raise SegpromptError(
+            f"backend {backend!r} needs options this widget cannot set ({exc}); build it in the console "
+            f"and pass it to the widget's use_segmenter()"
+        ) from exc

@@ -1,0 +1,247 @@
+"""The napari dock widget, driven through real napari layers and a real random-init tiny SAM.
+
+napari needs OpenGL to add any layer; Qt's offscreen platform has none, so
+these tests need an X display (pytest-xvfb starts Xvfb when it is installed,
+or run under ``xvfb-run -a``) and are skipped without one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+
+from segprompt.backends.sam import SamSegmenter
+from segprompt.backends.sam_arch import build_sam
+from segprompt.io import read_mask, write_image
+from segprompt.prompts import Box
+
+if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not os.environ.get("DISPLAY"):
+    pytest.skip(
+        "napari needs OpenGL and Qt's offscreen platform has none: install Xvfb (pytest-xvfb then starts it) "
+        "or run under `xvfb-run -a`",
+        allow_module_level=True,
+    )
+
+from napari.utils.notifications import notification_manager  # noqa: E402
+
+from napari_plugin._widget import KEY_BINDINGS, POINT_COLOURS, SegpromptWidget  # noqa: E402
+
+IMAGE = data.coffee()[::5, ::5]  # (80, 120, 3): non-square
+ARTIFACTS = Path(os.environ.get("SEGPROMPT_ARTIFACTS", Path(__file__).parent / "artifacts"))
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def sam_and_embedding():
+    segmenter = SamSegmenter(model=build_sam("tiny", seed=0))
+    return segmenter, segmenter.embed(IMAGE)
+
+
+@pytest.fixture
+def widget(make_napari_viewer, sam_and_embedding):
+    """A docked widget with a session already started on the coffee crop (embedding precomputed)."""
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(IMAGE, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="segprompt")
+    widget.start_session(layer, *sam_and_embedding)
+    return widget
+
+
+def press(widget, key: str) -> None:
+    """Run the viewer's binding of ``key`` as napari does on a key press."""
+    from napari.utils.key_bindings import coerce_keybinding
+
+    widget.viewer.keymap[coerce_keybinding(key)](widget.viewer)
+
+
+def add_point(qtbot, widget, row: float, col: float) -> None:
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.points_layer.add([[row, col]])
+
+
+def test_manifest_validates_and_is_discovered():
+    import npe2
+
+    manifest = npe2.PluginManifest.from_file(Path(__file__).parents[1] / "napari_plugin" / "napari.yaml")
+    assert manifest.name == "segprompt"
+    assert [w.display_name for w in manifest.contributions.widgets] == ["segprompt"]
+    assert {s.key for s in manifest.contributions.sample_data} == {"astronaut", "coins", "coffee"}
+    installed = npe2.PluginManager.instance()
+    installed.discover()
+    assert installed.get_manifest("segprompt").contributions.widgets[0].command == "segprompt.annotator"
+    module, name = installed.get_command("segprompt.annotator").python_name.split(":")
+    assert getattr(importlib.import_module(module), name) is SegpromptWidget
+
+
+def test_sample_data_are_scikit_image_images():
+    from napari_plugin import _sample_data
+
+    [(pixels, meta, kind)] = _sample_data.coffee()
+    assert pixels.shape == (400, 600, 3) and pixels.dtype == np.uint8 and kind == "image" and meta["rgb"]
+    [(pixels, _, _)] = _sample_data.coins()
+    assert pixels.shape == (303, 384)
+
+
+def test_points_and_boxes_give_previews(qtbot, widget, sam_and_embedding):
+    segmenter, embedding = sam_and_embedding
+    add_point(qtbot, widget, row=20, col=100)  # only valid as (x=100, y=20) in a 120 x 80 image
+    prompt = widget.session.prompt
+    np.testing.assert_array_equal(prompt.points.xy, [[100.0, 20.0]])
+    np.testing.assert_array_equal(prompt.points.labels, [1])
+    expected = segmenter.predict(embedding, prompt, multimask=True).best_mask
+    np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))
+    assert "candidate 1/3" in widget.candidate_label.text()
+    widget.cycle_candidate(1)
+    assert widget.session.candidate == 1
+    np.testing.assert_array_equal(widget.preview_layer.data, widget.session.preview.astype(np.uint8))
+
+    widget.toggle_include()
+    assert widget.include_button.text().startswith("exclude")
+    add_point(qtbot, widget, row=70, col=10)
+    np.testing.assert_array_equal(widget.session.prompt.points.labels, [1, 0])
+    np.testing.assert_array_equal(widget.session.prompt.points.xy, [[100.0, 20.0], [10.0, 70.0]])
+    np.testing.assert_allclose(widget.points_layer.face_color[:, :3], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # lime, red
+    assert POINT_COLOURS == {1: "lime", 0: "red"}
+
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.boxes_layer.add_rectangles(np.array([[5.0, 40.0], [60.0, 110.0]]))  # (row, col) corners
+    assert widget.session.prompt.box == Box(40.0, 5.0, 110.0, 60.0)
+    assert len(widget.session.prompt.points) == 2
+    expected = segmenter.predict(embedding, widget.session.prompt, multimask=False).best_mask
+    np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))
+
+
+def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    assert {coerce_keybinding(key) for key in KEY_BINDINGS} <= set(widget.viewer.keymap)
+    widget.points_layer.add([[20.0, 100.0]])  # accepted before the debounced preview ran: must use this click
+    press(widget, "K")
+    objects = widget.viewer.layers["coffee objects"]
+    assert objects.data is widget.session.labels
+    first = widget.session.objects[0]
+    assert first.label == 1 and first.prompt.points.xy.tolist() == [[100.0, 20.0]]
+    np.testing.assert_array_equal(np.flatnonzero(objects.data == 1), first.pixels)
+    assert len(widget.points_layer.data) == 0 and not widget.preview_layer.data.any()
+
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.boxes_layer.add_rectangles(np.array([[0.0, 0.0], [79.0, 60.0]]))
+    second_preview = widget.session.preview.copy()
+    press(widget, "K")
+    np.testing.assert_array_equal(objects.data == 2, second_preview & (objects.data != 1))
+    assert len(widget.boxes_layer.data) == 0
+    saved = objects.data.copy()
+
+    press(widget, "U")
+    assert not (objects.data == 2).any() and (objects.data == 1).any()
+    press(widget, "Shift-U")
+    np.testing.assert_array_equal(objects.data, saved)
+
+    json_path = widget.save_annotations(tmp_path / "coffee.tif")
+    assert json_path.name == "coffee.prompts.json"
+    np.testing.assert_array_equal(read_mask(tmp_path / "coffee.tif"), saved)
+    press(widget, "U")
+    press(widget, "U")
+    assert not objects.data.any()
+    widget.load_annotations(tmp_path / "coffee.tif")
+    np.testing.assert_array_equal(objects.data, saved)
+    assert [o.prompt.box for o in widget.session.objects] == [None, Box(0.0, 0.0, 60.0, 79.0)]
+
+    press(widget, "T")
+    assert widget.points_layer.feature_defaults["label"][0] == 0
+    add_point(qtbot, widget, row=60, col=20)
+    press(widget, "N")
+    assert widget.session.candidate == 1
+    press(widget, "Shift-N")
+    assert widget.session.candidate == 0
+    press(widget, "Q")
+    assert len(widget.points_layer.data) == 0 and widget.session.preview is None
+
+
+def test_user_errors_become_notifications(qtbot, widget):
+    before = len(notification_manager.records)
+    widget.text_edit.setText("coffee cup")  # SAM accepts no text prompt
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.text_edit.editingFinished.emit()
+    press(widget, "K")  # nothing to accept
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("does not accept text" in m for m in messages), messages
+    assert any("no preview to accept" in m for m in messages), messages
+
+
+def test_embedding_runs_in_a_worker_and_reopens_from_cache(qtbot, make_napari_viewer, sam_and_embedding, tmp_path):
+    segmenter, expected = sam_and_embedding
+    viewer = make_napari_viewer()
+    viewer.add_image(IMAGE, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    widget.use_segmenter(segmenter)
+
+    ticks_while_busy = []
+    timer = qtbot_timer(qtbot, lambda: ticks_while_busy.append(widget.worker is not None))
+    started = time.perf_counter()
+    with qtbot.waitSignal(widget.embedding_ready, timeout=WAIT_MS):
+        widget.compute_embedding()
+        assert widget.worker is not None and not widget.embed_button.isEnabled()
+    first = time.perf_counter() - started
+    timer.stop()
+    # The GUI thread kept handling timer events while the encoder ran.
+    assert sum(ticks_while_busy) >= 3, (first, ticks_while_busy)
+    assert widget.session.embedding.model_id == expected.model_id
+    np.testing.assert_allclose(widget.session.embedding.data["features"], expected.data["features"], atol=1e-5)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+
+    started = time.perf_counter()
+    with qtbot.waitSignal(widget.embedding_ready, timeout=WAIT_MS):
+        widget.compute_embedding()
+    assert time.perf_counter() - started < first  # the cache answered, the encoder did not run
+    assert widget.progress_bar.format().startswith("embedding loaded from cache")
+
+
+def qtbot_timer(qtbot, callback, interval_ms: int = 10):
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer()
+    timer.setInterval(interval_ms)
+    timer.timeout.connect(callback)
+    timer.start()
+    return timer
+
+
+def test_checkpoint_errors_are_notifications(qtbot, make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(IMAGE, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    widget.backend_combo.setCurrentText("sam")
+    widget.checkpoint_edit.setText(str(tmp_path / "missing.pth"))
+    assert "MISSING" in widget.checkpoint_status.text()
+    before = len(notification_manager.records)
+    widget.compute_embedding()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("missing.pth: checkpoint file does not exist" in m for m in messages), messages
+    assert widget.session is None and widget.status_label.text() == "embedding failed"
+
+
+def test_screenshot_with_docked_widget_is_not_blank(qtbot, widget):
+    widget.viewer.window._qt_window.resize(1200, 800)
+    add_point(qtbot, widget, row=20, col=100)
+    widget.accept()
+    add_point(qtbot, widget, row=60, col=20)
+    widget.viewer.reset_view()
+    qtbot.wait(200)  # let the canvas redraw after the resize
+    shot = widget.viewer.screenshot(canvas_only=False, flash=False)
+    canvas = widget.viewer.screenshot(canvas_only=True, flash=False)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    write_image(ARTIFACTS / "napari_widget.png", shot[..., :3])
+    # The canvas really rendered the image (a blank GL canvas is one flat colour) ...
+    assert canvas[..., :3].std() > 10, "the napari canvas rendered blank (no OpenGL?)"
+    # ... and the window shows more than the canvas: the docked widget.
+    assert shot.shape[1] > canvas.shape[1]
+    assert len(np.unique(shot[..., :3].reshape(-1, 3), axis=0)) > 1000
