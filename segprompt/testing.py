@@ -1,23 +1,26 @@
-"""Tiny random-initialised transformers models, saved as local model folders.
+"""Random-initialised transformers models with their real processors.
 
-Tests (and the backend benchmark) must never download weights. The builders
-here save a real model class with a tiny configuration, random weights and its
-real processor into a folder laid out like a hub snapshot, so the backends load
-them through the same code path (:mod:`segprompt.hub`) as a real checkpoint.
-Their outputs are meaningless; shapes, dtypes, coordinate frames and the
-pre/post-processing are real.
+Tests and the backend benchmark must never download weights. ``random_<model>``
+builds a real model class with random weights in one of two sizes: ``"tiny"``
+(seconds on a CPU, for tests) or ``"full"`` (the released architecture, for
+cost measurements), and returns a :class:`~segprompt.hub.PretrainedModel` a
+backend takes as ``pretrained=``. ``tiny_<model>_dir(directory, seed)`` saves
+the tiny one as a folder laid out like a hub snapshot, so tests load it through
+the same code path (:mod:`segprompt.hub`) as a real checkpoint.
 
-Every builder takes the folder to write to and a ``seed`` and returns that
-folder. Text models get OpenAI CLIP's real vocabulary
+Outputs are meaningless; shapes, dtypes, coordinate frames and the pre- and
+post-processing are real. Text models get OpenAI CLIP's real vocabulary
 (:func:`segprompt.text_tokenizer.clip_tokenizer`), so token ids are real too.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
+from .hub import PretrainedModel
 from .text_tokenizer import clip_tokenizer
 
 #: ImageNet statistics, the normalisation of CLIPSeg's and SegGPT's processors.
@@ -29,81 +32,95 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TINY_CLIPSEG_PROCESSOR_SIDE = 96
 
 
-def _save(model: torch.nn.Module, processor, directory: str | Path) -> Path:
+Size = Literal["tiny", "full"]
+
+
+def _pretrained(model: torch.nn.Module, processor: Any, size: Size, seed: int) -> PretrainedModel:
+    return PretrainedModel(model.eval(), processor, f"random-{size}-seed{seed}")
+
+
+def save_model_dir(pretrained: PretrainedModel, directory: str | Path) -> Path:
+    """Save a model and its processor into ``directory`` as a hub-snapshot-like folder; return it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(directory))
-    processor.save_pretrained(str(directory))
+    pretrained.model.save_pretrained(str(directory))
+    pretrained.processor.save_pretrained(str(directory))
     return directory
 
 
-def tiny_clipseg_config():
-    """A ``CLIPSegConfig`` with the real vocabulary and 2-layer, width-32 towers (about 1.7 M parameters)."""
-    from transformers import CLIPSegConfig
+def random_clipseg(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``CLIPSegForImageSegmentation`` and its processor (CLIP tokenizer, ImageNet-normalising ViT processor).
 
-    return CLIPSegConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 64,
-            "patch_size": 16,
-        },
-        projection_dim=16,
-        extract_layers=(0, 1),
-        reduce_dim=16,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-        use_complex_transposed_convolution=True,
-    )
+    ``"tiny"``: 2-layer, width-32 towers (about 1.7 M parameters, mostly the
+    real 49 408-token embedding table), vision input 64 x 64 fed 96 x 96.
+    ``"full"``: the architecture of ``CIDAS/clipseg-rd64-refined`` (ViT-B/16
+    vision tower, 64-wide decoder, processor side 352).
+    """
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
 
-
-def clipseg_processor(side: int):
-    """CLIPSeg's processor (ViT image processor: resize to ``side`` x ``side``, ImageNet normalisation) + CLIP tokenizer."""
-    from transformers import CLIPSegProcessor, ViTImageProcessor
-
+    if size == "tiny":
+        config = CLIPSegConfig(
+            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": 64,
+                "patch_size": 16,
+            },
+            projection_dim=16,
+            extract_layers=(0, 1),
+            reduce_dim=16,
+            decoder_num_attention_heads=2,
+            decoder_intermediate_size=32,
+            use_complex_transposed_convolution=True,
+        )
+        side = TINY_CLIPSEG_PROCESSOR_SIDE
+    else:
+        config = CLIPSegConfig(vision_config={"patch_size": 16}, use_complex_transposed_convolution=True)
+        side = 352
     image_processor = ViTImageProcessor(
         size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)
     )
-    return CLIPSegProcessor(image_processor=image_processor, tokenizer=clip_tokenizer())
-
-
-def tiny_clipseg_dir(directory: str | Path, seed: int = 0) -> Path:
-    """Save a tiny random ``CLIPSegForImageSegmentation`` and its processor into ``directory``."""
-    from transformers import CLIPSegForImageSegmentation
-
     torch.manual_seed(seed)
-    model = CLIPSegForImageSegmentation(tiny_clipseg_config()).eval()
-    return _save(model, clipseg_processor(TINY_CLIPSEG_PROCESSOR_SIDE), directory)
+    model = CLIPSegForImageSegmentation(config)
+    return _pretrained(model, CLIPSegProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()), size, seed)
 
 
-def tiny_owlv2_dir(directory: str | Path, seed: int = 0) -> Path:
-    """Save a tiny random ``Owlv2ForObjectDetection`` (64 x 64 input, 4 x 4 patches) and its processor."""
+def random_owlv2(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``Owlv2ForObjectDetection`` and its processor.
+
+    ``"tiny"``: width-32, 2-layer towers, 64 x 64 input (4 x 4 patches).
+    ``"full"``: the default configuration, the architecture of
+    ``google/owlv2-base-patch16-ensemble`` (960 x 960 input).
+    """
     from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
 
-    # The class head compares image class embeddings (text width) with projected
-    # text queries, so the text width must equal projection_dim, as in the real model.
-    config = Owlv2Config(
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 64,
-            "patch_size": 16,
-        },
-        projection_dim=32,
-    )
-    torch.manual_seed(seed)
-    model = Owlv2ForObjectDetection(config).eval()
+    if size == "tiny":
+        # The class head compares image class embeddings (text width) with projected
+        # text queries, so the text width must equal projection_dim, as in the real model.
+        config = Owlv2Config(
+            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": 64,
+                "patch_size": 16,
+            },
+            projection_dim=32,
+        )
+    else:
+        config = Owlv2Config()
+    side = config.vision_config.image_size
     processor = Owlv2Processor(
-        image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+        image_processor=Owlv2ImageProcessor(size={"height": side, "width": side}),
         tokenizer=clip_tokenizer(model_max_length=config.text_config.max_position_embeddings),
     )
-    return _save(model, processor, directory)
+    torch.manual_seed(seed)
+    return _pretrained(Owlv2ForObjectDetection(config), processor, size, seed)
 
 
 #: Words of the tiny BERT vocabulary (Grounding DINO's text tower); anything else is ``[UNK]``.
@@ -118,66 +135,101 @@ def tiny_bert_tokenizer():
     return BertTokenizer(vocab={token: index for index, token in enumerate(tokens)}, do_lower_case=True)
 
 
-def tiny_grounding_dino_dir(directory: str | Path, seed: int = 0) -> Path:
-    """Save a tiny random ``GroundingDinoForObjectDetection`` (Swin backbone of width 16) and its processor.
+def random_grounding_dino(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``GroundingDinoForObjectDetection`` and its processor (tokenizer: :func:`tiny_bert_tokenizer`).
 
-    The processor resizes the shortest side to 64 (longest at most 96).
+    ``"tiny"``: Swin backbone of width 16, width-32 transformer, 20 queries;
+    the processor resizes the shortest side to 64 (longest at most 96).
+    ``"full"``: the default configuration, the architecture of
+    ``IDEA-Research/grounding-dino-tiny`` (Swin-T, BERT-base, 900 queries;
+    shortest side 800, longest at most 1333). Only the token ids differ from
+    the real model's (BERT's vocabulary is not available offline), not the cost.
     """
     from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor
     from transformers import GroundingDinoProcessor
 
     tokenizer = tiny_bert_tokenizer()
-    config = GroundingDinoConfig(
-        backbone_config={
-            "model_type": "swin",
-            "embed_dim": 16,
-            "depths": [1, 1, 1, 1],
-            "num_heads": [1, 1, 2, 2],
-            "window_size": 4,
-            "out_indices": [2, 3, 4],
-        },
-        text_config={
-            "model_type": "bert",
-            "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "intermediate_size": 64,
-        },
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,  # transformers ties the box heads of layers 1.. to layer 0: needs two
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        num_queries=20,
-    )
+    if size == "tiny":
+        config = GroundingDinoConfig(
+            backbone_config={
+                "model_type": "swin",
+                "embed_dim": 16,
+                "depths": [1, 1, 1, 1],
+                "num_heads": [1, 1, 2, 2],
+                "window_size": 4,
+                "out_indices": [2, 3, 4],
+            },
+            text_config={
+                "model_type": "bert",
+                "vocab_size": len(tokenizer),
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+            },
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=2,  # transformers ties the box heads of layers 1.. to layer 0: needs two
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            num_queries=20,
+        )
+        image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    else:
+        config = GroundingDinoConfig()
+        image_processor = GroundingDinoImageProcessor()
     torch.manual_seed(seed)
-    model = GroundingDinoForObjectDetection(config).eval()
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}),
-        tokenizer=tokenizer,
-    )
-    return _save(model, processor, directory)
+    model = GroundingDinoForObjectDetection(config)
+    return _pretrained(model, GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer), size, seed)
+
+
+def random_seggpt(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``SegGptForImageSegmentation`` and its image processor.
+
+    ``"tiny"``: 4 layers of width 32, 64 x 64 inputs (reference above target: 128 x 64).
+    ``"full"``: the default configuration, the architecture of
+    ``BAAI/seggpt-vit-large`` (ViT-L, 448 x 448 inputs).
+    """
+    from transformers import SegGptConfig, SegGptForImageSegmentation, SegGptImageProcessor
+
+    if size == "tiny":
+        config = SegGptConfig(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            mlp_dim=64,
+            image_size=(128, 64),
+            patch_size=16,
+            pretrain_image_size=64,
+            decoder_hidden_size=16,
+            merge_index=1,
+            intermediate_hidden_state_indices=(2, 3),
+        )
+        processor = SegGptImageProcessor(size={"height": 64, "width": 64})
+    else:
+        config = SegGptConfig()
+        processor = SegGptImageProcessor()
+    torch.manual_seed(seed)
+    return _pretrained(SegGptForImageSegmentation(config), processor, size, seed)
+
+
+def tiny_clipseg_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_clipseg` into ``directory``."""
+    return save_model_dir(random_clipseg("tiny", seed), directory)
+
+
+def tiny_owlv2_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_owlv2` into ``directory``."""
+    return save_model_dir(random_owlv2("tiny", seed), directory)
+
+
+def tiny_grounding_dino_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_grounding_dino` into ``directory``."""
+    return save_model_dir(random_grounding_dino("tiny", seed), directory)
 
 
 def tiny_seggpt_dir(directory: str | Path, seed: int = 0) -> Path:
-    """Save a tiny random ``SegGptForImageSegmentation`` (4 layers of width 32, 64 x 64 inputs) and its processor."""
-    from transformers import SegGptConfig, SegGptForImageSegmentation, SegGptImageProcessor
-
-    config = SegGptConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        mlp_dim=64,
-        image_size=(128, 64),  # reference stacked above target, as (896, 448) in the real model
-        patch_size=16,
-        pretrain_image_size=64,
-        decoder_hidden_size=16,
-        merge_index=1,
-        intermediate_hidden_state_indices=(2, 3),
-    )
-    torch.manual_seed(seed)
-    model = SegGptForImageSegmentation(config).eval()
-    return _save(model, SegGptImageProcessor(size={"height": 64, "width": 64}), directory)
+    """Save the tiny :func:`random_seggpt` into ``directory``."""
+    return save_model_dir(random_seggpt("tiny", seed), directory)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..errors import SegpromptError
-from ..hub import load_pretrained
+from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt, VisualReference
 from . import register
 from .base import Embedding, ProgressCallback, Segmenter, no_progress
@@ -84,6 +84,8 @@ class ClipSegSegmenter(Segmenter):
         hub_id: the hub model to use when no ``model_dir`` is given.
         threshold: probability above which a pixel is in the mask, in ``(0, 1)``.
         device: torch device.
+        pretrained: an already loaded model and processor (e.g. random-init for
+            benchmarks); overrides ``model_dir`` and ``hub_id``.
     """
 
     name = "clipseg"
@@ -97,12 +99,13 @@ class ClipSegSegmenter(Segmenter):
         hub_id: str = DEFAULT_HUB_ID,
         threshold: float = 0.5,
         device: str = "cpu",
+        pretrained: PretrainedModel | None = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise SegpromptError(f"clipseg: threshold must lie in (0, 1), got {threshold}")
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-        loaded = load_pretrained(CLIPSegForImageSegmentation, CLIPSegProcessor, hub_id, model_dir)
+        loaded = pretrained or load_pretrained(CLIPSegForImageSegmentation, CLIPSegProcessor, hub_id, model_dir)
         self.model = loaded.model.to(device)
         self.processor = loaded.processor
         self.threshold = float(threshold)

@@ -76,8 +76,8 @@ class DetectorSamSegmenter(Segmenter):
     Args:
         sam: the SAM backend that turns boxes into masks (any
             :class:`Segmenter` accepting ``"box"``); default
-            ``create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint)``.
-        sam_model_type, sam_checkpoint: used only when ``sam`` is ``None``.
+            ``create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)``.
+        sam_model_type, sam_checkpoint, device: used only when ``sam`` is ``None``.
         top_k: at most this many detections become masks.
         nms_threshold: detections overlapping a better one by more than this
             IoU are dropped before the top-K, so the K masks are K objects.
@@ -91,12 +91,15 @@ class DetectorSamSegmenter(Segmenter):
         sam_checkpoint: str | None = None,
         top_k: int = 3,
         nms_threshold: float = 0.5,
+        device: str = "cpu",
     ) -> None:
         from . import create  # the registry imports this module's subclasses: import at call time
 
         if top_k < 1:
             raise SegpromptError(f"{self.name}: top_k must be at least 1, got {top_k}")
-        self.sam = sam if sam is not None else create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint)
+        if sam is None:
+            sam = create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)
+        self.sam = sam
         self.top_k = int(top_k)
         self.nms_threshold = float(nms_threshold)
 

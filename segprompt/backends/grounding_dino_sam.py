@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..hub import load_pretrained
+from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
 from .base import Segmenter
@@ -44,7 +44,9 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
         top_k, nms_threshold, sam, sam_model_type, sam_checkpoint: see
             :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`;
             0.8 is the IoU the Grounded-SAM demo suppresses at.
-        device: torch device of the detector.
+        device: torch device of the detector (and of the SAM built here).
+        pretrained: an already loaded detector and processor; overrides
+            ``model_dir`` and ``hub_id``.
     """
 
     name = "grounding-dino-sam"
@@ -64,12 +66,18 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
         sam_model_type: str = "vit_b",
         sam_checkpoint: str | None = None,
         device: str = "cpu",
+        pretrained: PretrainedModel | None = None,
     ) -> None:
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-        loaded = load_pretrained(GroundingDinoForObjectDetection, GroundingDinoProcessor, hub_id, model_dir)
+        loaded = pretrained or load_pretrained(GroundingDinoForObjectDetection, GroundingDinoProcessor, hub_id, model_dir)
         super().__init__(
-            sam=sam, sam_model_type=sam_model_type, sam_checkpoint=sam_checkpoint, top_k=top_k, nms_threshold=nms_threshold
+            sam=sam,
+            sam_model_type=sam_model_type,
+            sam_checkpoint=sam_checkpoint,
+            top_k=top_k,
+            nms_threshold=nms_threshold,
+            device=device,
         )
         self.model = loaded.model.to(device)
         self.processor = loaded.processor

@@ -33,7 +33,7 @@ import torch
 from torchvision.ops import box_iou
 from transformers.image_transforms import center_to_corners_format
 
-from ..hub import load_pretrained
+from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Box, Prompt, VisualReference
 from . import register
 from .base import Segmenter
@@ -55,7 +55,9 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
         top_k, nms_threshold, sam, sam_model_type, sam_checkpoint: see
             :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`;
             0.3 is the IoU OWL's image-guided post-processing suppresses at.
-        device: torch device of the detector.
+        device: torch device of the detector (and of the SAM built here).
+        pretrained: an already loaded detector and processor; overrides
+            ``model_dir`` and ``hub_id``.
     """
 
     name = "owlv2-sam"
@@ -74,12 +76,18 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
         sam_model_type: str = "vit_b",
         sam_checkpoint: str | None = None,
         device: str = "cpu",
+        pretrained: PretrainedModel | None = None,
     ) -> None:
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-        loaded = load_pretrained(Owlv2ForObjectDetection, Owlv2Processor, hub_id, model_dir)
+        loaded = pretrained or load_pretrained(Owlv2ForObjectDetection, Owlv2Processor, hub_id, model_dir)
         super().__init__(
-            sam=sam, sam_model_type=sam_model_type, sam_checkpoint=sam_checkpoint, top_k=top_k, nms_threshold=nms_threshold
+            sam=sam,
+            sam_model_type=sam_model_type,
+            sam_checkpoint=sam_checkpoint,
+            top_k=top_k,
+            nms_threshold=nms_threshold,
+            device=device,
         )
         self.model = loaded.model.to(device)
         self.processor = loaded.processor

@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from ..hub import load_pretrained
+from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
 from .base import Embedding, ProgressCallback, Segmenter, no_progress
@@ -41,6 +41,8 @@ class SegGptSegmenter(Segmenter):
         model_dir: local model folder; default see :mod:`segprompt.hub`.
         hub_id: hub model used without ``model_dir``.
         device: torch device.
+        pretrained: an already loaded model and processor; overrides
+            ``model_dir`` and ``hub_id``.
     """
 
     name = "seggpt"
@@ -48,11 +50,16 @@ class SegGptSegmenter(Segmenter):
     description = "SegGPT: in-context segmentation from a reference image and its mask"
 
     def __init__(
-        self, model_dir: str | Path | None = None, *, hub_id: str = DEFAULT_HUB_ID, device: str = "cpu"
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        hub_id: str = DEFAULT_HUB_ID,
+        device: str = "cpu",
+        pretrained: PretrainedModel | None = None,
     ) -> None:
         from transformers import SegGptForImageSegmentation, SegGptImageProcessor
 
-        loaded = load_pretrained(SegGptForImageSegmentation, SegGptImageProcessor, hub_id, model_dir)
+        loaded = pretrained or load_pretrained(SegGptForImageSegmentation, SegGptImageProcessor, hub_id, model_dir)
         self.model = loaded.model.to(device)
         self.processor = loaded.processor
         self.device = torch.device(device)
