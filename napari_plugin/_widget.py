@@ -14,6 +14,7 @@ annotator where napari leaves the key free.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
-from segprompt.backends import Segmenter, backend_names, create
+from segprompt.backends import Segmenter, backend_names, create_from_options, get_backend_class
 from segprompt.backends.base import Embedding
 from segprompt.cache import EmbeddingCache
 from segprompt.errors import SegpromptError
@@ -67,6 +68,7 @@ SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 DEBOUNCE_MS = 30
 PROGRESS_STEPS = 1000
 _NONE = "(none)"
+_CUSTOM = "custom: "
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,8 @@ class SegpromptWidget(QWidget):
         self.model_type_combo = QComboBox()
         self.model_type_combo.addItems(SAM_MODEL_TYPES)
         self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("official checkpoint (cache)")
+        self.checkpoint_edit.setPlaceholderText("default (SAM: official checkpoint)")
+        self.checkpoint_edit.setToolTip("a SAM checkpoint file (.pth), or a transformers model folder")
         browse = QPushButton("…")
         browse.clicked.connect(self._browse_checkpoint)
         checkpoint_row = QHBoxLayout()
@@ -171,7 +174,7 @@ class SegpromptWidget(QWidget):
         form.addRow("image", self.image_combo)
         form.addRow("backend", self.backend_combo)
         form.addRow("SAM model", self.model_type_combo)
-        form.addRow("checkpoint", checkpoint_row)
+        form.addRow("weights", checkpoint_row)
         form.addRow(self.checkpoint_status)
         form.addRow(self.embed_button)
         form.addRow(self.progress_bar)
@@ -250,23 +253,29 @@ class SegpromptWidget(QWidget):
     def _update_checkpoint_status(self, *_: Any) -> None:
         from segprompt.checkpoints import official_checkpoint
 
-        is_sam = self.backend_combo.currentText() == "sam"
-        self.model_type_combo.setEnabled(is_sam)
-        self.checkpoint_edit.setEnabled(is_sam)
-        if not is_sam:
-            self.checkpoint_status.setText("")
-            return
+        backend = self.backend_combo.currentText()
+        custom = backend.startswith(_CUSTOM)
+        uses_sam = not custom and _uses_sam_weights(backend)
+        self.model_type_combo.setEnabled(uses_sam)
+        self.checkpoint_edit.setEnabled(not custom)
         path = self.checkpoint_edit.text().strip()
-        if path:
-            state = "found" if Path(path).expanduser().is_file() else "MISSING"
+        if custom:
+            self.checkpoint_status.setText("a backend built in Python (use_segmenter)")
+        elif path:
+            state = "found" if Path(path).expanduser().exists() else "MISSING"
             self.checkpoint_status.setText(f"{path}: {state}")
-            return
-        info = official_checkpoint(self.model_type_combo.currentText())
-        state = "in cache" if info.path.is_file() else f"not downloaded (needs internet, or put it at {info.path})"
-        self.checkpoint_status.setText(f"{info.filename}: {state}")
+        elif uses_sam:
+            info = official_checkpoint(self.model_type_combo.currentText())
+            state = "in cache" if info.path.is_file() else f"not downloaded (needs internet, or put it at {info.path})"
+            self.checkpoint_status.setText(f"{info.filename}: {state}")
+        else:
+            self.checkpoint_status.setText(f"{backend}: its default weights")
 
     def _browse_checkpoint(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", "", "PyTorch checkpoint (*.pth *.pt)")
+        if _uses_sam_weights(self.backend_combo.currentText()):
+            path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", "", "PyTorch checkpoint (*.pth *.pt)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "model folder")
         if path:
             self.checkpoint_edit.setText(path)
 
@@ -301,25 +310,28 @@ class SegpromptWidget(QWidget):
 
     def use_segmenter(self, segmenter: Segmenter) -> None:
         """Use an already built backend (e.g. from the napari console) for the next embedding."""
-        label = f"custom: {segmenter.name}"
-        self._segmenters[(label, "", "")] = segmenter
+        label = f"{_CUSTOM}{segmenter.name}"
         if self.backend_combo.findText(label) < 0:
             self.backend_combo.addItem(label)
         self.backend_combo.setCurrentText(label)
+        self.checkpoint_edit.clear()
+        self._segmenters[(label, self.model_type_combo.currentText(), "")] = segmenter
 
     def _segmenter_factory(self) -> tuple[tuple[str, str, str], Callable[[], Segmenter]]:
-        backend = self.backend_combo.currentText()
-        if backend == "sam":
-            key = (backend, self.model_type_combo.currentText(), self.checkpoint_edit.text().strip())
-        else:
-            key = (backend, "", "")
+        """The cache key of the chosen backend and a function building it (run in the worker).
+
+        The weights field is a SAM checkpoint when it names a file and a model
+        folder (transformers backends) when it names a folder.
+        """
+        backend, model_type = self.backend_combo.currentText(), self.model_type_combo.currentText()
+        path = self.checkpoint_edit.text().strip()
+        key = (backend, model_type, path)
         if key in self._segmenters:
             return key, functools.partial(self._segmenters.__getitem__, key)
-        if backend == "sam":
-            checkpoint = key[2] or None
-            emit = self._relay.progressed.emit
-            return key, lambda: create("sam", model_type=key[1], checkpoint=checkpoint, progress=emit)
-        return key, functools.partial(_create_plain, backend)
+        options: dict[str, Any] = {"model_type": model_type}
+        if path:
+            options["model_dir" if Path(path).expanduser().is_dir() else "checkpoint"] = path
+        return key, functools.partial(create_from_options, backend, **options)
 
     def compute_embedding(self) -> None:
         """Embed the chosen image in a background worker; the session starts when it returns."""
@@ -555,12 +567,10 @@ class SegpromptWidget(QWidget):
             self.load_annotations(path)
 
 
-def _create_plain(backend: str) -> Segmenter:
-    """Create a registry backend that needs no options."""
+def _uses_sam_weights(backend: str) -> bool:
+    """Whether ``backend``'s constructor takes a SAM model type (SAM itself, detector + SAM)."""
     try:
-        return create(backend)
-    except TypeError as exc:
-        raise SegpromptError(
-            f"backend {backend!r} needs options this widget cannot set ({exc}); build it in the console "
-            f"and pass it to the widget's use_segmenter()"
-        ) from exc
+        parameters = inspect.signature(get_backend_class(backend).__init__).parameters
+    except SegpromptError:
+        return False
+    return "model_type" in parameters or "sam_model_type" in parameters
