@@ -41,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="SAM multimask output (auto: for single-point prompts only)")
     parser.add_argument("--no-human", action="store_true", help="skip the dataset's human prompts")
     parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk embedding cache")
+    parser.add_argument("--finetune", action="store_true",
+                        help="then finetune SAM's prompt encoder on each strategy's prompts (sam backend); "
+                        "writes finetune.json with validation IoU before/after")
+    parser.add_argument("--finetune-decoder", action="store_true", help="finetune the mask decoder as well")
+    parser.add_argument("--epochs", type=int, default=20, help="finetuning epochs at most (early stopping)")
     parser.set_defaults(func=run)
 
 
@@ -82,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
+    if args.finetune and args.backend != "sam":
+        raise SegpromptError(f"--finetune trains SAM's prompt encoder; it needs --backend sam, not {args.backend!r}")
     config = BenchmarkConfig(
         strategies=_strategies(args.strategies),
         counts=PointCounts.parse(args.points),
@@ -107,5 +114,24 @@ def run(args: argparse.Namespace) -> int:
             bar.refresh()
 
         summary = run_benchmark(dataset, segmenter, args.out, config, cache=cache, progress=progress)
-    _print_summary(summary, args.out)
+        _print_summary(summary, args.out)
+        if args.finetune:
+            _finetune(args, dataset, segmenter, config, cache, progress)
     return 0
+
+
+def _finetune(args: argparse.Namespace, dataset: Any, segmenter: Any, config: BenchmarkConfig, cache: Any, progress: Any) -> None:
+    import json
+
+    from ..io import atomic_write_text
+    from .finetune import FinetuneConfig, finetune_strategies
+
+    results = finetune_strategies(
+        dataset, segmenter, config.strategies, config.counts,
+        FinetuneConfig(max_epochs=args.epochs, train_decoder=args.finetune_decoder, seed=args.seed),
+        max_images=args.max_images, seed=args.seed, cache=cache, progress=progress,
+    )
+    atomic_write_text(args.out / "finetune.json", json.dumps(results, indent=1))
+    print(f"{'finetuned on':<24}{'IoU before':>11}{'after':>8}{'gain %':>9}")
+    for name, row in results.items():
+        print(f"{name:<24}{row['iou_before']:>11.3f}{row['iou_after']:>8.3f}{row['gain_percent']:>+9.1f}")

@@ -1,0 +1,93 @@
+"""``segprompt bench pointprompt`` through its argparse sub-verb, with a tiny SAM checkpoint file."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from segprompt.backends.sam_arch import build_sam
+from segprompt.cli import bench
+from segprompt.errors import SegpromptError
+from segprompt.io import write_image, write_mask
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="segprompt")
+    bench.add_parser(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    torch.save(build_sam("tiny", seed=0).state_dict(), path)
+    yield path
+    torch.set_num_threads(threads)
+
+
+def _sam_args(checkpoint) -> list[str]:
+    return ["--backend", "sam", "--model-type", "tiny", "--checkpoint", str(checkpoint)]
+
+
+def test_bench_pointprompt_writes_results_summary_plots_and_finetune(tmp_path, tiny_checkpoint, capsys):
+    root = tmp_path / "data"
+    coins = data.coins()
+    for i, (row, col) in enumerate([(20, 30), (100, 150)]):
+        crop = coins[row : row + 48, col : col + 80]
+        write_image(root / "images" / f"c{i}.png", crop)
+        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    out = tmp_path / "run"
+    argv = ["bench", "pointprompt", "--data", str(root), "--out", str(out), *_sam_args(tiny_checkpoint),
+            "--strategies", "random", "distance_centre", "--points", "2,1", "--finetune", "--epochs", "1"]
+    assert _run(argv) == 0
+    printed = capsys.readouterr().out
+    assert "random" in printed and "s per image" in printed and "finetuned on" in printed
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["image_id"], r["strategy"]) for r in rows) == [
+        ("c0", "distance_centre"), ("c0", "random"), ("c1", "distance_centre"), ("c1", "random")
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"random", "distance_centre"}
+    assert (out / "iou_by_category.png").is_file() and not (out / "human_vs_auto.png").exists()
+    finetune = json.loads((out / "finetune.json").read_text())
+    assert set(finetune) == {"random", "distance_centre"}
+    assert finetune["random"]["n_train"] == 1 and finetune["random"]["n_validation"] == 1
+
+
+def test_user_mistakes_are_segprompt_errors(tmp_path, tiny_checkpoint):
+    base = ["bench", "pointprompt", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    with pytest.raises(SegpromptError, match="needs --backend sam"):
+        _run([*base, "--finetune"])
+    with pytest.raises(SegpromptError, match="max-images"):
+        _run([*base, "--max-images", "0"])
+    with pytest.raises(SegpromptError, match="INCLUDE,EXCLUDE"):
+        _run([*base, "--points", "many"])
+
+
+@pytest.mark.shared_data
+def test_grabcut_human_scribbles_against_automatic_points(shared_data, tmp_path, tiny_checkpoint):
+    out = tmp_path / "grabcut"
+    argv = ["bench", "pointprompt", "--data", str(shared_data("grabcut_scribbles")), "--out", str(out),
+            *_sam_args(tiny_checkpoint), "--strategies", "kmedoids", "--max-images", "1"]
+    assert _run(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"kmedoids", "human:set1", "human:set2"}
+    overall = summary["human_vs_auto"]["overall"]
+    assert overall["n_objects"] == 1
+    assert overall["gap_percent"] == pytest.approx(100 * (overall["human_best"] - overall["auto_mean"]) / overall["auto_mean"])
+    assert (out / "human_vs_auto.png").is_file()
+    with (out / "results.csv").open() as handle:
+        rows = {r["strategy"]: r for r in csv.DictReader(handle)}
+    # The human strokes are replayed as (x, y) clicks, counted in the features.
+    include = np.array(json.loads(rows["human:set1"]["include_xy"]))
+    assert include.ndim == 2 and include.shape[1] == 2 and float(rows["human:set1"]["n_include"]) == len(include)
