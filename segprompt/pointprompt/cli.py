@@ -57,11 +57,14 @@ def _strategies(names: list[str]) -> tuple[str, ...]:
 
 
 def _segmenter(args: argparse.Namespace) -> Any:
-    from ..backends import create
+    from ..backends import create_from_options
 
-    if args.backend == "sam":
-        return create("sam", model_type=args.model_type, checkpoint=args.checkpoint, device=args.device)
-    return create(args.backend)
+    segmenter = create_from_options(
+        args.backend, model_type=args.model_type, checkpoint=args.checkpoint, device=args.device
+    )
+    if "points" not in segmenter.accepts:
+        raise SegpromptError(f"backend {args.backend!r} does not take point prompts; this benchmark needs one that does")
+    return segmenter
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
