@@ -84,6 +84,7 @@ def test_context_makes_room_in_clips_77_positions(base):
     tuned = TunedCLIPSeg.create(base, "tiny", "coop", image_size=SIDE)
     ids, _ = tuned.tokenize(["polyp " * 100])
     assert ids.shape[1] == 77 - 4
+    assert ids[0, 0] == 49406 and ids[0, -1] == 49407  # truncation keeps BOS and EOS (the pooled token)
     assert tuned.logits([torch.zeros(SIDE, SIDE, 3, dtype=torch.uint8).numpy()], ["polyp " * 100]).shape == (1, SIDE, SIDE)
 
 
