@@ -33,6 +33,15 @@ TARGET_HW = (96, 160)  # non-square: SAM input 614 x 1024, 39 x 64 feature cells
 REFERENCE_HW = (120, 80)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """The tiny models' tensors are small: on a busy machine extra threads only add waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def sam() -> SamSegmenter:
     return SamSegmenter(model=build_sam("tiny", seed=0))
