@@ -61,8 +61,9 @@ KEY_BINDINGS: dict[str, str] = {
     "Q": "clear the prompts and the preview",
 }
 
-#: Point colours by label: include (1) green, exclude (0) red.
-POINT_COLOURS = {1: "lime", 0: "red"}
+#: Point colours by the layer's boolean ``include`` feature (a bool, not the 0/1
+#: label, so napari maps it as categories without guessing).
+POINT_COLOURS = {True: "lime", False: "red"}
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 #: Edits closer together than this re-run the decoder once.
 DEBOUNCE_MS = 30
@@ -93,15 +94,19 @@ def _embed_in_background(
     make_segmenter: Callable[[], Segmenter], data: Any, cache: EmbeddingCache, relay: _ProgressRelay
 ) -> tuple[Segmenter, Embedding] | _Failed:
     """Build (load weights of) the segmenter and embed ``data``, off the GUI thread."""
-    emit = relay.progressed.emit
+    too_large = f"not enough memory to embed an image of shape {np.shape(data)}; crop or downscale it first"
     try:
         segmenter = make_segmenter()
         image = np.asarray(data)  # lazy (dask, zarr) layers are read here, not on the GUI thread
-        return segmenter, cache.embed(segmenter, image, lambda done, total, message: emit(done, total, message))
+        return segmenter, cache.embed(segmenter, image, relay.progressed.emit)
     except SegpromptError as exc:
         return _Failed(str(exc))
     except MemoryError:
-        return _Failed(f"not enough memory to embed an image of shape {np.shape(data)}; crop or downscale it first")
+        return _Failed(too_large)
+    except RuntimeError as exc:  # torch reports a failed CPU/GPU allocation as a RuntimeError
+        if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+            return _Failed(too_large)
+        raise
 
 
 class SegpromptWidget(QWidget):
@@ -418,8 +423,8 @@ class SegpromptWidget(QWidget):
             self.points_layer = self.viewer.add_points(
                 ndim=2,
                 name="segprompt points",
-                features={"label": np.zeros(0, np.int64)},
-                face_color="label",
+                features={"include": np.zeros(0, bool)},
+                face_color="include",
                 face_color_cycle=POINT_COLOURS,
                 border_color="white",
                 size=max(6, round(max(image_hw) / 80)),
@@ -435,11 +440,10 @@ class SegpromptWidget(QWidget):
         self._show_include()
 
     def _show_include(self) -> None:
-        label = int(self._include)
         self.include_button.setText(f"{'include' if self._include else 'exclude'} [T]")
-        self.include_button.setStyleSheet(f"color: {POINT_COLOURS[label]}")
+        self.include_button.setStyleSheet(f"color: {POINT_COLOURS[self._include]}")
         if self.points_layer is not None:
-            self.points_layer.feature_defaults["label"] = label
+            self.points_layer.feature_defaults["include"] = self._include
 
     # -- prompts and preview -----------------------------------------------
 
@@ -452,7 +456,8 @@ class SegpromptWidget(QWidget):
             return None
         parts: dict[str, Any] = {}
         if self.points_layer is not None and len(self.points_layer.data):
-            parts["points"] = PointsPrompt(rowcol_to_xy(self.points_layer.data), self.points_layer.features["label"])
+            labels = self.points_layer.features["include"].to_numpy(dtype=np.int64)  # 1 include, 0 exclude
+            parts["points"] = PointsPrompt(rowcol_to_xy(self.points_layer.data), labels)
         if self.boxes_layer is not None and len(self.boxes_layer.data):
             parts["box"] = box_from_vertices(self.boxes_layer.data[-1], self.session.image_hw)
         if self.text_edit.text().strip():

@@ -108,7 +108,7 @@ def test_points_and_boxes_give_previews(qtbot, widget, sam_and_embedding):
     np.testing.assert_array_equal(widget.session.prompt.points.labels, [1, 0])
     np.testing.assert_array_equal(widget.session.prompt.points.xy, [[100.0, 20.0], [10.0, 70.0]])
     np.testing.assert_allclose(widget.points_layer.face_color[:, :3], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # lime, red
-    assert POINT_COLOURS == {1: "lime", 0: "red"}
+    assert POINT_COLOURS == {True: "lime", False: "red"}
 
     with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
         widget.boxes_layer.add_rectangles(np.array([[5.0, 40.0], [60.0, 110.0]]))  # (row, col) corners
@@ -155,7 +155,7 @@ def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
     assert [o.prompt.box for o in widget.session.objects] == [None, Box(0.0, 0.0, 60.0, 79.0)]
 
     press(widget, "T")
-    assert widget.points_layer.feature_defaults["label"][0] == 0
+    assert not widget.points_layer.feature_defaults["include"][0]
     add_point(qtbot, widget, row=60, col=20)
     press(widget, "N")
     assert widget.session.candidate == 1
