@@ -136,3 +136,17 @@ def test_torn_lines_and_partial_units_are_dropped_on_reopen(tmp_path):
     with pytest.raises(ResultsError, match="columns"):
         ResultsFile(path)
     assert len(COLUMNS) == len(set(COLUMNS))
+
+
+def test_human_timesteps_without_points_or_off_the_image_are_skipped():
+    from segprompt.pointprompt.runner import _human_steps
+
+    steps = [
+        Prompt(),  # the PointPrompt release records timesteps without any point
+        Prompt(points=Points.from_lists([[5, 3]])),
+        Prompt(points=Points.from_lists([[5, 3]], [[200, 3]])),  # x = 200 is off a 96-wide image
+        Prompt(points=Points.from_lists([[5, 3], [90, 60]], [[0, 0]])),
+    ]
+    kept = _human_steps(steps, (64, 96))
+    assert [t for t, _ in kept] == [1, 3]  # timestep indices stay those of the recording
+    assert kept[1][1].include.tolist() == [[5.0, 3.0], [90.0, 60.0]] and kept[1][1].exclude.tolist() == [[0.0, 0.0]]

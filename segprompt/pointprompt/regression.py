@@ -31,7 +31,7 @@ def _models(seed: int) -> dict[str, Any]:
         "linear": make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), LinearRegression()),
         "random_forest": make_pipeline(
             SimpleImputer(strategy="median", keep_empty_features=True),
-            RandomForestRegressor(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1),
+            RandomForestRegressor(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1),
         ),
     }
 
