@@ -1,0 +1,170 @@
+"""EmbeddingCache: re-opening skips the encoder; corrupt entries are detected and recomputed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from segprompt.backends.base import Embedding, Prediction, Segmenter
+from segprompt.backends.sam import SamSegmenter
+from segprompt.backends.sam_arch import build_sam
+from segprompt.cache import EmbeddingCache, cache_root, image_digest
+from segprompt.prompts import Points, Prompt
+
+CAMERA = skdata.camera()[100:300, 50:350]  # (200, 300) uint8 grayscale
+COFFEE = skdata.coffee()[:150, :220]  # (150, 220, 3) uint8 RGB
+
+
+class ColourStats(Segmenter):
+    """A real, cheap segmenter whose embedding mixes a tensor, an array and plain values.
+
+    Its "encoder" computes per-channel means and a 4x4 block-mean thumbnail,
+    and counts its own calls.
+    """
+
+    name = "colour-stats"
+    accepts = frozenset({"points"})
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, image, progress=lambda *a: None) -> Embedding:
+        self.calls += 1
+        rgb = self._rgb(image)
+        h, w = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+        thumb = rgb[:h, :w].reshape(h // 4, 4, w // 4, 4, 3).mean(axis=(1, 3))
+        return Embedding(
+            self.name,
+            self.model_id,
+            rgb.shape[:2],
+            rgb,
+            {"means": torch.from_numpy(rgb.reshape(-1, 3).mean(axis=0)), "thumb": thumb, "block": 4, "hw": (h, w)},
+        )
+
+    def _predict(self, embedding, prompt, multimask) -> Prediction:
+        raise NotImplementedError  # the cache never predicts
+
+
+def _corrupt_tensor_bytes(path, tensor: torch.Tensor) -> None:
+    """Flip one byte inside ``tensor``'s stored data, leaving the zip container valid."""
+    raw = bytearray(path.read_bytes())
+    needle = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()[:64]
+    offset = raw.find(needle)
+    assert offset >= 0, "tensor bytes not found in the file"
+    raw[offset + 10] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@pytest.fixture(scope="module")
+def sam():
+    return SamSegmenter(model=build_sam("tiny", seed=0))
+
+
+def test_reopen_skips_the_sam_encoder(sam, tmp_path):
+    calls = []
+    handle = sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        cache = EmbeddingCache(tmp_path)
+        first = cache.embed(sam, COFFEE)
+        assert len(calls) == 1
+        again = cache.embed(sam, COFFEE.copy())
+        assert len(calls) == 1, "a cached image must not run the encoder"
+        assert torch.equal(again.data["features"], first.data["features"])
+        assert again.data["input_hw"] == first.data["input_hw"] == (698, 1024)  # 150 * 1024 / 220 = 698.2
+        assert (again.backend, again.model_id, again.image_hw) == ("sam", sam.model_id, (150, 220))
+        prompt = Prompt(points=Points([[100, 70]], [1]))
+        fresh, cached = sam.predict(first, prompt), sam.predict(again, prompt)
+        assert np.array_equal(fresh.masks, cached.masks) and np.array_equal(fresh.scores, cached.scores)
+
+        # a truncated entry is dropped and the encoder runs again
+        path = cache.path(cache.key(sam, COFFEE))
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        recomputed = cache.embed(sam, COFFEE)
+        assert len(calls) == 2
+        assert torch.equal(recomputed.data["features"], first.data["features"])
+        torch.load(path, weights_only=True)  # rewritten whole
+    finally:
+        handle.remove()
+
+
+def test_round_trip_of_tensors_arrays_and_values(tmp_path):
+    segmenter = ColourStats()
+    cache = EmbeddingCache(tmp_path)
+    first = cache.embed(segmenter, CAMERA)
+    second = cache.embed(segmenter, CAMERA)
+    assert segmenter.calls == 1
+    assert torch.equal(second.data["means"], first.data["means"])
+    assert isinstance(second.data["thumb"], np.ndarray)
+    assert np.array_equal(second.data["thumb"], first.data["thumb"])
+    assert second.data["thumb"].shape == (50, 75)[:2] + (3,)
+    assert second.data["block"] == 4 and tuple(second.data["hw"]) == (200, 300)
+    assert second.image.shape == (200, 300, 3) and second.image_hw == (200, 300)
+    # the stored file loads with weights_only: tensors and plain values only
+    payload = torch.load(cache.path(cache.key(segmenter, second.image)), weights_only=True)
+    assert payload["key"] == cache.key(segmenter, second.image)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "flip tensor byte", "foreign entry"])
+def test_corrupt_entry_is_dropped_and_recomputed(tmp_path, damage):
+    segmenter = ColourStats()
+    cache = EmbeddingCache(tmp_path)
+    first = cache.embed(segmenter, CAMERA)
+    path = cache.path(cache.key(segmenter, first.image))
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-100])
+    elif damage == "garbage":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, path.stat().st_size, dtype=np.uint8).tobytes())
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "flip tensor byte":
+        _corrupt_tensor_bytes(path, torch.from_numpy(np.ascontiguousarray(first.data["thumb"])))
+    else:  # another image's valid entry copied over this one
+        cache.embed(segmenter, COFFEE)
+        path.write_bytes(cache.path(cache.key(segmenter, COFFEE)).read_bytes())
+    assert segmenter.calls == (2 if damage == "foreign entry" else 1)
+    calls_before = segmenter.calls
+    again = cache.embed(segmenter, CAMERA)
+    assert segmenter.calls == calls_before + 1, f"{damage}: the damaged entry must be recomputed"
+    assert np.array_equal(again.data["thumb"], first.data["thumb"])
+    assert cache.embed(segmenter, CAMERA) is not None and segmenter.calls == calls_before + 1
+
+
+def test_keys_separate_images_backends_and_models(sam, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    colour = ColourStats()
+    other_sam = SamSegmenter(model=build_sam("tiny", seed=1))
+    rgb = np.repeat(CAMERA[..., None], 3, axis=2)
+    keys = {cache.key(colour, rgb), cache.key(sam, rgb), cache.key(other_sam, rgb), cache.key(sam, COFFEE)}
+    assert len(keys) == 4
+    assert cache.key(sam, rgb) == f"sam/{sam.model_id}/{image_digest(rgb)}"
+    # grayscale and its RGB replication are the same image once normalised
+    cache.embed(colour, CAMERA)
+    cache.embed(colour, rgb)
+    assert colour.calls == 1
+    path = cache.path(cache.key(sam, rgb))
+    assert path.parent.name == sam.model_id.replace(":", "_") and path.parent.parent.name == "sam"
+
+
+def test_size_and_clear(tmp_path):
+    cache = EmbeddingCache(tmp_path / "emb")
+    assert cache.size_bytes() == 0 and cache.clear() == 0
+    segmenter = ColourStats()
+    cache.embed(segmenter, CAMERA)
+    cache.embed(segmenter, COFFEE)
+    files = sorted((tmp_path / "emb").rglob("*.pt"))
+    assert len(files) == 2
+    assert cache.size_bytes() == sum(f.stat().st_size for f in files)
+    assert not list((tmp_path / "emb").rglob("*.tmp*")), "no temporary file may be left behind"
+    assert cache.clear() == 2 and cache.size_bytes() == 0
+
+
+def test_default_root_follows_segprompt_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGPROMPT_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
+    assert EmbeddingCache().root == tmp_path / "c" / "embeddings"
+    monkeypatch.delenv("SEGPROMPT_CACHE")
+    import platformdirs
+
+    assert cache_root() == __import__("pathlib").Path(platformdirs.user_cache_dir("segprompt"))
