@@ -4,7 +4,7 @@ import pytest
 from segprompt.datasets import open_dataset
 from segprompt.datasets.base import Sample
 from segprompt.errors import DatasetError
-from segprompt.showortell.protocol import ClassSpace, class_mask, draw_references, semantic_target, text_prompts
+from segprompt.showortell.protocol import ClassSpace, ReferencePool, class_mask, semantic_target, text_prompts
 
 
 def _semantic_sample():
@@ -44,9 +44,10 @@ def test_references_come_from_training_images_of_the_class_seeded_and_distinct(s
     space = ClassSpace.for_dataset(camvid)
     assert space.names[0] == "Sky" and space.background == "ignore" and len(space.names) == 11
     train = camvid.split("train")
-    first = draw_references(train, "Car", 5, seed=0, min_area_fraction=0.01)
-    again = draw_references(train, "Car", 5, seed=0, min_area_fraction=0.01)
-    other = draw_references(train, "Car", 5, seed=1, min_area_fraction=0.01)
+    pool = ReferencePool(train, space.names)
+    first = pool.draw("Car", 5, seed=0, min_area_fraction=0.01)
+    again = pool.draw("Car", 5, seed=0, min_area_fraction=0.01)
+    other = pool.draw("Car", 5, seed=1, min_area_fraction=0.01)
     assert [d.sample_id for d in first] == [d.sample_id for d in again]
     assert [d.sample_id for d in first] != [d.sample_id for d in other]
     assert len({d.sample_id for d in first}) == 5  # enough training images show cars
@@ -56,4 +57,6 @@ def test_references_come_from_training_images_of_the_class_seeded_and_distinct(s
         np.testing.assert_array_equal(drawn.reference.mask, class_mask(sample, "Car"))
         assert drawn.area_fraction > 0.01
     with pytest.raises(DatasetError, match="lower the minimum reference area"):
-        draw_references(train, "Pole", 1, seed=0, min_area_fraction=0.9)
+        pool.draw("Pole", 1, seed=0, min_area_fraction=0.9)
+    with pytest.raises(DatasetError, match="not in the reference pool"):
+        pool.draw("Dog", 1, seed=0)

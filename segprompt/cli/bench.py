@@ -13,13 +13,14 @@ import importlib
 #: ``sub-verb -> module`` with ``add_parser(subparsers)``.
 BENCHMARK_MODULES: dict[str, str] = {
     "pointprompt": "segprompt.pointprompt.cli",
+    "show-or-tell": "segprompt.showortell.cli",
 }
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="run a prompt benchmark (pointprompt, ...)",
+        help="run a prompt benchmark (pointprompt, show-or-tell)",
         description="Run a prompt benchmark on a dataset; results go to an output folder and resume after interruption.",
     )
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")

@@ -122,49 +122,56 @@ class DrawnReference:
     reference: VisualReference
 
 
-def draw_references(
-    train: Dataset,
-    class_name: str,
-    n_prompts: int,
-    seed: int,
-    min_area_fraction: float = 0.0,
-) -> list[DrawnReference]:
-    """Draw ``n_prompts`` visual references of ``class_name`` from training images.
+class ReferencePool:
+    """Where each class can be shown: training samples and the class's area in them.
 
-    Candidates are the training samples where the class covers more than
-    ``min_area_fraction`` of the image. They are shuffled with
-    ``numpy.random.default_rng(seed)`` over their sorted ids, so the draw
-    depends only on the data and the seed; distinct images are used while
-    there are enough, then the draw repeats images (in the same order).
-
-    Raises:
-        DatasetError: no training image holds the class above the minimum area.
+    Built with one pass over the training set (each sample read once), then
+    :meth:`draw` picks references for any class and seed without rereading.
     """
-    if n_prompts < 1:
-        raise DatasetError(f"n_prompts must be >= 1, got {n_prompts}")
-    candidates: list[tuple[str, int, float]] = []
-    for index in range(len(train)):
-        try:
-            sample = train[index]
-        except BadFileError:
-            continue
-        mask = class_mask(sample, class_name)
-        fraction = float(mask.mean())
-        if fraction > min_area_fraction:
-            candidates.append((sample.id, index, fraction))
-    if not candidates:
-        raise DatasetError(
-            f"no training image of {train.name!r} shows class {class_name!r} over more than "
-            f"{min_area_fraction:.0%} of the image; lower the minimum reference area"
-        )
-    candidates.sort()
-    order = np.random.default_rng(seed).permutation(len(candidates))
-    picks = [candidates[order[i % len(order)]] for i in range(n_prompts)]
-    drawn = []
-    for sample_id, index, fraction in picks:
-        sample = train[index]
-        drawn.append(DrawnReference(class_name, sample_id, fraction, VisualReference(sample.image, class_mask(sample, class_name))))
-    return drawn
+
+    def __init__(self, train: Dataset, class_names: Sequence[str]) -> None:
+        self.train = train
+        self._areas: dict[str, list[tuple[str, int, float]]] = {name: [] for name in class_names}
+        for index in range(len(train)):
+            try:
+                sample = train[index]
+            except BadFileError:
+                continue  # recorded in the dataset's problems
+            for name in self._areas:
+                fraction = float(class_mask(sample, name).mean())
+                if fraction > 0:
+                    self._areas[name].append((sample.id, index, fraction))
+
+    def draw(self, class_name: str, n_prompts: int, seed: int, min_area_fraction: float = 0.0) -> list[DrawnReference]:
+        """Draw ``n_prompts`` visual references of ``class_name``.
+
+        Candidates are the training samples where the class covers more than
+        ``min_area_fraction`` of the image. They are shuffled with
+        ``numpy.random.default_rng(seed)`` over their sorted ids, so the draw
+        depends only on the data and the seed; distinct images are used while
+        there are enough, then the draw repeats images (in the same order).
+
+        Raises:
+            DatasetError: no training image holds the class above the minimum area.
+        """
+        if n_prompts < 1:
+            raise DatasetError(f"n_prompts must be >= 1, got {n_prompts}")
+        if class_name not in self._areas:
+            raise DatasetError(f"class {class_name!r} is not in the reference pool {list(self._areas)}")
+        candidates = sorted(c for c in self._areas[class_name] if c[2] > min_area_fraction)
+        if not candidates:
+            raise DatasetError(
+                f"no training image of {self.train.name!r} shows class {class_name!r} over more than "
+                f"{min_area_fraction:.0%} of the image; lower the minimum reference area"
+            )
+        order = np.random.default_rng(seed).permutation(len(candidates))
+        drawn = []
+        for i in range(n_prompts):
+            sample_id, index, fraction = candidates[order[i % len(order)]]
+            sample = self.train[index]
+            reference = VisualReference(sample.image, class_mask(sample, class_name))
+            drawn.append(DrawnReference(class_name, sample_id, fraction, reference))
+        return drawn
 
 
 def text_prompts(class_name: str, templates: Sequence[str] = DEFAULT_TEMPLATES) -> list[Text]:

@@ -1,0 +1,434 @@
+"""Run Show-or-Tell: text vs visual-reference prompts, scored by semantic mIoU.
+
+For every dataset, method and seed, each test image is segmented for all
+classes at once: a confidence map per class (text: averaged over the
+templates; visual: averaged over the ``n_prompts`` references drawn for that
+class and seed), merged by :func:`segprompt.semantic.merge_confidences`
+(confidence <= 0.2 -> 0, background map at index 0, argmax), and its confusion
+matrix against the ground truth is appended to ``per_image.jsonl`` (flushed and
+fsynced). A killed run resumes from that file and skips the finished
+``(dataset, method, seed, image)`` keys; nothing is lost or counted twice.
+``results.csv`` (method, dataset, domain, class, seed, IoU) and
+``summary.json`` are written atomically from the per-image rows at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import cv2
+import numpy as np
+
+from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
+from ..datasets.base import Dataset
+from ..datasets.lazy import BadFileError
+from ..errors import SegpromptError
+from ..io import atomic_write_text
+from ..prompts import Prompt
+from ..semantic import class_confidence, merge_confidences
+from .metrics import ConfusionMatrix
+from .protocol import (
+    DEFAULT_TEMPLATES,
+    PAPER_MIN_REFERENCE_AREA,
+    BackgroundMode,
+    ClassSpace,
+    DrawnReference,
+    ReferencePool,
+    semantic_target,
+    text_prompts,
+)
+
+Modality = Literal["text", "visual"]
+TEXT_SEED = -1  # text prompts draw nothing at random: one "seed" stands for them
+
+
+@dataclass(frozen=True)
+class Method:
+    """A backend asked through one prompt modality, e.g. ``clipseg`` with ``text``."""
+
+    name: str
+    segmenter: Segmenter
+    modality: Modality
+
+    def __post_init__(self) -> None:
+        kind = "text" if self.modality == "text" else "reference"
+        if kind not in self.segmenter.accepts:
+            raise SegpromptError(
+                f"method {self.name!r}: backend {self.segmenter.name!r} does not accept {kind} prompts "
+                f"(it accepts {', '.join(sorted(self.segmenter.accepts))})"
+            )
+
+
+@dataclass(frozen=True)
+class EvalDataset:
+    """A dataset to score, with its split parts and protocol settings."""
+
+    name: str
+    domain: str
+    train: Dataset
+    test: Dataset
+    space: ClassSpace
+    min_reference_area: float
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    *,
+    domain: str | None = None,
+    background: BackgroundMode | Literal["auto"] = "auto",
+    min_reference_area: float | None = None,
+    split_seed: int = 0,
+) -> EvalDataset:
+    """Split ``dataset`` into reference (train) and test parts and fix its protocol settings.
+
+    The layout's own split files are used when present (``train`` and
+    ``val``/``test``); otherwise the deterministic seeded 80/20 split of the
+    datasets layer. ``min_reference_area`` defaults to the paper's value for
+    the layout (VOC 10 %, ADE20K 4 %, Cityscapes 1 %, others none).
+    """
+    names = getattr(dataset, "split_names", ())
+    if names:
+        held_out = next((n for n in ("val", "test") if n in names), None)
+        if "train" not in names or held_out is None:
+            raise SegpromptError(f"{dataset.name}: Show-or-Tell needs 'train' and 'val' or 'test' splits, found {list(names)}")
+        train, test = dataset.split("train"), dataset.split(held_out)
+    else:
+        train, test = dataset.split("train", seed=split_seed), dataset.split("test", seed=split_seed)
+    if min_reference_area is None:
+        min_reference_area = PAPER_MIN_REFERENCE_AREA.get(dataset.layout, 0.0)
+    return EvalDataset(
+        name=dataset.name,
+        domain=domain or dataset_domain(dataset),
+        train=train,
+        test=test,
+        space=ClassSpace.for_dataset(dataset, background),
+        min_reference_area=min_reference_area,
+    )
+
+
+#: Domain of each known layout; a ``domain.txt`` in the dataset folder overrides it.
+LAYOUT_DOMAINS = {
+    "kvasir_seg": "medical",
+    "busi": "medical",
+    "skin_lesion_isic_ham": "medical",
+    "sam_med2d_demo_ct": "medical",
+    "dsb2018_nuclei": "microscopy",
+    "isbi2012_em_membranes": "microscopy",
+    "camvid": "urban",
+    "coco_mval": "common",
+    "grabcut_scribbles": "common",
+    "voc": "common",
+    "ade20k": "common",
+}
+
+
+def dataset_domain(dataset: Dataset, root: str | os.PathLike | None = None) -> str:
+    """The domain tag: ``root/domain.txt`` when present, else the layout's known domain, else ``"unknown"``."""
+    if root is not None and (Path(root) / "domain.txt").is_file():
+        return (Path(root) / "domain.txt").read_text().strip() or "unknown"
+    return LAYOUT_DOMAINS.get(dataset.layout, "unknown")
+
+
+@dataclass
+class RunSettings:
+    seeds: tuple[int, ...] = (0,)
+    n_prompts: int = 1
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    resize: int | None = None
+    max_images: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seeds": list(self.seeds),
+            "n_prompts": self.n_prompts,
+            "templates": list(self.templates),
+            "resize": self.resize,
+            "max_images": self.max_images,
+        }
+
+
+def _resize_case(image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, side: int | None):
+    if side is None:
+        return image, labels, ignore
+    size = (side, side)
+    return (
+        cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
+        cv2.resize(labels.astype(np.int32), size, interpolation=cv2.INTER_NEAREST).astype(np.int64),
+        cv2.resize(ignore.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool),
+    )
+
+
+class _RowLog:
+    """Append-only JSON-lines log of finished images; tolerant of a torn last line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        if path.exists():
+            raw = path.read_bytes()
+            complete = raw[: raw.rfind(b"\n") + 1]  # a kill mid-write leaves at most one partial line
+            if len(complete) != len(raw):
+                path.write_bytes(complete)
+            self.rows = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        self.done = {self.key(r) for r in self.rows}
+
+    @staticmethod
+    def key(row: dict[str, Any]) -> tuple[str, str, int, str]:
+        return (row["dataset"], row["method"], int(row["seed"]), row["image"])
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.rows.append(row)
+        self.done.add(self.key(row))
+
+
+def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
+    path = out_dir / "run.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != settings:
+            raise SegpromptError(
+                f"{out_dir} holds a Show-or-Tell run with other settings ({path}); use a new --out or the same settings"
+            )
+    else:
+        atomic_write_text(path, json.dumps(settings, indent=2))
+
+
+def run_show_or_tell(
+    datasets: Sequence[EvalDataset],
+    methods: Sequence[Method],
+    out_dir: str | os.PathLike,
+    settings: RunSettings = RunSettings(),
+    progress: ProgressCallback = no_progress,
+) -> dict[str, Any]:
+    """Score every method on every dataset; write ``results.csv``, ``summary.json`` and plots.
+
+    Returns:
+        The summary (also written to ``summary.json``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise SegpromptError(f"method names must be unique, got {names}")
+    _check_settings(
+        out,
+        {
+            "datasets": [{"name": d.name, "classes": list(d.space.names), "background": d.space.background,
+                          "min_reference_area": d.min_reference_area, "test_ids": list(d.test.ids)} for d in datasets],
+            "methods": [{"name": m.name, "backend": m.segmenter.name, "model": m.segmenter.model_id,
+                         "modality": m.modality} for m in methods],
+            **settings.as_dict(),
+        },
+    )
+    log = _RowLog(out / "per_image.jsonl")
+    references = _ReferenceDraws(settings.n_prompts)
+    jobs = [(d, i) for d in datasets for i in range(min(len(d.test), settings.max_images or len(d.test)))]
+    for done, (data, index) in enumerate(jobs):
+        _score_image(data, index, methods, settings, log, references)
+        progress(done + 1, len(jobs), f"{data.name} {data.test.ids[index]}")
+    if references.record():
+        atomic_write_text(out / "references.json", json.dumps(references.record(), indent=2))
+    summary = summarise(datasets, methods, log.rows)
+    _write_results(out, datasets, log.rows)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    from .plots import plot_domains, plot_text_vs_visual
+
+    plot_domains(summary, out / "domains.png")
+    plot_text_vs_visual(summary, out / "text_vs_visual.png")
+    return summary
+
+
+class _ReferenceDraws:
+    """The references of each (dataset, class, seed), drawn once per run and recorded."""
+
+    def __init__(self, n_prompts: int) -> None:
+        self.n_prompts = n_prompts
+        self._pools: dict[str, ReferencePool] = {}
+        self._drawn: dict[tuple[str, str, int], list[DrawnReference]] = {}
+
+    def get(self, data: EvalDataset, class_name: str, seed: int) -> list[DrawnReference]:
+        key = (data.name, class_name, seed)
+        if key not in self._drawn:
+            if data.name not in self._pools:
+                self._pools[data.name] = ReferencePool(data.train, data.space.names)
+            pool = self._pools[data.name]
+            self._drawn[key] = pool.draw(class_name, self.n_prompts, seed, data.min_reference_area)
+        return self._drawn[key]
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for (dataset, class_name, seed), drawn in sorted(self._drawn.items()):
+            out.setdefault(dataset, {}).setdefault(str(seed), {})[class_name] = [
+                {"sample": d.sample_id, "area_fraction": round(d.area_fraction, 4)} for d in drawn
+            ]
+        return out
+
+
+def _score_image(
+    data: EvalDataset,
+    index: int,
+    methods: Sequence[Method],
+    settings: RunSettings,
+    log: _RowLog,
+    references: _ReferenceDraws,
+) -> None:
+    image_id = data.test.ids[index]
+    pending = [
+        (m, seed)
+        for m in methods
+        for seed in ((TEXT_SEED,) if m.modality == "text" else settings.seeds)
+        if (data.name, m.name, seed, image_id) not in log.done
+    ]
+    if not pending:
+        return
+    try:
+        sample = data.test[index]
+    except BadFileError:
+        return  # recorded in the dataset's problems; the image is simply not scored
+    labels, ignore = semantic_target(sample, data.space)
+    image, labels, ignore = _resize_case(sample.image, labels, ignore, settings.resize)
+    embeddings: dict[str, Embedding] = {}
+    for method, seed in pending:
+        started = time.perf_counter()
+        key = f"{method.segmenter.name}:{method.segmenter.model_id}"
+        if key not in embeddings:
+            embeddings[key] = method.segmenter.embed(image)
+        embedding = embeddings[key]
+        confidences = np.zeros((len(data.space.names),) + labels.shape, np.float32)
+        for c, class_name in enumerate(data.space.names):
+            if method.modality == "text":
+                prompts = [Prompt(text=t) for t in text_prompts(class_name, settings.templates)]
+            else:
+                prompts = [Prompt(reference=d.reference) for d in references.get(data, class_name, seed)]
+            confidences[c] = np.mean(
+                [class_confidence(method.segmenter.predict(embedding, p))[1] for p in prompts], axis=0
+            )
+        prediction = merge_confidences(confidences)
+        matrix = ConfusionMatrix(data.space.n_labels).update(prediction, labels, ignore)
+        log.append(
+            {
+                "dataset": data.name,
+                "domain": data.domain,
+                "method": method.name,
+                "modality": method.modality,
+                "seed": seed,
+                "image": image_id,
+                "seconds": round(time.perf_counter() - started, 4),
+                "matrix": matrix.matrix.tolist(),
+            }
+        )
+
+
+def _accumulate(rows: Sequence[dict[str, Any]], n_labels: int) -> ConfusionMatrix:
+    total = ConfusionMatrix(n_labels)
+    for row in rows:
+        total.matrix += np.asarray(row["matrix"], np.int64)
+    return total
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float | None]:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": len(finite)}
+
+
+def summarise(datasets: Sequence[EvalDataset], methods: Sequence[Method], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per dataset and method: mIoU and per-class IoU (x100) as mean +- std over seeds; per domain; oracle."""
+    out: dict[str, Any] = {"datasets": {}, "domains": {}}
+    for data in datasets:
+        entry: dict[str, Any] = {"domain": data.domain, "classes": list(data.space.names),
+                                 "background": data.space.background, "methods": {}}
+        for method in methods:
+            mine = [r for r in rows if r["dataset"] == data.name and r["method"] == method.name]
+            if not mine:
+                continue
+            seeds = sorted({int(r["seed"]) for r in mine})
+            per_seed = {s: _accumulate([r for r in mine if int(r["seed"]) == s], data.space.n_labels) for s in seeds}
+            mious = [cm.miou(data.space.skipped_in_mean) for cm in per_seed.values()]
+            per_class = {}
+            for c, name in enumerate(data.space.names):
+                label = c + 1
+                values = [float(cm.iou()[label] * 100) for cm in per_seed.values() if cm.present()[label]]
+                per_class[name] = _mean_std(values)
+            entry["methods"][method.name] = {
+                "modality": method.modality,
+                "backend": method.segmenter.name,
+                "miou": _mean_std(mious),
+                "miou_per_seed": {str(s): m for s, m in zip(seeds, mious)},
+                "per_class": per_class,
+                "seconds_per_image": float(np.mean([r["seconds"] for r in mine]) / len(seeds)),
+                "images": len({r["image"] for r in mine}),
+            }
+        entry["oracle"] = _oracle(entry["methods"], data.space.names)
+        out["datasets"][data.name] = entry
+    for domain in sorted({d.domain for d in datasets}):
+        scores: dict[str, list[float]] = {}
+        for data in datasets:
+            if data.domain != domain:
+                continue
+            for name, result in out["datasets"][data.name]["methods"].items():
+                if result["miou"]["mean"] is not None:
+                    scores.setdefault(name, []).append(result["miou"]["mean"])
+        out["domains"][domain] = {name: float(np.mean(v)) for name, v in scores.items()}
+    return out
+
+
+def _oracle(results: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
+    """Best of text and visual per class: which modality to use if one knew in advance."""
+    per_class: dict[str, Any] = {}
+    for name in classes:
+        best: dict[str, tuple[float, str]] = {}
+        for method_name, result in results.items():
+            value = result["per_class"][name]["mean"]
+            if value is None:
+                continue
+            modality = result["modality"]
+            if modality not in best or value > best[modality][0]:
+                best[modality] = (value, method_name)
+        if best:
+            winner = max(best.items(), key=lambda item: item[1][0])
+            per_class[name] = {
+                "iou": winner[1][0],
+                "modality": winner[0],
+                "method": winner[1][1],
+                **{f"best_{m}": v[0] for m, v in best.items()},
+            }
+    values = [v["iou"] for v in per_class.values()]
+    return {"per_class": per_class, "miou": float(np.mean(values)) if values else None}
+
+
+def _write_results(out: Path, datasets: Sequence[EvalDataset], rows: Sequence[dict[str, Any]]) -> None:
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", "modality", "dataset", "domain", "class", "seed", "iou"])
+    by_dataset = {d.name: d for d in datasets}
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["method"], int(row["seed"])), []).append(row)
+    for (dataset_name, method_name, seed), group in sorted(groups.items()):
+        data = by_dataset.get(dataset_name)
+        if data is None:
+            continue
+        cm = _accumulate(group, data.space.n_labels)
+        iou, present = cm.iou(), cm.present()
+        for c, class_name in enumerate(data.space.names):
+            if present[c + 1]:
+                writer.writerow([method_name, group[0]["modality"], dataset_name, data.domain, class_name,
+                                 "" if seed == TEXT_SEED else seed, f"{iou[c + 1] * 100:.4f}"])
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+
+
+__all__ = ["EvalDataset", "Method", "RunSettings", "prepare_dataset", "run_show_or_tell", "summarise"]

@@ -1,0 +1,113 @@
+"""Show-or-Tell end to end on real shared data with a tiny random-init CLIPSeg."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from segprompt.backends.clipseg import ClipSegSegmenter
+from segprompt.cli import main
+from segprompt.datasets import open_dataset
+from segprompt.errors import SegpromptError
+from segprompt.showortell.metrics import ConfusionMatrix
+from segprompt.showortell.protocol import semantic_target
+from segprompt.semantic import segment_classes
+from segprompt.showortell.runner import Method, RunSettings, prepare_dataset, run_show_or_tell
+from segprompt.testing import random_clipseg, tiny_clipseg_dir
+
+
+@pytest.fixture(scope="module")
+def clipseg():
+    return ClipSegSegmenter(pretrained=random_clipseg("tiny", seed=0))
+
+
+def _methods(segmenter):
+    return [Method("clipseg:text", segmenter, "text"), Method("clipseg:visual", segmenter, "visual")]
+
+
+def test_run_scores_every_class_and_matches_a_recomputed_confusion_matrix(shared_data, clipseg, tmp_path):
+    camvid = prepare_dataset(open_dataset(shared_data("camvid")))
+    settings = RunSettings(seeds=(0, 1), max_images=1, resize=128)
+    summary = run_show_or_tell([camvid], _methods(clipseg), tmp_path, settings)
+
+    rows = [json.loads(line) for line in (tmp_path / "per_image.jsonl").read_text().splitlines()]
+    # 1 image x (1 text run + 2 visual seeds)
+    assert len(rows) == 3
+    # Recompute the text method's matrix for the first image from the backend directly.
+    sample = camvid.test[0]
+    labels, ignore = semantic_target(sample, camvid.space)
+    image = cv2.resize(sample.image, (128, 128), interpolation=cv2.INTER_LINEAR)
+    labels = cv2.resize(labels.astype(np.int32), (128, 128), interpolation=cv2.INTER_NEAREST)
+    ignore = cv2.resize(ignore.astype(np.uint8), (128, 128), interpolation=cv2.INTER_NEAREST).astype(bool)
+    seg = segment_classes(image, {n: f"a photo of a {n}." for n in camvid.space.names}, clipseg)
+    expected = ConfusionMatrix(camvid.space.n_labels).update(seg.labels, labels, ignore)
+    first = next(r for r in rows if r["method"] == "clipseg:text" and r["image"] == sample.id)
+    np.testing.assert_array_equal(first["matrix"], expected.matrix)
+
+    entry = summary["datasets"]["camvid"]
+    assert entry["domain"] == "urban" and entry["background"] == "ignore"
+    visual = entry["methods"]["clipseg:visual"]
+    assert set(visual["miou_per_seed"]) == {"0", "1"}
+    assert visual["miou"]["n"] == 2
+    assert np.isclose(visual["miou"]["mean"], np.mean(list(visual["miou_per_seed"].values())))
+    with open(tmp_path / "results.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert {r["seed"] for r in table if r["modality"] == "text"} == {""}
+    assert {r["seed"] for r in table if r["modality"] == "visual"} == {"0", "1"}
+    assert set(r["class"] for r in table) <= set(camvid.space.names)
+    refs = json.loads((tmp_path / "references.json").read_text())["camvid"]
+    assert set(refs) == {"0", "1"} and set(refs["0"]) == set(camvid.space.names)
+    for path in ("summary.json", "domains.png", "text_vs_visual.png"):
+        assert (tmp_path / path).stat().st_size > 0
+
+
+def test_killed_run_resumes_without_losing_or_repeating_rows(shared_data, clipseg, tmp_path):
+    kvasir = prepare_dataset(open_dataset(shared_data("kvasir_seg")))
+    settings = RunSettings(seeds=(0,), max_images=3, resize=96)
+    full = run_show_or_tell([kvasir], _methods(clipseg), tmp_path / "full", settings)
+
+    calls = []
+
+    def kill_after_two(done, total, message):
+        calls.append(done)
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_show_or_tell([kvasir], _methods(clipseg), tmp_path / "resumed", settings, kill_after_two)
+    # a kill mid-write leaves a torn last line: the resume must drop it
+    with open(tmp_path / "resumed" / "per_image.jsonl", "a") as handle:
+        handle.write('{"dataset": "kvas')
+    resumed = run_show_or_tell([kvasir], _methods(clipseg), tmp_path / "resumed", settings)
+
+    lines = (tmp_path / "resumed" / "per_image.jsonl").read_text().splitlines()
+    keys = [(r["method"], r["seed"], r["image"]) for r in map(json.loads, lines)]
+    assert len(keys) == len(set(keys)) == 6
+    for name in ("clipseg:text", "clipseg:visual"):
+        assert resumed["datasets"]["kvasir_seg"]["methods"][name]["miou"] == full["datasets"]["kvasir_seg"]["methods"][name]["miou"]
+    assert (tmp_path / "full" / "results.csv").read_text() == (tmp_path / "resumed" / "results.csv").read_text()
+
+    with pytest.raises(SegpromptError, match="other settings"):
+        run_show_or_tell([kvasir], _methods(clipseg), tmp_path / "full", RunSettings(seeds=(5,), max_images=3))
+
+
+def test_cli_runs_two_datasets_and_reports_user_errors(shared_data, tmp_path, capsys):
+    model = tiny_clipseg_dir(tmp_path / "clipseg")
+    out = tmp_path / "run"
+    args = ["bench", "show-or-tell", "--data", str(shared_data("kvasir_seg")), str(shared_data("skin_lesion_isic_ham")),
+            "--method", "clipseg:text", "--method", "clipseg:visual", "--model-dir", f"clipseg={model}",
+            "--max-images", "1", "--resize", "96", "--template", "a photo of a {}.", "--template", "{}",
+            "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["datasets"]) == {"kvasir_seg", "skin_lesion_isic_ham"}
+    assert set(summary["domains"]) == {"medical"}
+    assert "oracle" in capsys.readouterr().out
+
+    assert main(["bench", "show-or-tell", "--data", str(shared_data("kvasir_seg")), "--method", "clipseg",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "BACKEND:MODALITY" in capsys.readouterr().err
+    assert main(["bench", "show-or-tell", "--data", str(shared_data("kvasir_seg")), "--method", "sam:text",
+                 "--checkpoint", str(tmp_path / "none.pth"), "--out", str(tmp_path / "bad")]) == 2
