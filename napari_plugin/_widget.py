@@ -41,11 +41,12 @@ from qtpy.QtWidgets import (
 
 from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
 from segprompt.backends import Segmenter, backend_names, create_from_options, get_backend_class
-from segprompt.backends.base import Embedding
+from segprompt.backends.base import Embedding, ProgressCallback
 from segprompt.cache import EmbeddingCache
 from segprompt.errors import SegpromptError
 from segprompt.prompts import Points as PointsPrompt
 from segprompt.prompts import Prompt, Text, VisualReference
+from segprompt.semantic import SemanticSegmentation, segment_classes
 
 if TYPE_CHECKING:
     import napari
@@ -90,15 +91,11 @@ class _ProgressRelay(QObject):
 
 
 @thread_worker
-def _embed_in_background(
-    make_segmenter: Callable[[], Segmenter], data: Any, cache: EmbeddingCache, relay: _ProgressRelay
-) -> tuple[Segmenter, Embedding] | _Failed:
-    """Build (load weights of) the segmenter and embed ``data``, off the GUI thread."""
-    too_large = f"not enough memory to embed an image of shape {np.shape(data)}; crop or downscale it first"
+def _in_background(job: Callable[[ProgressCallback], Any], relay: _ProgressRelay) -> Any:
+    """Run ``job(progress)`` off the GUI thread; a user-facing failure comes back as :class:`_Failed`."""
+    too_large = "not enough memory for this image; crop or downscale it first"
     try:
-        segmenter = make_segmenter()
-        image = np.asarray(data)  # lazy (dask, zarr) layers are read here, not on the GUI thread
-        return segmenter, cache.embed(segmenter, image, relay.progressed.emit)
+        return job(relay.progressed.emit)
     except SegpromptError as exc:
         return _Failed(str(exc))
     except MemoryError:
@@ -115,10 +112,12 @@ class SegpromptWidget(QWidget):
     Signals:
         preview_updated: emitted after every preview refresh.
         embedding_ready: emitted when a session has started on a new embedding.
+        classes_ready: emitted when a semantic label map has been added.
     """
 
     preview_updated = Signal()
     embedding_ready = Signal()
+    classes_ready = Signal()
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -207,6 +206,20 @@ class SegpromptWidget(QWidget):
         form.addRow("reference mask", self.reference_mask_combo)
         form.addRow(self.candidate_label)
         layout.addWidget(prompt_box)
+
+        semantic_box = QGroupBox("semantic: one label per class")
+        form = QFormLayout(semantic_box)
+        self.classes_edit = QLineEdit()
+        self.classes_edit.setPlaceholderText("e.g. cup, saucer (text backends)")
+        self.classes_edit.setToolTip(
+            "comma-separated class names, each used as a text prompt; leave empty to use every id of the "
+            "reference mask as one class, with the reference image (visual-reference backends)"
+        )
+        self.classes_button = QPushButton("label classes")
+        self.classes_button.clicked.connect(self._report(self.segment_classes))
+        form.addRow("classes", self.classes_edit)
+        form.addRow(self.classes_button)
+        layout.addWidget(semantic_box)
 
         objects_box = QGroupBox("objects")
         grid = QVBoxLayout(objects_box)
@@ -340,8 +353,6 @@ class SegpromptWidget(QWidget):
 
     def compute_embedding(self) -> None:
         """Embed the chosen image in a background worker; the session starts when it returns."""
-        if self.worker is not None:
-            raise SegpromptError("an embedding is already being computed; wait for it to finish")
         name = self.image_combo.currentText()
         if name not in self.viewer.layers:
             raise SegpromptError("no image layer: open an image (File > Open Sample > segprompt for a demo)")
@@ -351,14 +362,36 @@ class SegpromptWidget(QWidget):
                 f"image layer {name!r}: segprompt annotates single 2-D images (RGB or grayscale); "
                 f"this layer has {layer.ndim} spatial dimensions{' and is multiscale' if layer.multiscale else ''}"
             )
-        key, factory = self._segmenter_factory()
+        key, make_segmenter = self._segmenter_factory()
+
+        def embed(progress: ProgressCallback) -> tuple[Segmenter, Embedding]:
+            segmenter = make_segmenter()  # loads weights: slow, so off the GUI thread too
+            image = np.asarray(layer.data)  # lazy (dask, zarr) layers are read here as well
+            return segmenter, self.cache.embed(segmenter, image, progress)
+
+        self._start_job(embed, functools.partial(self._on_embedded, layer, key), f"embedding {name!r} with {key[0]}")
+
+    def _start_job(self, job: Callable[[ProgressCallback], Any], on_result: Callable[[Any], None], message: str) -> None:
+        """Run one background job at a time, with the progress bar; failures become notifications."""
+        if self.worker is not None:
+            raise SegpromptError("a background job is still running; wait for it to finish")
         self.embed_button.setEnabled(False)
-        self.status_label.setText(f"embedding {name!r} with {key[0]} …")
+        self.classes_button.setEnabled(False)
+        self.status_label.setText(f"{message} …")
         self.progress_bar.setRange(0, 0)
-        self.worker = _embed_in_background(factory, layer.data, self.cache, self._relay)
-        self.worker.returned.connect(functools.partial(self._on_embedded, layer, key))
+        self.worker = _in_background(job, self._relay)
+        self.worker.returned.connect(functools.partial(self._on_job_returned, on_result))
         self.worker.finished.connect(self._on_worker_finished)
         self.worker.start()
+
+    def _on_job_returned(self, on_result: Callable[[Any], None], result: Any) -> None:
+        if isinstance(result, _Failed):
+            self.status_label.setText("failed: " + result.message)
+            self.progress_bar.setValue(0)
+            show_error(result.message)
+            return
+        self.progress_bar.setValue(PROGRESS_STEPS)
+        on_result(result)
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
         if total > 0:
@@ -372,17 +405,12 @@ class SegpromptWidget(QWidget):
     def _on_worker_finished(self) -> None:
         self.worker = None
         self.embed_button.setEnabled(True)
+        self.classes_button.setEnabled(True)
         self.progress_bar.setRange(0, PROGRESS_STEPS)
 
-    def _on_embedded(self, layer: Image, key: tuple[str, str, str], result: tuple[Segmenter, Embedding] | _Failed) -> None:
-        if isinstance(result, _Failed):
-            self.status_label.setText("embedding failed")
-            self.progress_bar.setValue(0)
-            show_error(result.message)
-            return
+    def _on_embedded(self, layer: Image, key: tuple[str, str, str], result: tuple[Segmenter, Embedding]) -> None:
         segmenter, embedding = result
         self._segmenters[key] = segmenter
-        self.progress_bar.setValue(PROGRESS_STEPS)
         self.start_session(layer, segmenter, embedding)
 
     def start_session(self, layer: Image, segmenter: Segmenter, embedding: Embedding) -> None:
@@ -511,6 +539,44 @@ class SegpromptWidget(QWidget):
         if self.session is not None:
             self.session.clear()
         self._show_preview()
+
+    # -- semantic mode -----------------------------------------------------
+
+    def class_prompts(self) -> dict[str, Text | VisualReference]:
+        """Class name -> prompt: the listed names as text, else one reference per id of the reference mask."""
+        names = [name.strip() for name in self.classes_edit.text().split(",") if name.strip()]
+        if names:
+            return {name: Text(name) for name in names}
+        reference_image, reference_mask = self.reference_image_combo.currentText(), self.reference_mask_combo.currentText()
+        if reference_image == _NONE or reference_mask == _NONE:
+            raise SegpromptError("semantic mode: list class names, or pick a reference image and a reference mask")
+        image = np.asarray(self.viewer.layers[reference_image].data)
+        mask = np.asarray(self.viewer.layers[reference_mask].data)
+        return {f"{reference_mask} {k}": VisualReference(image, mask == k) for k in np.unique(mask) if k != 0}
+
+    def segment_classes(self) -> None:
+        """Label every pixel with a class or background (Show-or-Tell merge), in a background worker.
+
+        The result goes to the Labels layer ``"<image> classes"``; its
+        ``features`` table names each label.
+        """
+        session = self._require_session()
+        classes = self.class_prompts()
+
+        def label(progress: ProgressCallback) -> SemanticSegmentation:
+            embedding = session.embedding
+            return segment_classes(embedding.image, classes, session.segmenter, embedding=embedding, progress=progress)
+
+        self._start_job(label, self._on_classes, f"labelling {len(classes)} classes")
+
+    def _on_classes(self, result: SemanticSegmentation) -> None:
+        name = f"{self.image_layer.name} classes"
+        features = {"index": np.arange(len(result.class_names)), "class": list(result.class_names)}
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_labels(result.labels, name=name, features=features, opacity=0.5)
+        self.status_label.setText(f"labelled {', '.join(result.class_names[1:])}")
+        self.classes_ready.emit()
 
     # -- objects -----------------------------------------------------------
 

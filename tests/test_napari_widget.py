@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 from skimage import data
 
+from segprompt.backends import create
 from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import build_sam
 from segprompt.io import read_mask, write_image
 from segprompt.prompts import Box
+from segprompt.semantic import segment_classes
+from segprompt.testing import tiny_clipseg_dir
 
 if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not os.environ.get("DISPLAY"):
     pytest.skip(
@@ -171,8 +174,11 @@ def test_user_errors_become_notifications(qtbot, widget):
     with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
         widget.text_edit.editingFinished.emit()
     press(widget, "K")  # nothing to accept
+    widget.classes_edit.setText("cup")
+    widget.classes_button.click()  # SAM takes no text: the worker's refusal is shown
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     messages = [str(n.message) for n in notification_manager.records[before:]]
-    assert any("does not accept text" in m for m in messages), messages
+    assert sum("does not accept text" in m for m in messages) == 2, messages  # preview and semantic mode
     assert any("no preview to accept" in m for m in messages), messages
 
 
@@ -226,7 +232,42 @@ def test_checkpoint_errors_are_notifications(qtbot, make_napari_viewer, tmp_path
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     messages = [str(n.message) for n in notification_manager.records[before:]]
     assert any("missing.pth: checkpoint file does not exist" in m for m in messages), messages
-    assert widget.session is None and widget.status_label.text() == "embedding failed"
+    assert widget.session is None and widget.status_label.text().startswith("failed: ")
+    assert widget.embed_button.isEnabled()
+
+
+def test_semantic_mode_text_classes_and_reference_ids(qtbot, make_napari_viewer, tmp_path):
+    clipseg = create("clipseg", model_dir=tiny_clipseg_dir(tmp_path / "clipseg"))
+    embedding = clipseg.embed(IMAGE)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(IMAGE, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    widget.start_session(layer, clipseg, embedding)
+
+    widget.classes_edit.setText("cup, saucer ,")
+    with qtbot.waitSignal(widget.classes_ready, timeout=WAIT_MS):
+        widget.segment_classes()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    expected = segment_classes(IMAGE, {"cup": "cup", "saucer": "saucer"}, clipseg, embedding=embedding)
+    classes = viewer.layers["coffee classes"]
+    np.testing.assert_array_equal(classes.data, expected.labels)
+    assert list(classes.features["class"]) == ["background", "cup", "saucer"]
+
+    # Without names, every id of the reference mask is one visual-reference class.
+    reference_mask = np.zeros((80, 120), np.int32)
+    reference_mask[10:30, 20:60], reference_mask[50:70, 70:110] = 1, 4
+    viewer.add_labels(reference_mask, name="ref")
+    widget.classes_edit.clear()
+    widget.reference_image_combo.setCurrentText("coffee")
+    widget.reference_mask_combo.setCurrentText("ref")
+    prompts = widget.class_prompts()
+    assert list(prompts) == ["ref 1", "ref 4"]
+    np.testing.assert_array_equal(prompts["ref 4"].mask, reference_mask == 4)
+    with qtbot.waitSignal(widget.classes_ready, timeout=WAIT_MS):
+        widget.segment_classes()
+    expected = segment_classes(IMAGE, prompts, clipseg, embedding=embedding)
+    np.testing.assert_array_equal(viewer.layers["coffee classes"].data, expected.labels)
+    assert list(viewer.layers["coffee classes"].features["class"]) == ["background", "ref 1", "ref 4"]
 
 
 def test_screenshot_with_docked_widget_is_not_blank(qtbot, widget):
