@@ -1,0 +1,60 @@
+"""``segprompt models`` lists backends, checkpoints with their status, and the cache."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+
+import numpy as np
+import pytest
+
+from segprompt.backends.sam import SamSegmenter
+from segprompt.backends.sam_arch import build_sam
+from segprompt.cache import EmbeddingCache, cache_root
+from segprompt.checkpoints import SAM_CHECKPOINTS
+from segprompt.cli import models
+from segprompt.errors import CheckpointError
+
+
+def main(argv: list[str]) -> int:
+    """Run the ``models`` verb through its own sub-parser (independent of the other verbs)."""
+    parser = argparse.ArgumentParser(prog="segprompt")
+    models.add_parser(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_lists_backends_checkpoints_and_cache(capsys):
+    vit_l = SAM_CHECKPOINTS["vit_l"].path
+    vit_l.parent.mkdir(parents=True)
+    vit_l.write_bytes(b"\0" * 2500)
+    cache = EmbeddingCache()
+    cache.embed(SamSegmenter(model=build_sam("tiny", seed=0)), np.zeros((40, 60, 3), np.uint8))
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    sam_line = next(line for line in lines if line.split()[:1] == ["sam"])
+    assert "box, mask, points" in sam_line
+    assert any(line.split()[:2] == ["vit_l", "cached"] and str(vit_l) in line and "2.5 KB" in line for line in lines)
+    for model_type in ("vit_b", "vit_h"):
+        info = SAM_CHECKPOINTS[model_type]
+        assert any(line.split()[:2] == [model_type, "missing"] and info.url in line for line in lines)
+    assert f"Cache: {cache_root()}" in out
+    assert f"1 entries, {cache.size_bytes() / 1e6:.1f} MB" in out  # one 256x64x64 float32 embedding
+
+
+def test_fetch_offline_names_file_and_hash(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise socket.gaierror(-3, "offline")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    info = SAM_CHECKPOINTS["vit_b"]
+    with pytest.raises(CheckpointError) as caught:
+        main(["models", "--fetch", "vit_b"])
+    assert info.sha256 in str(caught.value) and str(info.path) in str(caught.value)
+
+
+def test_unknown_fetch_target_is_rejected_by_argparse():
+    with pytest.raises(SystemExit):
+        main(["models", "--fetch", "vit_x"])
