@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli.progress import tqdm_progress
 from ..errors import SegpromptError
 from .counts import PointCounts
 from .runner import PAPER_STRATEGIES, BenchmarkConfig, run_benchmark
@@ -107,15 +107,7 @@ def run(args: argparse.Namespace) -> int:
         from ..cache import EmbeddingCache
 
         cache = EmbeddingCache()
-    from tqdm import tqdm
-
-    with tqdm(total=0, unit="image", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-        def progress(done: int, total: int, message: str) -> None:
-            bar.total = total
-            bar.n = done
-            bar.set_postfix_str(message)
-            bar.refresh()
-
+    with tqdm_progress("image") as progress:
         summary = run_benchmark(dataset, segmenter, args.out, config, cache=cache, progress=progress)
         _print_summary(summary, args.out)
         if args.finetune:
