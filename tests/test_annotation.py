@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 from segprompt.annotation import (
@@ -28,6 +29,14 @@ from segprompt.io import read_mask, write_mask
 from segprompt.prompts import Box, Points, Prompt, Text
 
 IMAGE = data.coffee()[::5, ::5]  # (80, 120, 3): non-square, so a (row, col) / (x, y) swap cannot pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from skimage import data
 
 from segprompt.backends import create
@@ -38,6 +39,14 @@ from napari_plugin._widget import KEY_BINDINGS, POINT_COLOURS, SegpromptWidget  
 IMAGE = data.coffee()[::5, ::5]  # (80, 120, 3): non-square
 ARTIFACTS = Path(os.environ.get("SEGPROMPT_ARTIFACTS", Path(__file__).parent / "artifacts"))
 WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
