@@ -310,6 +310,8 @@ class SegpromptWidget(QWidget):
         for key, action in actions.items():
             reported = self._report(action)
             self.viewer.bind_key(key, lambda _viewer, run=reported: run(), overwrite=True)
+        # A closed widget must not leave keys calling into a deleted Qt object.
+        self.destroyed.connect(functools.partial(_unbind_keys, self.viewer, tuple(actions)))
 
     @staticmethod
     def _report(action: Callable[..., Any]) -> Callable[..., None]:
@@ -636,6 +638,11 @@ class SegpromptWidget(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "load objects", "", "labels (*.tif *.tiff *.png)")
         if path:
             self.load_annotations(path)
+
+
+def _unbind_keys(viewer: "napari.viewer.Viewer", keys: tuple[str, ...], *_: Any) -> None:
+    for key in keys:
+        viewer.bind_key(key, None)
 
 
 def _uses_sam_weights(backend: str) -> bool:

@@ -295,3 +295,14 @@ def test_screenshot_with_docked_widget_is_not_blank(qtbot, widget):
     # ... and the window shows more than the canvas: the docked widget.
     assert shot.shape[1] > canvas.shape[1]
     assert len(np.unique(shot[..., :3].reshape(-1, 3), axis=0)) > 1000
+
+
+def test_closing_the_widget_unbinds_its_keys(qtbot, make_napari_viewer):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    viewer = make_napari_viewer()
+    widget = SegpromptWidget(viewer)
+    assert coerce_keybinding("K") in viewer.keymap
+    with qtbot.waitSignal(widget.destroyed, timeout=WAIT_MS):
+        widget.deleteLater()
+    assert not {coerce_keybinding(key) for key in KEY_BINDINGS} & set(viewer.keymap)
