@@ -8,7 +8,8 @@ The random backbone makes the absolute Dice meaningless; the table checks that
 every method trains end to end on real data and compares budgets and sizes.
 
 ``--full-size`` instead reports, for a full-size random-init CLIPSeg
-(``CLIPSegConfig(reduce_dim=64)``, the rd64 architecture), each method's
+(:func:`segprompt.testing.random_clipseg`: the architecture of
+``CIDAS/clipseg-rd64-refined``, ViT-B/16, reduce_dim 64), each method's
 trainable parameters and the seconds per training step at 352 x 352.
 
 Run: ``.venv/bin/python benchmarks/bench_tuning.py [--full-size]``.
@@ -29,8 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segprompt.datasets import open_dataset  # noqa: E402
-from segprompt.hub import PretrainedModel  # noqa: E402
-from segprompt.testing import clipseg_processor, tiny_clipseg_dir  # noqa: E402
+from segprompt.testing import random_clipseg, tiny_clipseg_dir  # noqa: E402
 from segprompt.tuning import TrainConfig, TunedCLIPSeg, build_pairs, dice_bce_loss, evaluate, load_base, method_names, train  # noqa: E402
 
 DATASETS = ("kvasir_seg", "skin_lesion_isic_ham", "busi")
@@ -69,15 +69,11 @@ def tiny_benchmark(args: argparse.Namespace) -> None:
 
 
 def full_size_report(args: argparse.Namespace) -> None:
-    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
-
-    torch.manual_seed(0)
-    model = CLIPSegForImageSegmentation(CLIPSegConfig(reduce_dim=64)).eval()
-    base = PretrainedModel(model, clipseg_processor(352), "random-rd64")
+    base = random_clipseg("full", seed=0)
     images = [np.random.default_rng(i).integers(0, 256, (352, 352, 3), dtype=np.uint8) for i in range(args.batch_size)]
     masks = torch.zeros(args.batch_size, 352, 352)
     masks[:, 100:250, 120:260] = 1
-    print(f"full-size CLIPSeg rd64 (random init), 352x352, batch {args.batch_size}, {torch.get_num_threads()} threads")
+    print(f"full-size CLIPSeg rd64-refined architecture (random init), 352x352, batch {args.batch_size}, {torch.get_num_threads()} threads")
     print("| method | trainable parameters | s / training step |")
     print("|---|---|---|")
     for method in method_names():

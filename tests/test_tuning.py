@@ -13,6 +13,14 @@ SIDE = 64
 TEXTS = ["polyp", "a skin lesion on the arm"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     return load_base(tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0))

@@ -16,6 +16,14 @@ from segprompt.tuning import TextOverlay, TrainConfig, TunedCLIPSeg, build_pairs
 SIDE = 64
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0)

@@ -30,8 +30,8 @@ from .model import PromptedCLIPSeg, load_base
 FORMAT = "segprompt-tuning/1"
 PROMPTS_FILE = "prompts.safetensors"
 META_FILE = "tuning.json"
-#: CLIP's text encoder has 77 positions; context vectors take some of them.
-CLIP_POSITIONS = 77
+#: ``tuning.json`` keys written from the model itself; the rest is kept in :attr:`TunedCLIPSeg.extra`.
+_OWN_KEYS = {"format", "method", "hyperparameters", "base_model", "default_text", "image_size", "trainable_parameters"}
 
 
 @dataclass
@@ -79,11 +79,14 @@ class TunedCLIPSeg:
         return None if self.net.method is None else self.net.method.name
 
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(input_ids, attention_mask)``, both ``(B, L)`` int64, leaving room for the context vectors."""
+        """``(input_ids, attention_mask)``, both ``(B, L)`` int64.
+
+        Phrases are truncated (keeping BOS and EOS) to leave room for the
+        context vectors among the text tower's positions (77 for CLIP).
+        """
         n_ctx = 0 if self.net.method is None else self.net.method.text_length
-        encoded = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=CLIP_POSITIONS - n_ctx, return_tensors="pt"
-        )
+        positions = self.net.base.config.text_config.max_position_embeddings
+        encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=positions - n_ctx, return_tensors="pt")
         return encoded["input_ids"], encoded["attention_mask"]
 
     def logits(self, images: Sequence[np.ndarray], texts: Sequence[str]) -> torch.Tensor:
@@ -152,6 +155,3 @@ class TunedCLIPSeg:
         except (RuntimeError, OSError) as exc:
             raise CheckpointError(f"{prompts_path}: prompts do not fit the base model {base_model} ({exc})") from exc
         return tuned
-
-
-_OWN_KEYS = {"format", "method", "hyperparameters", "base_model", "default_text", "image_size", "trainable_parameters"}
