@@ -73,7 +73,9 @@ def points_inside(masks: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def _subset(prediction: Prediction, keep: np.ndarray) -> Prediction:
     logits = None if prediction.low_res_logits is None else prediction.low_res_logits[keep]
-    return dataclasses.replace(prediction, masks=prediction.masks[keep], scores=prediction.scores[keep], low_res_logits=logits)
+    return dataclasses.replace(
+        prediction, masks=prediction.masks[keep], scores=prediction.scores[keep], low_res_logits=logits
+    )
 
 
 def remove_excluded(candidates: Prediction, exclude_xy: np.ndarray) -> Prediction | None:
@@ -178,7 +180,9 @@ class ComposedSegmenter(Segmenter):
 
     def check_prompt(self, prompt: Prompt) -> None:
         if prompt.is_empty():
-            raise UnsupportedPromptError(f"backend {self.name!r}: the prompt is empty; give at least one of {sorted(self.supported_kinds())}")
+            raise UnsupportedPromptError(
+                f"backend {self.name!r}: the prompt is empty; give at least one of {sorted(self.supported_kinds())}"
+            )
         kinds = prompt.kinds()
         semantic = kinds & SEMANTIC_KINDS
         geometric = kinds & GEOMETRIC_KINDS
@@ -232,7 +236,8 @@ class ComposedSegmenter(Segmenter):
             role = "refiner" if answerer is self.refiner else "proposer"
             return answerer.predict(self.part(embedding, role), explicit, multimask)
 
-        candidates: Prediction | None = self.proposer.predict(self.part(embedding, "proposer"), semantic, multimask=True)
+        proposer_embedding = self.part(embedding, "proposer")
+        candidates: Prediction | None = self.proposer.predict(proposer_embedding, semantic, multimask=True)
         nonempty = np.flatnonzero(candidates.masks.reshape(len(candidates.masks), -1).any(axis=1))
         candidates = _subset(candidates, nonempty) if nonempty.size else None
         points = prompt.points

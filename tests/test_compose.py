@@ -140,7 +140,8 @@ def test_text_with_an_include_point_refines_the_candidate_box_through_sam(compos
 def test_an_explicit_box_and_mask_replace_the_candidate_box_and_logits(composed, embedding, sam, reference):
     prompt = _prompt(("points", "box", "mask", "text"), reference)
     answer = composed.predict(embedding, prompt)
-    expected = sam.predict(composed.part(embedding, "refiner"), Prompt(points=prompt.points, box=prompt.box, mask=prompt.mask))
+    explicit = Prompt(points=prompt.points, box=prompt.box, mask=prompt.mask)
+    expected = sam.predict(composed.part(embedding, "refiner"), explicit)
     np.testing.assert_array_equal(answer.masks, expected.masks)
 
 
@@ -178,7 +179,8 @@ def test_persam_proposer_passes_its_sam_logits_to_the_refiner(sam, reference):
         mask=MaskPrompt(candidates.low_res_logits[chosen], "logits"),
     )
     np.testing.assert_array_equal(answer.masks, sam.predict(composed.part(embedding, "refiner"), refine).masks)
-    with pytest.raises(UnsupportedPromptError, match="proposer backend 'persam' does not accept text prompts; it accepts reference"):
+    message = "proposer backend 'persam' does not accept text prompts; it accepts reference"
+    with pytest.raises(UnsupportedPromptError, match=message):
         composed.predict(embedding, Prompt(text=Text("cup"), points=points))
 
 
@@ -187,7 +189,8 @@ def test_without_a_refiner_points_select_and_box_or_mask_fail(clipseg, reference
     embedding = composed.embed(IMAGE)
     answer = composed.predict(embedding, Prompt(text=Text("cup"), points=Points.from_lists([(1, 1)])))
     assert answer.masks.shape == (1, H, W)
-    with pytest.raises(UnsupportedPromptError, match=r"box prompts with text need a refiner backend .*'clipseg' has none"):
+    message = r"box prompts with text need a refiner backend .*'clipseg' has none"
+    with pytest.raises(UnsupportedPromptError, match=message):
         composed.predict(embedding, Prompt(text=Text("cup"), box=Box(0, 0, 10, 10)))
     with pytest.raises(UnsupportedPromptError, match="proposer backend 'clipseg' does not accept points prompts"):
         composed.predict(embedding, Prompt(points=Points.from_lists([(1, 1)])))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -261,7 +262,7 @@ def test_persam_f_fits_two_weights_once_per_reference(sam, cache, reference, tar
     assert personalisation.mask_weights.shape == (3,) and personalisation.losses.shape == (30,)
     assert personalisation.mask_weights.sum() == pytest.approx(1.0, abs=1e-6)
     assert persam_f.personalise(reference) is personalisation
-    embedding = Embedding("persam-f", persam_f.model_id, target_embedding_.image_hw, target_embedding_.image, target_embedding_.data)
+    embedding = dataclasses.replace(target_embedding_, backend="persam-f")
     trace = persam_f.run(embedding, personalisation)
     assert trace.stages[0].masks.shape == (1, *TARGET_HW)  # the blend of three
     assert trace.stages[-1].masks.shape == (3, *TARGET_HW)

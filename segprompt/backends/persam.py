@@ -136,7 +136,8 @@ def similarity_in_image(similarity: torch.Tensor, input_hw: tuple[int, int], ima
     :func:`segprompt.backends.sam.upsample_logits` (bilinear to 1024, crop
     to ``input_hw``, bilinear to ``image_hw``).
     """
-    low_res = F.interpolate(similarity[None, None], size=(LOW_RES_SIDE, LOW_RES_SIDE), mode="bilinear", align_corners=False)
+    side = (LOW_RES_SIDE, LOW_RES_SIDE)
+    low_res = F.interpolate(similarity[None, None], size=side, mode="bilinear", align_corners=False)
     return upsample_logits(low_res, input_hw, image_hw)[0, 0]
 
 
@@ -449,7 +450,9 @@ class PerSamSegmenter(Segmenter):
         similarity, points = self.locate(embedding, personalisation.target)
         sam_embedding = self._as_sam(embedding)
         weights = personalisation.mask_weights
-        low_res, scores = self._first_stage_logits(embedding, personalisation.target, points, multimask=weights is not None)
+        low_res, scores = self._first_stage_logits(
+            embedding, personalisation.target, points, multimask=weights is not None
+        )
         if weights is not None:
             low_res = blend(low_res[0].float(), torch.from_numpy(weights[1:]).to(low_res.device))[None, None]
             scores = (torch.from_numpy(weights).to(scores) * scores).sum(-1, keepdim=True)
@@ -460,7 +463,9 @@ class PerSamSegmenter(Segmenter):
             low_res_logits=low_res[0].float().cpu().numpy(),
         )
         stages = [first]
-        second = self.sam.predict(sam_embedding, Prompt(points=points, mask=MaskPrompt(first.low_res_logits[0], "logits")))
+        second = self.sam.predict(
+            sam_embedding, Prompt(points=points, mask=MaskPrompt(first.low_res_logits[0], "logits"))
+        )
         stages.append(second)
         best = second.best
         if second.masks[best].any():
