@@ -269,28 +269,37 @@ class SegpromptWidget(QWidget):
             combo.blockSignals(False)
 
     def _update_checkpoint_status(self, *_: Any) -> None:
+        """Show what the chosen backend accepts (or why it is unavailable) and whether its weights are here."""
         from segprompt.checkpoints import official_checkpoint
 
         backend = self.backend_combo.currentText()
         custom = backend.startswith(_CUSTOM)
-        uses_sam = not custom and _uses_sam_weights(backend)
-        self.model_type_combo.setEnabled(uses_sam)
         self.checkpoint_edit.setEnabled(not custom)
-        path = self.checkpoint_edit.text().strip()
+        self.model_type_combo.setEnabled(False)
         if custom:
             self.checkpoint_status.setText("a backend built in Python (use_segmenter)")
-        elif path:
-            state = "found" if Path(path).expanduser().exists() else "MISSING"
-            self.checkpoint_status.setText(f"{path}: {state}")
+            return
+        try:
+            cls = get_backend_class(backend)
+        except SegpromptError as exc:
+            self.checkpoint_status.setText(f"unavailable: {exc}")
+            return
+        parameters = inspect.signature(cls.__init__).parameters
+        uses_sam = "model_type" in parameters or "sam_model_type" in parameters
+        self.model_type_combo.setEnabled(uses_sam)
+        path = self.checkpoint_edit.text().strip()
+        if path:
+            weights = f"{path}: {'found' if Path(path).expanduser().exists() else 'MISSING'}"
         elif uses_sam:
             info = official_checkpoint(self.model_type_combo.currentText())
             state = "in cache" if info.path.is_file() else f"not downloaded (needs internet, or put it at {info.path})"
-            self.checkpoint_status.setText(f"{info.filename}: {state}")
+            weights = f"{info.filename}: {state}"
         else:
-            self.checkpoint_status.setText(f"{backend}: its default weights")
+            weights = "its default weights"
+        self.checkpoint_status.setText(f"accepts {', '.join(sorted(cls.accepts))}; {weights}")
 
     def _browse_checkpoint(self) -> None:
-        if _uses_sam_weights(self.backend_combo.currentText()):
+        if self.model_type_combo.isEnabled():  # the backend takes SAM weights: a file
             path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", "", "PyTorch checkpoint (*.pth *.pt)")
         else:
             path = QFileDialog.getExistingDirectory(self, "model folder")
@@ -643,12 +652,3 @@ class SegpromptWidget(QWidget):
 def _unbind_keys(viewer: "napari.viewer.Viewer", keys: tuple[str, ...], *_: Any) -> None:
     for key in keys:
         viewer.bind_key(key, None)
-
-
-def _uses_sam_weights(backend: str) -> bool:
-    """Whether ``backend``'s constructor takes a SAM model type (SAM itself, detector + SAM)."""
-    try:
-        parameters = inspect.signature(get_backend_class(backend).__init__).parameters
-    except SegpromptError:
-        return False
-    return "model_type" in parameters or "sam_model_type" in parameters

@@ -235,7 +235,7 @@ def test_checkpoint_errors_are_notifications(qtbot, make_napari_viewer, tmp_path
     widget = SegpromptWidget(viewer)
     widget.backend_combo.setCurrentText("sam")
     widget.checkpoint_edit.setText(str(tmp_path / "missing.pth"))
-    assert "MISSING" in widget.checkpoint_status.text()
+    assert widget.checkpoint_status.text() == f"accepts box, mask, points; {tmp_path / 'missing.pth'}: MISSING"
     before = len(notification_manager.records)
     widget.compute_embedding()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
