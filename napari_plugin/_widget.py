@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
-from napari.qt.threading import thread_worker
+from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
@@ -129,7 +129,7 @@ class SegpromptWidget(QWidget):
         self.boxes_layer: Shapes | None = None
         self.preview_layer: Labels | None = None
         self.objects_layer: Labels | None = None
-        self.worker = None
+        self.worker: FunctionWorker | None = None  # the one background job at a time
         self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
         self._include = True
         self._relay = _ProgressRelay()
