@@ -139,7 +139,7 @@ def random_grounding_dino(size: Size = "tiny", seed: int = 0) -> PretrainedModel
     """A random ``GroundingDinoForObjectDetection`` and its processor (tokenizer: :func:`tiny_bert_tokenizer`).
 
     ``"tiny"``: Swin backbone of width 16, width-32 transformer, 20 queries;
-    the processor resizes the shortest side to 64 (longest at most 96).
+    the processor resizes the shortest side to 128 (longest at most 160).
     ``"full"``: the default configuration, the architecture of
     ``IDEA-Research/grounding-dino-tiny`` (Swin-T, BERT-base, 900 queries;
     shortest side 800, longest at most 1333). Only the token ids differ from
@@ -176,7 +176,8 @@ def random_grounding_dino(size: Size = "tiny", seed: int = 0) -> PretrainedModel
             decoder_attention_heads=2,
             num_queries=20,
         )
-        image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+        # At least 128 pixels a side: the coarsest level (stride 64) needs 2 x 2 cells for its GroupNorm.
+        image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 160})
     else:
         config = GroundingDinoConfig()
         image_processor = GroundingDinoImageProcessor()

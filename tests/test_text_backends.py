@@ -296,8 +296,8 @@ def test_owlv2_rejects_points(owlv2, owlv2_embedding):
 
 
 def test_grounding_dino_detections_match_the_processor(gdino, gdino_embedding, image):
-    # 48 x 80 with shortest side 64 would be 64 x 107 > 96, so the longest side becomes 96: 57.6 -> 58 x 96.
-    assert gdino_embedding.data["detector.pixel_values"].shape == (1, 3, 58, 96)
+    # 48 x 80 with shortest side 128 would be 128 x 213 > 160, so the longest side becomes 160: 96 x 160.
+    assert gdino_embedding.data["detector.pixel_values"].shape == (1, 3, 96, 160)
     inputs = gdino.processor(images=[image], text=["A Person"], return_tensors="pt")
     torch.testing.assert_close(gdino_embedding.data["detector.pixel_values"], inputs["pixel_values"])
     assert gdino.processor.tokenizer.decode(inputs["input_ids"][0]) == "[CLS] a person. [SEP]"

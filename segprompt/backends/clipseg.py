@@ -12,9 +12,9 @@ bilinear resize; the probability map is the sigmoid of the resized logits.
 Prompts:
 
 * ``text``: the phrase, tokenised by the model's CLIP tokenizer.
-* ``reference``: the reference image prepared as the CLIPSeg paper's best
-  visual prompt (section 5.2, "visual prompt engineering": crop to the object,
-  blur and darken the background to 10 %), see :func:`highlight_reference`,
+* ``reference``: the reference image prepared as the best visual prompt of
+  the CLIPSeg paper's visual-prompt-engineering study (crop to the object,
+  blur the background and darken it to 10 %), see :func:`highlight_reference`,
   then CLIP-encoded through ``conditional_pixel_values``.
 * both: the mean of the two conditional embeddings (CLIPSeg is trained with
   interpolations between text and visual embeddings, so their mean is an

@@ -4,8 +4,9 @@ A :class:`DetectorSamSegmenter` pairs a detector that turns a text (or a
 visual reference) into scored boxes with a SAM backend that turns each box
 into a mask. Subclasses supply only the detector half
 (:meth:`~DetectorSamSegmenter.embed_detector` and
-:meth:`~DetectorSamSegmenter.detect`); box clipping, top-K selection, the SAM
-calls and the score combination live here once.
+:meth:`~DetectorSamSegmenter.detect_from`); box clipping, non-maximum
+suppression, top-K selection, the SAM calls and the score combination live
+here once.
 
 Scores: a mask's score is ``detector score x SAM predicted IoU``; the masks
 come best first. Boxes are in original-image pixels, ``(x0, y0, x1, y1)``,
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.ops import nms
 
 from ..errors import SegpromptError
 from ..prompts import Box, Prompt
@@ -55,8 +57,6 @@ class Detections:
 
     def suppressed(self, iou_threshold: float) -> "Detections":
         """Greedy non-maximum suppression: drop boxes overlapping a better one by IoU > ``iou_threshold``."""
-        from torchvision.ops import nms
-
         keep = nms(torch.from_numpy(self.boxes), torch.from_numpy(self.scores.astype(np.float64)), iou_threshold)
         return Detections(self.boxes[keep.numpy()], self.scores[keep.numpy()])
 

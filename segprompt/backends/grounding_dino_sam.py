@@ -39,8 +39,6 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
         hub_id: hub model used without ``model_dir``.
         box_threshold: minimum box score (max over tokens of the sigmoid
             logits); 0.35 as in the Grounding DINO demo.
-        text_threshold: token score for the processor's phrase extraction
-            (0.25 as in the demo; only the labels depend on it).
         top_k, nms_threshold, sam, sam_model_type, sam_checkpoint: see
             :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`;
             0.8 is the IoU the Grounded-SAM demo suppresses at.
@@ -59,7 +57,6 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
         *,
         hub_id: str = DEFAULT_HUB_ID,
         box_threshold: float = 0.35,
-        text_threshold: float = 0.25,
         top_k: int = 3,
         nms_threshold: float = 0.8,
         sam: Segmenter | None = None,
@@ -83,7 +80,6 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
         self.processor = loaded.processor
         self.device = torch.device(device)
         self.box_threshold = float(box_threshold)
-        self.text_threshold = float(text_threshold)
         self._detector_id = loaded.model_id
 
     @property
@@ -104,7 +100,6 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
             outputs,
             inputs["input_ids"],
             threshold=self.box_threshold,
-            text_threshold=self.text_threshold,
             target_sizes=[image_hw],
         )[0]
         return Detections(result["boxes"].cpu().numpy(), result["scores"].cpu().numpy())
