@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -34,10 +36,12 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ..errors import SegpromptError
 from ..prompts import LOW_RES_SIDE, Prompt
 from . import register
 from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
 from .sam_arch import IMAGE_SIZE, SAM_ARCHITECTURES, build_sam
+from .sam_fast import FastMaskDecoder, low_res_extent
 
 #: Logit magnitude of a converted binary mask prompt: ``log(p / (1 - p))`` for
 #: ``p`` clipped to ``[1e-3, 1 - 1e-3]``, so fully inside/outside cells get
@@ -79,10 +83,7 @@ def upsample_logits(
     (a bilinear resize to the same size is the identity).
     """
     h, w = input_hw
-    # Output row i < h reads source rows floor((i + 0.5) / 4 - 0.5) and the next one, so
-    # ceil(h / 4) + 1 rows cover every kept row (clamped to the 256 available).
-    rows = min(LOW_RES_SIDE, -(-h // _LOW_RES_STRIDE) + 1)
-    cols = min(LOW_RES_SIDE, -(-w // _LOW_RES_STRIDE) + 1)
+    rows, cols = low_res_extent(input_hw)
     block = low_res[..., :rows, :cols]
     logits = F.interpolate(
         block, (rows * _LOW_RES_STRIDE, cols * _LOW_RES_STRIDE), mode="bilinear", align_corners=False
@@ -90,6 +91,63 @@ def upsample_logits(
     if (h, w) != tuple(image_hw):
         logits = F.interpolate(logits, tuple(image_hw), mode="bilinear", align_corners=False)
     return logits
+
+
+@dataclass
+class PromptScores:
+    """Result of :meth:`SamSegmenter.score_prompts` for ``N`` prompts with ``K`` candidates each.
+
+    Attributes:
+        iou: ``(N,)`` float64 IoU of the selected mask with the ground truth
+            (:func:`segprompt.metrics.iou` convention: 1.0 when both are empty).
+        selected: ``(N,)`` int64 index of the scored candidate in ``0..K-1``.
+        scores: ``(N, K)`` float32 SAM predicted IoU of every candidate.
+        low_res_logits: ``(N, 256, 256)`` float32 logits of the selected
+            candidate (``keep_logits=True``), else ``None``.
+    """
+
+    iou: np.ndarray
+    selected: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray | None = None
+
+
+class _PackedTarget:
+    """A ground-truth mask bit-packed along rows, for IoU by popcount."""
+
+    def __init__(self, gt_mask: np.ndarray, ignore: np.ndarray | None, image_hw: tuple[int, int]) -> None:
+        gt = np.asarray(gt_mask) != 0
+        if gt.shape != tuple(image_hw):
+            raise ValueError(f"gt_mask shape {gt.shape} differs from the image shape {tuple(image_hw)}")
+        keep = np.ones_like(gt)
+        if ignore is not None:
+            ignore = np.asarray(ignore, dtype=bool)
+            if ignore.shape != gt.shape:
+                raise ValueError(f"ignore shape {ignore.shape} differs from the image shape {gt.shape}")
+            keep = ~ignore
+        self.keep = np.packbits(keep, axis=-1)
+        self.gt = np.packbits(gt & keep, axis=-1)
+        self.n_gt = int(np.bitwise_count(self.gt).sum())
+
+    def iou(self, masks: np.ndarray) -> np.ndarray:
+        """``(..., H, W)`` bool masks -> ``(...)`` float64 IoU with the target."""
+        pred = np.packbits(masks, axis=-1) & self.keep
+        inter = np.bitwise_count(pred & self.gt).sum(axis=(-2, -1), dtype=np.int64)
+        union = np.bitwise_count(pred).sum(axis=(-2, -1), dtype=np.int64) + self.n_gt - inter
+        return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+def _batches(prompts: Sequence[Prompt], size: int) -> list[list[int]]:
+    """Indices of ``prompts`` in groups of at most ``size`` that can be decoded together.
+
+    The prompt encoder batches only prompts with the same parts and the same
+    number of points; order within a group follows ``prompts``.
+    """
+    groups: dict[tuple[int, bool, bool], list[int]] = defaultdict(list)
+    for index, prompt in enumerate(prompts):
+        n_points = 0 if prompt.points is None else len(prompt.points)
+        groups[(n_points, prompt.box is not None, prompt.mask is not None)].append(index)
+    return [group[start : start + size] for group in groups.values() for start in range(0, len(group), max(1, size))]
 
 
 def state_dict_fingerprint(model: torch.nn.Module) -> str:
@@ -156,6 +214,7 @@ class SamSegmenter(Segmenter):
         self.model: Sam = model.to(device).eval()
         self.device = torch.device(device)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self.fast_decoder = FastMaskDecoder(self.model)
 
     @property
     def model_id(self) -> str:
@@ -238,24 +297,139 @@ class SamSegmenter(Segmenter):
 
     @torch.inference_mode()
     def predict_best(self, embedding: Embedding, prompt: Prompt, multimask: bool = True) -> Prediction:
-        """Like :meth:`predict`, but upsample and return only the highest-scoring mask (``K = 1``).
+        """Like :meth:`predict`, but decode fast and upsample only the highest-scoring mask (``K = 1``).
 
-        The interactive path: one click needs one mask, and upsampling the
-        other candidates to full resolution is most of a click's cost on
-        large images. The mask equals ``predict(...).best_mask``.
+        The interactive path: one click needs one mask. It uses
+        :class:`~segprompt.backends.sam_fast.FastMaskDecoder` (the same result
+        as ``SamPredictor`` up to float rounding of the logits, about 1e-6),
+        computes only the chosen candidate's logits and upsamples only that
+        one. ``low_res_logits`` is ``(1, 256, 256)``, ready to feed back as a
+        ``"logits"`` mask prompt.
         """
-        self.check_prompt(prompt)
-        prompt.validate_for(embedding.image_hw)
-        self._check_embedding(embedding)
-        low_res, scores = self.decode(embedding, **self.prompt_tensors(prompt, embedding.image_hw), multimask=multimask)
-        best = int(torch.argmax(scores[0]))
-        chosen = low_res[:, best : best + 1]
-        logits = upsample_logits(chosen, embedding.data["input_hw"], embedding.image_hw)
+        self._check_scoring_inputs(embedding, [prompt])
+        sparse, dense = self._encode_prompts([prompt], embedding.image_hw)
+        low_res, scores = self.fast_decoder.decode(
+            embedding.data["features"].to(self.device), sparse, dense, multimask, best_only=True
+        )
+        logits = upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
         return Prediction(
             masks=(logits[0] > self.model.mask_threshold).cpu().numpy(),
-            scores=scores[0, best : best + 1].float().cpu().numpy(),
-            low_res_logits=chosen[0].float().cpu().numpy(),
+            scores=scores[0].max().reshape(1).float().cpu().numpy(),
+            low_res_logits=low_res[0].float().cpu().numpy(),
         )
+
+    @torch.inference_mode()
+    def score_prompts(
+        self,
+        embedding: Embedding,
+        prompts: Sequence[Prompt],
+        gt_mask: np.ndarray,
+        *,
+        multimask: bool = True,
+        select: Literal["best", "oracle"] = "best",
+        ignore: np.ndarray | None = None,
+        keep_logits: bool = False,
+        chunk_size: int = 4,
+        progress: ProgressCallback = no_progress,
+    ) -> PromptScores:
+        """IoU with ``gt_mask`` of SAM's answer to each of many prompts on one image: the batch-benchmark path.
+
+        The same numbers as calling ``SamPredictor.predict`` for each prompt and
+        scoring the chosen mask with :func:`segprompt.metrics.iou`, much faster:
+        the decoder is :class:`~segprompt.backends.sam_fast.FastMaskDecoder`
+        (prompt-independent work done once per embedding, equal logits up to
+        float rounding), prompts with the same parts and point count are
+        decoded ``chunk_size`` at a time, only the scored masks are upsampled
+        (only the image area), and the IoU is counted on bit-packed masks.
+        Reuse one ``embedding`` for every strategy and timestep of an image.
+
+        Args:
+            embedding: from :meth:`embed` (or :class:`~segprompt.cache.EmbeddingCache`).
+            prompts: ``N`` prompts in original-image ``(x, y)`` pixels, each any
+                mix of points, box and mask (as :meth:`predict` takes).
+            gt_mask: ``(H, W)`` ground truth, non-zero = object.
+            multimask: SAM's three candidates (``True``) or its single mask.
+            select: ``"best"`` scores the candidate with the highest predicted
+                IoU (what a user sees); ``"oracle"`` the candidate with the
+                highest true IoU (upsamples all candidates).
+            ignore: optional ``(H, W)`` bool mask of pixels left out of the IoU
+                (as in :func:`segprompt.metrics.iou`).
+            keep_logits: also return each selected candidate's ``(256, 256)``
+                low-res logits (to feed back as a mask prompt at the next
+                timestep); costs ``N * 256 KiB``.
+            chunk_size: prompts decoded together; memory grows about 40 MB per prompt.
+            progress: ``progress(done, N, message)`` after each chunk.
+
+        Returns:
+            :class:`PromptScores` in the order of ``prompts``.
+
+        Raises:
+            UnsupportedPromptError, PromptError: as :meth:`predict`, naming the
+                prompt index.
+            ValueError: embedding from another model, ``gt_mask``/``ignore`` of
+                another shape, unknown ``select``.
+        """
+        if select not in ("best", "oracle"):
+            raise ValueError(f"select must be 'best' or 'oracle', got {select!r}")
+        self._check_scoring_inputs(embedding, prompts)
+        target = _PackedTarget(gt_mask, ignore, embedding.image_hw)
+        n_prompts, n_candidates = len(prompts), 3 if multimask else 1
+        result = PromptScores(
+            iou=np.zeros(n_prompts),
+            selected=np.zeros(n_prompts, np.int64),
+            scores=np.zeros((n_prompts, n_candidates), np.float32),
+            low_res_logits=np.zeros((n_prompts, LOW_RES_SIDE, LOW_RES_SIDE), np.float32) if keep_logits else None,
+        )
+        features = embedding.data["features"].to(self.device)
+        input_hw, image_hw = embedding.data["input_hw"], embedding.image_hw
+        done = 0
+        for indices in _batches(prompts, chunk_size):
+            sparse, dense = self._encode_prompts([prompts[i] for i in indices], image_hw)
+            low_res, scores = self.fast_decoder.decode(
+                features,
+                sparse,
+                dense,
+                multimask,
+                input_hw=None if keep_logits else input_hw,
+                best_only=select == "best",
+            )
+            masks = (upsample_logits(low_res, input_hw, image_hw) > self.model.mask_threshold).cpu().numpy()
+            ious = target.iou(masks)  # (B, K')
+            chosen = ious.argmax(axis=1) if select == "oracle" else scores.argmax(dim=1).cpu().numpy()
+            rows = np.arange(len(indices))
+            result.iou[indices] = ious[rows, chosen if select == "oracle" else 0]
+            result.selected[indices] = chosen
+            result.scores[indices] = scores.float().cpu().numpy()
+            if keep_logits:
+                result.low_res_logits[indices] = low_res[rows, chosen if select == "oracle" else 0].float().cpu().numpy()
+            done += len(indices)
+            progress(done, n_prompts, "scoring prompts")
+        return result
+
+    def _encode_prompts(self, prompts: Sequence[Prompt], image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sparse ``(B, n, 256)`` and dense ``(B, 256, 64, 64)`` embeddings (``None`` without mask prompts).
+
+        All prompts must have the same parts and point count (see :func:`_batches`).
+        """
+        parts = [self.prompt_tensors(prompt, image_hw) for prompt in prompts]
+        points = boxes = masks = None
+        if parts[0]["points"] is not None:
+            points = (torch.cat([p["points"][0] for p in parts]), torch.cat([p["points"][1] for p in parts]))
+        if parts[0]["boxes"] is not None:
+            boxes = torch.cat([p["boxes"] for p in parts])
+        if parts[0]["masks"] is not None:
+            masks = torch.cat([p["masks"] for p in parts])
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        return sparse, dense if masks is not None else None
+
+    def _check_scoring_inputs(self, embedding: Embedding, prompts: Sequence[Prompt]) -> None:
+        self._check_embedding(embedding)
+        for index, prompt in enumerate(prompts):
+            try:
+                self.check_prompt(prompt)
+                prompt.validate_for(embedding.image_hw)
+            except SegpromptError as exc:
+                raise type(exc)(f"prompts[{index}]: {exc}") from exc
 
     def _check_embedding(self, embedding: Embedding) -> None:
         if embedding.backend != self.name or embedding.model_id != self.model_id:
@@ -265,4 +439,4 @@ class SamSegmenter(Segmenter):
             )
 
 
-__all__ = ["SamSegmenter", "binary_mask_to_logits", "state_dict_fingerprint", "upsample_logits"]
+__all__ = ["PromptScores", "SamSegmenter", "binary_mask_to_logits", "state_dict_fingerprint", "upsample_logits"]
