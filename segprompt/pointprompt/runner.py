@@ -3,7 +3,8 @@
 For every sample (image) the runner embeds the image once (through the
 embedding cache when given) and, for every object of the sample, scores each
 automatic strategy and each human prompt set at every timestep on that one
-embedding. Output folder::
+embedding: all prompts of an object in one batched call where the backend has
+``score_prompts`` (SAM), else one ``predict`` each. Output folder::
 
     run.json          settings (a resumed run must use the same ones)
     results.csv       one row per (image, object, strategy, timestep), see results.py
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
-from ..datasets.base import Dataset, ObjectMask, Sample
+from ..datasets.base import Dataset, Sample
 from ..errors import PromptError
 from ..io import atomic_write_text
 from ..metrics import iou
@@ -94,10 +95,13 @@ def feature_grid(embedding: Embedding) -> np.ndarray | None:
 
 
 class _Scorer:
-    """Answers prompts for one image, timing each answer.
+    """Answers and scores prompts on one image's embedding.
 
-    Answers are remembered until :meth:`reset`, so an interactive strategy's
-    own model calls are not repeated when its timesteps are scored.
+    Interactive strategies call :meth:`predict` one prompt at a time; their
+    answers are remembered until :meth:`reset`, so scoring their timesteps
+    does not run the model again. :meth:`score` scores many prompts at once,
+    through ``SamSegmenter.score_prompts`` (batched decoding, IoU on packed
+    bits) where the backend has it, else one ``predict`` per prompt.
     """
 
     def __init__(self, segmenter: Segmenter, embedding: Embedding, multimask: bool | None) -> None:
@@ -109,18 +113,52 @@ class _Scorer:
     def reset(self) -> None:
         self.memo.clear()
 
-    def __call__(self, points: PointSet) -> tuple[np.ndarray, float, float]:
-        """``(mask (H, W) bool, model score, seconds)`` of the best-scored mask for ``points``."""
-        key = points.include.tobytes() + b"|" + points.exclude.tobytes()
+    def _multimask(self, points: PointSet) -> bool:
+        return len(points) == 1 if self.multimask is None else self.multimask
+
+    @staticmethod
+    def _key(points: PointSet) -> bytes:
+        return points.include.tobytes() + b"|" + points.exclude.tobytes()
+
+    def predict(self, points: PointSet) -> np.ndarray:
+        """``(H, W)`` bool best-scored mask for ``points`` (remembered with its score and seconds)."""
+        key = self._key(points)
         if key not in self.memo:
-            multimask = len(points) == 1 if self.multimask is None else self.multimask
             start = time.perf_counter()
-            # SamSegmenter.predict_best upsamples only the chosen mask; other backends predict all.
+            # SamSegmenter.predict_best decodes fast and upsamples only the chosen mask.
             fast = getattr(self.segmenter, "predict_best", None)
-            prediction = (fast or self.segmenter.predict)(self.embedding, points.to_prompt(), multimask=multimask)
+            prediction = (fast or self.segmenter.predict)(self.embedding, points.to_prompt(), multimask=self._multimask(points))
             seconds = time.perf_counter() - start
             self.memo[key] = (prediction.best_mask, float(prediction.scores[prediction.best]), seconds)
-        return self.memo[key]
+        return self.memo[key][0]
+
+    def score(self, prompts: list[PointSet], gt: np.ndarray, ignore: np.ndarray | None) -> list[tuple[float, float, float]]:
+        """``(IoU with gt, model score, seconds)`` for each prompt, in order."""
+        out: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * len(prompts)
+        pending = []
+        for i, points in enumerate(prompts):
+            if self._key(points) in self.memo:
+                mask, model_score, seconds = self.memo[self._key(points)]
+                out[i] = (iou(mask, gt, ignore), model_score, seconds)
+            else:
+                pending.append(i)
+        batch = getattr(self.segmenter, "score_prompts", None)
+        if batch is None:
+            for i in pending:
+                mask = self.predict(prompts[i])
+                _, model_score, seconds = self.memo[self._key(prompts[i])]
+                out[i] = (iou(mask, gt, ignore), model_score, seconds)
+            return out
+        for multimask in (False, True):
+            chosen = [i for i in pending if self._multimask(prompts[i]) == multimask]
+            if not chosen:
+                continue
+            start = time.perf_counter()
+            scored = batch(self.embedding, [prompts[i].to_prompt() for i in chosen], gt, multimask=multimask, ignore=ignore)
+            seconds = (time.perf_counter() - start) / len(chosen)
+            for j, i in enumerate(chosen):
+                out[i] = (float(scored.iou[j]), float(scored.scores[j, scored.selected[j]]), seconds)
+        return out
 
 
 def _json_safe(value: Any) -> Any:
@@ -153,26 +191,25 @@ def _human_steps(prompts: list[Prompt], image_hw: tuple[int, int]) -> list[tuple
 
 
 def _unit_rows(
-    base: dict[str, Any], steps: list[tuple[int, PointSet]], obj: ObjectMask, sample: Sample,
-    scorer: _Scorer, select_seconds: float, object_feats: dict[str, float],
+    base: dict[str, Any], steps: list[tuple[int, PointSet]], scores: list[tuple[float, float, float]],
+    mask: np.ndarray, select_seconds: float, object_feats: dict[str, float],
 ) -> list[dict[str, Any]]:
-    rows = []
-    for timestep, points in steps:
-        mask, score, seconds = scorer(points)
-        rows.append({
+    return [
+        {
             **base,
             "timestep": timestep,
             "unit_rows": len(steps),
-            "iou": iou(mask, obj.mask, sample.ignore),
-            "model_score": score,
+            "iou": iou_value,
+            "model_score": model_score,
             "select_seconds": select_seconds,
             "predict_seconds": seconds,
             "include_xy": _xy_text(points.include),
             "exclude_xy": _xy_text(points.exclude),
             **object_feats,
-            **prompt_features(points, obj.mask),
-        })
-    return rows
+            **prompt_features(points, mask),
+        }
+        for (timestep, points), (iou_value, model_score, seconds) in zip(steps, scores)
+    ]
 
 
 def _check_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -233,33 +270,39 @@ def _score_sample(
     objects = sample.objects()
     human = sample.prompts if config.human and len(objects) == 1 else {}
     names = list(strategies) + [HUMAN_PREFIX + name for name in human]
-    todo = [(obj, name) for obj in objects for name in names if (sample.id, obj.object_id, name) not in done]
-    if not todo:
+    todo = {obj.object_id: [n for n in names if (sample.id, obj.object_id, n) not in done] for obj in objects}
+    if not any(todo.values()):
         return
     start = time.perf_counter()
     embedding = cache.embed(segmenter, sample.image) if cache is not None else segmenter.embed(sample.image)
     embed_seconds = time.perf_counter() - start
     scorer = _Scorer(segmenter, embedding, config.multimask)
     grid = feature_grid(embedding)
-    object_feats: dict[str, dict[str, float]] = {}
-    for obj, name in todo:
-        if obj.object_id not in object_feats:
-            object_feats[obj.object_id] = object_features(sample.image, obj.mask, sample.ignore)
-        base = {
-            "dataset": dataset_name, "image_id": sample.id, "object_id": obj.object_id, "category": obj.class_name,
-            "source": HUMAN if name.startswith(HUMAN_PREFIX) else AUTO, "strategy": name, "embed_seconds": embed_seconds,
-        }
+    for obj in objects:
+        if not todo[obj.object_id]:
+            continue
         scorer.reset()
-        start = time.perf_counter()
-        if name.startswith(HUMAN_PREFIX):
-            steps = _human_steps(human[name[len(HUMAN_PREFIX):]], embedding.image_hw)
-        else:
-            target = Target(sample.image, obj.mask, sample.ignore, grid, predict=lambda points: scorer(points)[0])
-            n_include, n_exclude = config.counts.for_category(obj.class_name)
-            rng = strategy_rng(config.seed, sample.id, obj.object_id, name)
-            steps = list(enumerate(strategies[name].timesteps(target, n_include, n_exclude, rng)))
-        select_seconds = time.perf_counter() - start  # includes the model calls of error-driven clicking
-        results.append(_unit_rows(base, steps, obj, sample, scorer, select_seconds, object_feats[obj.object_id]))
+        units = []
+        for name in todo[obj.object_id]:
+            start = time.perf_counter()
+            if name.startswith(HUMAN_PREFIX):
+                steps = _human_steps(human[name[len(HUMAN_PREFIX):]], embedding.image_hw)
+            else:
+                target = Target(sample.image, obj.mask, sample.ignore, grid, predict=scorer.predict)
+                n_include, n_exclude = config.counts.for_category(obj.class_name)
+                rng = strategy_rng(config.seed, sample.id, obj.object_id, name)
+                steps = list(enumerate(strategies[name].timesteps(target, n_include, n_exclude, rng)))
+            units.append((name, steps, time.perf_counter() - start))  # includes error-driven clicking's model calls
+        scores = iter(scorer.score([points for _, steps, _ in units for _, points in steps], obj.mask, sample.ignore))
+        object_feats = object_features(sample.image, obj.mask, sample.ignore)
+        for name, steps, select_seconds in units:
+            base = {
+                "dataset": dataset_name, "image_id": sample.id, "object_id": obj.object_id,
+                "category": obj.class_name, "source": HUMAN if name.startswith(HUMAN_PREFIX) else AUTO,
+                "strategy": name, "embed_seconds": embed_seconds,
+            }
+            unit_scores = [next(scores) for _ in steps]
+            results.append(_unit_rows(base, steps, unit_scores, obj.mask, select_seconds, object_feats))
 
 
 def summarize_run(out_dir: str | os.PathLike) -> dict[str, Any]:
