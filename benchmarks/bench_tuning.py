@@ -49,9 +49,10 @@ def tiny_benchmark(args: argparse.Namespace) -> None:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0)
     print(
         f"tiny CLIPSeg, {args.size}x{args.size}, {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}, "
-        f"<= {args.train_images} train / {args.val_images} val images per dataset"
+        f"<= {args.train_images} train / {args.val_images} val images per dataset, {torch.get_num_threads()} threads; "
+        "cells: best-epoch val Dice / val loss (before training)"
     )
-    print("| method | trainable | " + " | ".join(f"{d} Dice (before)" for d in DATASETS) + " | s/step |")
+    print("| method | trainable | " + " | ".join(DATASETS) + " | s/step |")
     print("|---|---|" + "---|" * (len(DATASETS) + 1))
     for method in method_names():
         cells, step_seconds, count = [], [], 0
@@ -63,7 +64,7 @@ def tiny_benchmark(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory() as out:
                 result = train(tuned, train_pairs, val_pairs, out, config)
             best = result.history[result.best_epoch - 1]
-            cells.append(f"{best['val_dice']:.3f} ({before.dice:.3f})")
+            cells.append(f"{best['val_dice']:.3f} / {best['val_loss']:.4f} ({before.dice:.3f} / {before.loss:.4f})")
             step_seconds += [row["seconds_per_step"] for row in result.history]
         print(f"| {method} | {count:,} | " + " | ".join(cells) + f" | {np.mean(step_seconds):.3f} |")
 
@@ -102,7 +103,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=16)
     parser.add_argument("--val-images", type=int, default=8)
     parser.add_argument("--steps", type=int, default=3, help="--full-size: timed steps per method")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 waits least on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.full_size:
         full_size_report(args)
     else:

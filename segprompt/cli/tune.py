@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DatasetError, SegpromptError
+from .progress import tqdm_progress
 
 #: CLI options that map to method hyper-parameters (only passed when given).
 _METHOD_OPTIONS = {"n_ctx": "n_ctx", "depth": "prompt_depth", "heads": "heads"}
@@ -69,8 +70,6 @@ def _limited(dataset, limit: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..datasets import open_dataset
     from ..tuning import TextOverlay, TrainConfig, TunedCLIPSeg, build_pairs, load_base, train
 
@@ -90,13 +89,7 @@ def run(args: argparse.Namespace) -> int:
         f"tune {args.method}: {tuned.net.method.num_trainable():,} trainable parameters, "
         f"{len(train_pairs)} training / {len(val_pairs)} validation pairs"
     )
-    with tqdm(total=config.epochs, unit="epoch", desc=f"tune {args.method}") as bar:
-
-        def progress(done: int, total: int, message: str) -> None:
-            bar.n = done
-            bar.set_postfix_str(message.split(": ", 1)[-1])
-            bar.refresh()
-
+    with tqdm_progress(unit="epoch") as progress:
         result = train(tuned, train_pairs, val_pairs, args.out, config, progress, resume=args.resume)
     best = result.history[result.best_epoch - 1]
     print(
