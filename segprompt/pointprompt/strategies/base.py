@@ -72,6 +72,9 @@ class Target:
             should compute its own.
         predict: maps a :class:`PointSet` to the ``(H, W)`` bool mask the
             benchmarked model answers; needed by interactive strategies only.
+        cache: maps derived from the image (grey, local entropy, saliency,
+            CIELAB), computed once by the strategies that need them and shared
+            by the include and exclude picks.
     """
 
     image: np.ndarray
