@@ -150,3 +150,13 @@ def test_human_timesteps_without_points_or_off_the_image_are_skipped():
     kept = _human_steps(steps, (64, 96))
     assert [t for t, _ in kept] == [1, 3]  # timestep indices stay those of the recording
     assert kept[1][1].include.tolist() == [[5.0, 3.0], [90.0, 60.0]] and kept[1][1].exclude.tolist() == [[0.0, 0.0]]
+
+
+def test_human_counts_give_automatic_prompts_the_human_click_counts(dataset_dir, segmenter, tmp_path):
+    config = BenchmarkConfig(strategies=("kmedoids",), counts=PointCounts.parse("human"), max_images=2)
+    run_benchmark(open_dataset(dataset_dir), segmenter, tmp_path / "run", config)
+    rows = {(r["image_id"], r["strategy"], r["timestep"]): r for r in read_rows(tmp_path / "run" / "results.csv")}
+    for image in ("c0", "c1"):  # the human's last timestep: two include clicks (and one exclude unless (0, 0) is object)
+        human = rows[(image, "human:st1", 1)]
+        auto = rows[(image, "kmedoids", 0)]
+        assert (auto["n_include"], auto["n_exclude"]) == (human["n_include"], human["n_exclude"]) and auto["n_include"] == 2

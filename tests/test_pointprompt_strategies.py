@@ -24,6 +24,7 @@ from segprompt.pointprompt.strategies import (
 )
 from segprompt.pointprompt.strategies.interactive import next_click
 from segprompt.pointprompt.strategies.saliency import spectral_residual
+from segprompt.prompts import Points
 
 STATIC = [name for name in strategy_names() if name != "error_driven"]
 H, W = 40, 100
@@ -240,3 +241,7 @@ def test_point_counts_follow_the_paper_table():
     assert PointCounts.parse("5,2").for_category("polyp") == (5, 2)
     assert PointCounts.parse("3").fixed == (3, 0)
     assert PointCounts.parse("paper").fixed is None
+    human = PointCounts.parse("human")
+    assert human.describe() == "human"
+    assert human.for_object("polyp", Points.from_lists([[1, 1], [2, 2], [3, 3]], [[0, 0]])) == (3, 1)
+    assert human.for_object("polyp", None) == (14, 2)

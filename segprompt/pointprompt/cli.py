@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--strategies", nargs="+", default=["all"], metavar="NAME",
         help=f"strategies, or 'all' / 'paper'; known: {', '.join(strategy_names())}",
     )
-    parser.add_argument("--points", default="paper", help="'paper' (per-category counts) or 'INCLUDE,EXCLUDE'")
+    parser.add_argument("--points", default="paper", help="'paper' (per-category counts), 'human' (each object's human prompt counts) or 'INCLUDE,EXCLUDE'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int, help="score only the first N images")
     parser.add_argument("--multimask", choices=sorted(MULTIMASK), default="auto",

@@ -217,6 +217,7 @@ def finetune_strategies(
     Returns:
         ``{strategy: FinetuneResult.to_dict()}``.
     """
+    from .counts import human_reference
     from .strategies import Target, create_strategy, strategy_rng
 
     total = len(dataset) if max_images is None else min(len(dataset), max_images)
@@ -238,7 +239,8 @@ def finetune_strategies(
                     return segmenter.predict(embedding, points.to_prompt(), multimask=len(points) == 1).best_mask
 
                 target = Target(sample.image, obj.mask, sample.ignore, predict=predict)
-                n_include, n_exclude = counts.for_category(obj.class_name)
+                human = human_reference(sample) if len(objects) == 1 else None
+                n_include, n_exclude = counts.for_object(obj.class_name, human)
                 points = strategy.select(target, n_include, n_exclude, strategy_rng(seed, sample.id, obj.object_id, name))
                 examples.append(FinetuneExample.from_embedding(embedding, points, obj.mask))
         model = copy.deepcopy(segmenter.model)

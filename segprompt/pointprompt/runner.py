@@ -34,7 +34,7 @@ from ..errors import PromptError
 from ..io import atomic_write_text
 from ..metrics import iou
 from ..prompts import Prompt
-from .counts import PointCounts
+from .counts import PointCounts, human_reference
 from .features import object_features, prompt_features
 from .plots import plot_categories, plot_human_vs_auto, plot_importance
 from .regression import regress_iou
@@ -278,6 +278,7 @@ def _score_sample(
     embed_seconds = time.perf_counter() - start
     scorer = _Scorer(segmenter, embedding, config.multimask)
     grid = feature_grid(embedding)
+    human_points = human_reference(sample) if len(objects) == 1 else None
     for obj in objects:
         if not todo[obj.object_id]:
             continue
@@ -289,7 +290,7 @@ def _score_sample(
                 steps = _human_steps(human[name[len(HUMAN_PREFIX):]], embedding.image_hw)
             else:
                 target = Target(sample.image, obj.mask, sample.ignore, grid, predict=scorer.predict)
-                n_include, n_exclude = config.counts.for_category(obj.class_name)
+                n_include, n_exclude = config.counts.for_object(obj.class_name, human_points)
                 rng = strategy_rng(config.seed, sample.id, obj.object_id, name)
                 steps = list(enumerate(strategies[name].timesteps(target, n_include, n_exclude, rng)))
             units.append((name, steps, time.perf_counter() - start))  # includes error-driven clicking's model calls
