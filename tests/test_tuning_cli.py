@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from segprompt.backends import create_from_options
 from segprompt.cli import main
+from segprompt.errors import UnsupportedPromptError
 from segprompt.datasets import open_dataset
-from segprompt.prompts import Prompt, Text
+from segprompt.prompts import Box, Prompt, Text
 from segprompt.testing import tiny_clipseg_dir
 from segprompt.tuning.segmenter import TunedClipSegSegmenter
 
@@ -50,7 +52,8 @@ def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_dir, 
     state = torch.load(out / "last.pt", weights_only=True)
     assert [row["epoch"] for row in state["history"]] == [1, 2]
 
-    segmenter = TunedClipSegSegmenter(out)
+    segmenter = create_from_options("clipseg-tuned", checkpoint=str(out), device="cpu")
+    assert isinstance(segmenter, TunedClipSegSegmenter)
     assert segmenter.default_text == "polyp"
     image = open_dataset(data)[0].image
     prediction = segmenter.segment(image, Prompt(text=Text("polyp")))
@@ -58,6 +61,8 @@ def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_dir, 
     assert prediction.probabilities.dtype == np.float32
     inside = prediction.probabilities[prediction.masks[0]]
     assert prediction.scores[0] == pytest.approx(float(inside.mean()) if inside.size else 0.0)
+    with pytest.raises(UnsupportedPromptError, match="does not accept box"):
+        segmenter.segment(image, Prompt(box=Box(0.0, 0.0, 10.0, 10.0)))
 
 
 def test_tune_user_errors_exit_2(shared_data, tiny_dir, tmp_path, capsys):

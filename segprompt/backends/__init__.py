@@ -25,6 +25,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "owlv2-sam": "segprompt.backends.owlv2_sam",
     "grounding-dino-sam": "segprompt.backends.grounding_dino_sam",
     "seggpt": "segprompt.backends.seggpt",
+    "clipseg-tuned": "segprompt.tuning.segmenter",
 }
 
 _REGISTRY: dict[str, type[Segmenter]] = {}

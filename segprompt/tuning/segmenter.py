@@ -5,6 +5,9 @@ training (:mod:`segprompt.tuning.data`); the logits on that square are resized
 bilinearly back to the original ``H x W`` and thresholded at probability 0.5.
 The score of the one returned mask is its mean probability (0 when empty), as
 for the plain ``clipseg`` backend.
+
+Registered as backend ``"clipseg-tuned"``:
+``segprompt.backends.create("clipseg-tuned", checkpoint="runs/kvasir-coop")``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..backends import register
 from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
 from ..backends.probability import ProbabilityPrediction
 from ..hub import PretrainedModel
@@ -22,6 +26,7 @@ from ..prompts import Prompt
 from .tuned import TunedCLIPSeg
 
 
+@register
 class TunedClipSegSegmenter(Segmenter):
     """CLIPSeg with prompts learnt by ``segprompt tune``.
 
