@@ -40,7 +40,7 @@ from .plots import plot_categories, plot_human_vs_auto, plot_importance
 from .regression import regress_iou
 from .results import ResultsError, ResultsFile, read_rows
 from .scoring import AUTO, HUMAN, summarize
-from .strategies import PointSet, Target, create_strategy, strategy_names, strategy_rng
+from .strategies import PointSet, Strategy, Target, create_strategy, strategy_names, strategy_rng
 
 #: The strategies of the PointPrompt paper (saliency by spectral residual, see strategies.saliency).
 PAPER_STRATEGIES: tuple[str, ...] = ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance", "saliency")
@@ -264,7 +264,7 @@ def run_benchmark(
 
 
 def _score_sample(
-    sample: Sample, dataset_name: str, segmenter: Segmenter, strategies: dict[str, Any], config: BenchmarkConfig,
+    sample: Sample, dataset_name: str, segmenter: Segmenter, strategies: dict[str, Strategy], config: BenchmarkConfig,
     done: set[tuple[str, ...]], results: ResultsFile, cache: EmbeddingSource | None,
 ) -> None:
     objects = sample.objects()
