@@ -113,11 +113,13 @@ class SegpromptWidget(QWidget):
         preview_updated: emitted after every preview refresh.
         embedding_ready: emitted when a session has started on a new embedding.
         classes_ready: emitted when a semantic label map has been added.
+        objects_changed: emitted after an accept, undo, redo or load.
     """
 
     preview_updated = Signal()
     embedding_ready = Signal()
     classes_ready = Signal()
+    objects_changed = Signal()
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -130,6 +132,10 @@ class SegpromptWidget(QWidget):
         self.preview_layer: Labels | None = None
         self.objects_layer: Labels | None = None
         self.worker: FunctionWorker | None = None  # the one background job at a time
+        self._preview_worker: FunctionWorker | None = None  # the one decoder run at a time
+        self._preview_request = 0  # bumped by every prompt change; older answers are dropped
+        self._preview_answered = 0  # the request the shown preview answers
+        self._accept_when_ready = False
         self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
         self._include = True
         self._relay = _ProgressRelay()
@@ -513,13 +519,62 @@ class SegpromptWidget(QWidget):
             self._debounce.start()
 
     def refresh_preview(self) -> None:
-        """Answer the current prompt now and show the best candidate in the preview layer."""
+        """Answer the current prompt in a background worker; the preview layer updates when it returns.
+
+        Requests made while the decoder runs are coalesced: when it returns,
+        its answer is dropped if the prompt changed meanwhile and the newest
+        prompt is answered next, so a slow backend never queues up clicks and
+        never freezes the viewer.
+        """
         if self.session is None:
             return
+        self._preview_request += 1
+        if self._preview_worker is None:
+            self._start_preview()
+
+    def _start_preview(self) -> None:
+        session, request = self.session, self._preview_request
         try:
-            self.session.update(self.current_prompt())
-        finally:
-            self._show_preview()
+            prompt = self.current_prompt()
+        except SegpromptError:
+            self._preview_failed(session, request)
+            raise
+        if prompt is None:
+            self._preview_failed(session, request)
+            return
+        self._preview_worker = _in_background(lambda _progress: session.predict(prompt), self._relay)
+        self._preview_worker.returned.connect(functools.partial(self._on_preview, session, prompt, request))
+        self._preview_worker.finished.connect(self._on_preview_finished)
+        self._preview_worker.start()
+
+    def _on_preview(self, session: AnnotationSession, prompt: Prompt, request: int, result: Any) -> None:
+        if session is not self.session or request != self._preview_request:
+            return  # the prompt changed while the decoder ran; the newest one is answered next
+        if isinstance(result, _Failed):
+            self._preview_failed(session, request)
+            show_error(result.message)
+            return
+        self._preview_answered = request
+        session.set_preview(prompt, result)
+        self._show_preview()
+        if self._accept_when_ready:
+            self._report(self.accept)()
+
+    def _on_preview_finished(self) -> None:
+        self._preview_worker = None
+        if self.session is not None and self._preview_answered != self._preview_request:
+            self._report(self._start_preview)()
+
+    def _preview_failed(self, session: AnnotationSession, request: int) -> None:
+        """Clear the preview so a stale mask is never accepted; drop a waiting accept."""
+        self._preview_answered = request
+        self._accept_when_ready = False
+        session.clear()
+        self._show_preview()
+
+    def preview_pending(self) -> bool:
+        """Whether the preview does not yet answer the last prompt edit (debounce or decoder running)."""
+        return self._debounce.isActive() or self._preview_answered != self._preview_request
 
     def cycle_candidate(self, step: int = 1) -> None:
         """Show the candidate ``step`` ranks away (by score) in the preview layer."""
@@ -543,6 +598,9 @@ class SegpromptWidget(QWidget):
     def clear_prompts(self) -> None:
         """Remove every point and box and the preview (accepted objects stay)."""
         self._debounce.stop()
+        self._preview_request += 1  # a running decoder's answer is now stale
+        self._preview_answered = self._preview_request  # the empty preview answers the empty prompt
+        self._accept_when_ready = False
         for layer in (self.points_layer, self.boxes_layer):
             if layer is not None and len(layer.data):
                 with layer.events.data.blocker(self.schedule_preview):
@@ -596,19 +654,25 @@ class SegpromptWidget(QWidget):
             raise SegpromptError("no embedding yet: pick an image and press 'compute embedding'")
         return self.session
 
-    def accept(self) -> int:
-        """Write the preview into the objects layer as the next id; clear the prompts; return the id."""
-        self._flush_pending_preview()
-        label = self._require_session().accept()
+    def accept(self) -> int | None:
+        """Write the preview into the objects layer as the next id and clear the prompts; return the id.
+
+        While the preview of the last edit is still being computed the accept
+        waits for it (returns ``None`` now; :attr:`objects_changed` fires
+        later), so it always takes the mask of what was clicked last.
+        """
+        session = self._require_session()
+        if self.preview_pending():
+            self._accept_when_ready = True
+            if self._debounce.isActive():
+                self._debounce.stop()
+                self.refresh_preview()
+            return None
+        self._accept_when_ready = False
+        label = session.accept()
         self._objects_changed()
         self.clear_prompts()
         return label
-
-    def _flush_pending_preview(self) -> None:
-        # An accept right after a click must take the mask of that click, not the one before it.
-        if self._debounce.isActive():
-            self._debounce.stop()
-            self.refresh_preview()
 
     def undo(self) -> int | None:
         """Remove the last accepted object; return its id (``None`` when nothing to undo)."""
@@ -625,6 +689,7 @@ class SegpromptWidget(QWidget):
     def _objects_changed(self) -> None:
         if self.objects_layer is not None:
             self.objects_layer.refresh()
+        self.objects_changed.emit()
 
     def save_annotations(self, labels_path: str | os.PathLike) -> Path:
         """Save the objects (PNG/TIFF) and their prompts (``<stem>.prompts.json``); return the JSON path."""

@@ -150,13 +150,19 @@ class AnnotationSession:
             UnsupportedPromptError, PromptError: from the backend; the previous
                 preview is cleared first so a stale mask is never accepted.
         """
-        self.prompt, self.prediction = None, None
-        self._order, self._candidate = np.zeros(0, np.int64), 0
+        self.clear()
         if prompt is None or prompt.is_empty():
             return None
-        prediction = self.segmenter.predict(self.embedding, prompt, multimask=wants_multimask(prompt))
+        return self.set_preview(prompt, self.predict(prompt))
+
+    def predict(self, prompt: Prompt) -> Prediction:
+        """The backend's answer to ``prompt``; changes nothing, so a worker thread may call it."""
+        return self.segmenter.predict(self.embedding, prompt, multimask=wants_multimask(prompt))
+
+    def set_preview(self, prompt: Prompt, prediction: Prediction) -> np.ndarray:
+        """Show ``prediction``, the answer to ``prompt`` (from :meth:`predict`); return the preview."""
         self.prompt, self.prediction = prompt, prediction
-        self._order = np.argsort(-prediction.scores, kind="stable")
+        self._order, self._candidate = np.argsort(-prediction.scores, kind="stable"), 0
         return self.preview
 
     @property
@@ -189,7 +195,8 @@ class AnnotationSession:
 
     def clear(self) -> None:
         """Drop the prompt and the preview (accepted objects stay)."""
-        self.update(None)
+        self.prompt, self.prediction = None, None
+        self._order, self._candidate = np.zeros(0, np.int64), 0
 
     # -- accepted objects --------------------------------------------------
 

@@ -130,12 +130,26 @@ def test_points_and_boxes_give_previews(qtbot, widget, sam_and_embedding):
     np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))
 
 
+def test_preview_requests_coalesce_to_the_newest_prompt(qtbot, widget, sam_and_embedding):
+    segmenter, embedding = sam_and_embedding
+    widget.points_layer.add([[20.0, 100.0]])
+    widget.refresh_preview()  # the decoder starts on the first click ...
+    assert widget._preview_worker is not None
+    widget.points_layer.add([[60.0, 20.0]])
+    widget.refresh_preview()  # ... and is still busy when the second one comes
+    qtbot.waitUntil(lambda: not widget.preview_pending(), timeout=WAIT_MS)
+    assert len(widget.session.prompt.points) == 2
+    expected = segmenter.predict(embedding, widget.session.prompt, multimask=False).best_mask
+    np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))
+
+
 def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
     from napari.utils.key_bindings import coerce_keybinding
 
     assert {coerce_keybinding(key) for key in KEY_BINDINGS} <= set(widget.viewer.keymap)
-    widget.points_layer.add([[20.0, 100.0]])  # accepted before the debounced preview ran: must use this click
-    press(widget, "K")
+    widget.points_layer.add([[20.0, 100.0]])
+    with qtbot.waitSignal(widget.objects_changed, timeout=WAIT_MS):
+        press(widget, "K")  # before the preview of that click exists: the accept waits for it
     objects = widget.viewer.layers["coffee objects"]
     assert objects.data is widget.session.labels
     first = widget.session.objects[0]
