@@ -81,9 +81,10 @@ def test_predict_best_is_the_best_of_predict(setup, segmenter):
         full = segmenter.predict(embedding, prompt)
         best = segmenter.predict_best(embedding, prompt)
         assert best.masks.shape == (1, *image.shape[:2])
+        # the fast decoder re-associates sums: equal masks, logits and scores up to float rounding
         assert np.array_equal(best.masks[0], full.best_mask), name
-        assert best.scores[0] == full.scores.max()
-        assert np.array_equal(best.low_res_logits[0], full.low_res_logits[full.best])
+        assert best.scores[0] == pytest.approx(full.scores.max(), abs=1e-6)
+        np.testing.assert_allclose(best.low_res_logits[0], full.low_res_logits[full.best], atol=1e-5)
 
 
 def test_embedding_layout(setup):

@@ -137,6 +137,24 @@ class _PackedTarget:
         return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
 
 
+#: Below these margins the fast decoder's rounding (about 1e-6 relative) could flip a pixel
+#: or the choice between candidates, so the prompt is decoded again with the reference decoder.
+LOGIT_MARGIN = 1e-4
+SCORE_MARGIN = 1e-5
+
+
+def _uncertain(logits: torch.Tensor, scores: torch.Tensor, best_only: bool) -> np.ndarray:
+    """``(B,)`` bool: fast-decoded prompts whose mask or choice could differ from the reference decoder's.
+
+    ``logits`` ``(B, K', H, W)`` are the upsampled candidates, ``scores`` ``(B, K)``.
+    """
+    near_zero = logits.abs().flatten(1).amin(dim=1) <= LOGIT_MARGIN
+    if best_only and scores.shape[1] > 1:
+        top2 = scores.topk(2, dim=1).values
+        near_zero |= (top2[:, 0] - top2[:, 1]) <= SCORE_MARGIN
+    return near_zero.cpu().numpy()
+
+
 def _batches(prompts: Sequence[Prompt], size: int) -> list[list[int]]:
     """Indices of ``prompts`` in groups of at most ``size`` that can be decoded together.
 
@@ -312,6 +330,8 @@ class SamSegmenter(Segmenter):
             embedding.data["features"].to(self.device), sparse, dense, multimask, best_only=True
         )
         logits = upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
+        if _uncertain(logits, scores, best_only=True)[0]:
+            low_res, scores, logits = self._exact_candidates(embedding, prompt, multimask, True, low_res.shape[-2:])
         return Prediction(
             masks=(logits[0] > self.model.mask_threshold).cpu().numpy(),
             scores=scores[0].max().reshape(1).float().cpu().numpy(),
@@ -393,7 +413,12 @@ class SamSegmenter(Segmenter):
                 input_hw=None if keep_logits else input_hw,
                 best_only=select == "best",
             )
-            masks = (upsample_logits(low_res, input_hw, image_hw) > self.model.mask_threshold).cpu().numpy()
+            logits = upsample_logits(low_res, input_hw, image_hw)
+            for row in np.flatnonzero(_uncertain(logits, scores, best_only=select == "best")):
+                low_res[row], scores[row], logits[row] = self._exact_candidates(
+                    embedding, prompts[indices[row]], multimask, select == "best", low_res.shape[-2:]
+                )
+            masks = (logits > self.model.mask_threshold).cpu().numpy()
             ious = target.iou(masks)  # (B, K')
             chosen = ious.argmax(axis=1) if select == "oracle" else scores.argmax(dim=1).cpu().numpy()
             rows = np.arange(len(indices))
@@ -405,6 +430,20 @@ class SamSegmenter(Segmenter):
             done += len(indices)
             progress(done, n_prompts, "scoring prompts")
         return result
+
+    def _exact_candidates(
+        self, embedding: Embedding, prompt: Prompt, multimask: bool, best_only: bool, low_res_hw: torch.Size
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reference decoder's ``(low_res (1, K', *low_res_hw), scores (1, K), logits (1, K', H, W))``.
+
+        Used where the fast decoder's float rounding could change the answer.
+        """
+        low_res, scores = self.decode(embedding, **self.prompt_tensors(prompt, embedding.image_hw), multimask=multimask)
+        if best_only:
+            best = int(scores[0].argmax())
+            low_res = low_res[:, best : best + 1]
+        low_res = low_res[..., : low_res_hw[0], : low_res_hw[1]]
+        return low_res, scores, upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
 
     def _encode_prompts(self, prompts: Sequence[Prompt], image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sparse ``(B, n, 256)`` and dense ``(B, 256, 64, 64)`` embeddings (``None`` without mask prompts).
