@@ -2,13 +2,14 @@
 
 Everything that decides what a mask is lives in the headless core
 (:mod:`segprompt.annotation`, the backends, :class:`segprompt.cache.EmbeddingCache`);
-this module only maps napari layers to prompts, runs the encoder off the GUI
-thread and shows results. Prompt layers hold napari ``(row, col)`` positions;
+this module only maps napari layers to prompts, runs the encoder and the
+decoder off the GUI thread and shows results. Prompt layers hold napari ``(row, col)`` positions;
 the one conversion to segprompt ``(x, y)`` is
 :func:`segprompt.annotation.rowcol_to_xy`.
 
-Key bindings (viewer-wide, see :data:`KEY_BINDINGS`) follow micro-sam's
-annotator where napari leaves the key free.
+Key bindings are viewer-wide (see :data:`KEY_BINDINGS`): ``T`` toggles the
+point label as in micro-sam's annotator; the others are keys napari's own
+layers leave free.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to
 from segprompt.backends import Segmenter, backend_names, create_from_options, get_backend_class
 from segprompt.backends.base import Embedding, ProgressCallback
 from segprompt.cache import EmbeddingCache
+from segprompt.checkpoints import SAM_CHECKPOINTS, official_checkpoint
 from segprompt.errors import SegpromptError
 from segprompt.prompts import Points as PointsPrompt
 from segprompt.prompts import Prompt, Text, VisualReference
@@ -65,7 +67,6 @@ KEY_BINDINGS: dict[str, str] = {
 #: Point colours by the layer's boolean ``include`` feature (a bool, not the 0/1
 #: label, so napari maps it as categories without guessing).
 POINT_COLOURS = {True: "lime", False: "red"}
-SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
 #: Edits closer together than this re-run the decoder once.
 DEBOUNCE_MS = 30
 PROGRESS_STEPS = 1000
@@ -161,10 +162,10 @@ class SegpromptWidget(QWidget):
         self.image_combo = QComboBox()
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(backend_names())
-        if "sam" in backend_names():
-            self.backend_combo.setCurrentText("sam")
+        # SAM when its weights are here; else the zero-weight classical backend works offline at once.
+        self.backend_combo.setCurrentText("sam" if official_checkpoint("vit_b").path.is_file() else "classical")
         self.model_type_combo = QComboBox()
-        self.model_type_combo.addItems(SAM_MODEL_TYPES)
+        self.model_type_combo.addItems(sorted(SAM_CHECKPOINTS))  # vit_b (the smallest) first
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("default (SAM: official checkpoint)")
         self.checkpoint_edit.setToolTip("a SAM checkpoint file (.pth), or a transformers model folder")
@@ -276,8 +277,6 @@ class SegpromptWidget(QWidget):
 
     def _update_checkpoint_status(self, *_: Any) -> None:
         """Show what the chosen backend accepts (or why it is unavailable) and whether its weights are here."""
-        from segprompt.checkpoints import official_checkpoint
-
         backend = self.backend_combo.currentText()
         custom = backend.startswith(_CUSTOM)
         self.checkpoint_edit.setEnabled(not custom)
