@@ -320,3 +320,12 @@ def test_closing_the_widget_unbinds_its_keys(qtbot, make_napari_viewer):
     with qtbot.waitSignal(widget.destroyed, timeout=WAIT_MS):
         widget.deleteLater()
     assert not {coerce_keybinding(key) for key in KEY_BINDINGS} & set(viewer.keymap)
+
+
+def test_plugin_menu_docks_the_widget_and_opens_samples(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("segprompt", "segprompt")
+    assert isinstance(widget, SegpromptWidget)
+    viewer.open_sample("segprompt", "coffee")
+    assert viewer.layers["coffee"].data.shape == (400, 600, 3)
+    assert widget.image_combo.currentText() == "coffee"  # the picker follows the layer list
