@@ -152,3 +152,10 @@ def test_augmentation_moves_image_and_mask_together(kvasir):
 def test_checkpoint_errors_name_the_folder(tmp_path, base):
     with pytest.raises(CheckpointError, match="tuning.json is missing"):
         TunedCLIPSeg.load(tmp_path, base)
+    (tmp_path / "prompts.safetensors").write_bytes(b"")
+    (tmp_path / "tuning.json").write_text('{"method": "coop", "hyperparameters": {}}')
+    with pytest.raises(CheckpointError, match=r"tuning.json: not a valid tuning.json \(no base_model\)"):
+        TunedCLIPSeg.load(tmp_path, base)
+    (tmp_path / "tuning.json").write_text('{"format": "other/9", "method": "coop", "hyperparameters": {}, "base_model": "x"}')
+    with pytest.raises(CheckpointError, match="format 'other/9' is not 'segprompt-tuning/1'"):
+        TunedCLIPSeg.load(tmp_path, base)

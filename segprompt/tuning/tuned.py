@@ -134,18 +134,9 @@ class TunedCLIPSeg:
         """
         from safetensors.torch import load_file
 
-        directory = Path(directory)
-        meta_path, prompts_path = directory / META_FILE, directory / PROMPTS_FILE
-        for path in (meta_path, prompts_path):
-            if not path.is_file():
-                raise CheckpointError(f"{directory}: not a tuning checkpoint ({path.name} is missing)")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            method, hyperparameters, base_model = meta["method"], meta["hyperparameters"], meta["base_model"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{meta_path}: not a valid tuning.json ({exc!r})") from exc
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        meta = read_metadata(directory)
+        method, hyperparameters, base_model = meta["method"], meta["hyperparameters"], meta["base_model"]
+        prompts_path = Path(directory) / PROMPTS_FILE
         base = base if base is not None else load_base(base_model)
         tuned = cls.create(base, base_model, method, int(meta.get("image_size", 352)), **hyperparameters)
         tuned.default_text = meta.get("default_text")
@@ -155,3 +146,28 @@ class TunedCLIPSeg:
         except (RuntimeError, OSError) as exc:
             raise CheckpointError(f"{prompts_path}: prompts do not fit the base model {base_model} ({exc})") from exc
         return tuned
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """The ``tuning.json`` of a checkpoint folder (e.g. its ``default_text``), checked but without loading any model.
+
+    Raises:
+        CheckpointError: a file of the checkpoint is missing, or ``tuning.json`` is invalid.
+    """
+    directory = Path(directory)
+    meta_path = directory / META_FILE
+    for path in (meta_path, directory / PROMPTS_FILE):
+        if not path.is_file():
+            raise CheckpointError(f"{directory}: not a tuning checkpoint ({path.name} is missing)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise CheckpointError(f"{meta_path}: not a valid tuning.json ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: not a valid tuning.json (expected an object)")
+    missing = [key for key in ("method", "hyperparameters", "base_model") if key not in meta]
+    if missing:
+        raise CheckpointError(f"{meta_path}: not a valid tuning.json (no {', '.join(missing)})")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    return meta
