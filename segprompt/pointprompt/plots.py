@@ -70,7 +70,7 @@ def plot_importance(regression: dict[str, Any], path: str | os.PathLike, model: 
     names = sorted(importance, key=importance.get)
     fig, ax = plt.subplots(figsize=(6, 0.25 * len(names) + 1.5))
     ax.barh(names, [importance[n] for n in names])
-    ax.set_title(f"{model}: R² = {regression[model]['r2_mean']:.2f} (grouped {len(regression[model]['r2_folds'])}-fold CV)")
+    ax.set_title(f"{model}: R² = {regression[model]['r2']:.2f} (grouped {regression['folds']}-fold CV)")
     fig.tight_layout()
     with atomic_path(path) as temp:
         fig.savefig(temp, dpi=120, format="png")
