@@ -23,7 +23,7 @@ def _figure():
 def _grouped_bars(path: Path, groups: list[str], series: dict[str, list[float]], title: str, ylabel: str) -> None:
     plt = _figure()
     width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) * max(1, len(series)) * 0.35 + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) * max(1, len(series)) + 1.5) + 2.5, 4.5))
     positions = np.arange(len(groups))
     for i, (label, values) in enumerate(series.items()):
         ax.bar(positions + (i - (len(series) - 1) / 2) * width, values, width, label=label)
@@ -31,10 +31,10 @@ def _grouped_bars(path: Path, groups: list[str], series: dict[str, list[float]],
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.set_title(title)
-    ax.legend(fontsize="small", ncol=2)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     fig.tight_layout()
     with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120, format="png")
+        fig.savefig(temp, dpi=120, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
@@ -73,5 +73,5 @@ def plot_importance(regression: dict[str, Any], path: str | os.PathLike, model: 
     ax.set_title(f"{model}: R² = {regression[model]['r2']:.2f} (grouped {regression['folds']}-fold CV)")
     fig.tight_layout()
     with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120, format="png")
+        fig.savefig(temp, dpi=120, format="png", bbox_inches="tight")
     plt.close(fig)
