@@ -5,6 +5,9 @@ Example::
     segprompt tune --method coop --data ../shared/data/kvasir_seg --out runs/kvasir-coop
     segprompt segment image.jpg --tuned runs/kvasir-coop --out mask.png
 
+``segment``'s ``--tuned DIR`` flag (:func:`add_tuned_argument`,
+:func:`tuned_segmenter`, :func:`tuned_prompt`) segments with such a checkpoint.
+
 The data folder is read through :func:`segprompt.datasets.open_dataset`
 (its ``train`` split for training, ``val`` or ``test`` for validation); the
 optional ``--texts`` JSON overrides the text prompts
@@ -14,9 +17,12 @@ optional ``--texts`` JSON overrides the text prompts
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+from ..backends.base import Segmenter
 from ..errors import DatasetError, SegpromptError
+from ..prompts import Prompt, Text
 from .progress import tqdm_progress
 
 #: CLI options that map to method hyper-parameters (only passed when given).
@@ -97,3 +103,43 @@ def run(args: argparse.Namespace) -> int:
         f"checkpoint in {args.out}"
     )
     return 0
+
+
+#: The backend a tuning checkpoint is served by.
+TUNED_BACKEND = "clipseg-tuned"
+
+
+def add_tuned_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tuned DIR`` for ``segment``."""
+    parser.add_argument(
+        "--tuned",
+        type=Path,
+        metavar="DIR",
+        help="segment with prompts learnt by `segprompt tune` (its --out folder); "
+        "the text is --text or the checkpoint's default prompt",
+    )
+
+
+def tuned_segmenter(args: argparse.Namespace) -> Segmenter:
+    """The ``clipseg-tuned`` backend on ``args.tuned``.
+
+    Raises:
+        SegpromptError: ``--backend`` names another backend than the default or ``clipseg-tuned``.
+    """
+    from ..backends import create
+
+    if args.backend not in ("classical", TUNED_BACKEND):
+        raise SegpromptError(f"--tuned segments with the {TUNED_BACKEND} backend; drop --backend {args.backend}")
+    return create(TUNED_BACKEND, checkpoint=args.tuned)
+
+
+def tuned_prompt(args: argparse.Namespace, prompt: Prompt) -> Prompt:
+    """``prompt`` with the checkpoint's default text when ``--tuned`` is given without any text."""
+    if getattr(args, "tuned", None) is None or prompt.text is not None:
+        return prompt
+    from ..tuning.tuned import read_metadata
+
+    default = read_metadata(args.tuned).get("default_text")
+    if not default:
+        raise SegpromptError(f"--tuned {args.tuned}: the checkpoint has no default text; give --text")
+    return dataclasses.replace(prompt, text=Text(default))
