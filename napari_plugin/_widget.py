@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from napari.layers import Image, Labels, Points, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
+from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
@@ -46,6 +47,7 @@ from segprompt.backends.base import Embedding, ProgressCallback
 from segprompt.cache import EmbeddingCache
 from segprompt.checkpoints import SAM_CHECKPOINTS, official_checkpoint
 from segprompt.errors import SegpromptError
+from segprompt.io import OVERLAY_COLOURS
 from segprompt.prompts import Points as PointsPrompt
 from segprompt.prompts import Prompt, Text, VisualReference
 from segprompt.semantic import SemanticSegmentation, segment_classes
@@ -70,6 +72,8 @@ POINT_COLOURS = {True: "lime", False: "red"}
 #: Edits closer together than this re-run the decoder once.
 DEBOUNCE_MS = 30
 PROGRESS_STEPS = 1000
+#: The preview is one bright colour, apart from every object colour.
+PREVIEW_COLOURMAP = DirectLabelColormap(color_dict={None: "transparent", 1: "yellow"})
 _NONE = "(none)"
 _CUSTOM = "custom: "
 
@@ -450,12 +454,14 @@ class SegpromptWidget(QWidget):
             return existing
         if existing is not None:
             self.viewer.layers.remove(existing)
-        return self.viewer.add_labels(np.zeros(image_hw, np.int32), name=name, opacity=0.5)
+        return self.viewer.add_labels(np.zeros(image_hw, np.int32), name=name, opacity=0.5, colormap=_overlay_colormap())
 
     def _ensure_prompt_layers(self, image_hw: tuple[int, int]) -> None:
         layers = self.viewer.layers
         if self.preview_layer is None or self.preview_layer not in layers:
-            self.preview_layer = self.viewer.add_labels(np.zeros(image_hw, np.uint8), name="segprompt preview", opacity=0.6)
+            self.preview_layer = self.viewer.add_labels(
+                np.zeros(image_hw, np.uint8), name="segprompt preview", opacity=0.5, colormap=PREVIEW_COLOURMAP
+            )
         else:
             self.preview_layer.data = np.zeros(image_hw, np.uint8)
         if self.boxes_layer is None or self.boxes_layer not in layers:
@@ -642,7 +648,7 @@ class SegpromptWidget(QWidget):
         features = {"index": np.arange(len(result.class_names)), "class": list(result.class_names)}
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
-        self.viewer.add_labels(result.labels, name=name, features=features, opacity=0.5)
+        self.viewer.add_labels(result.labels, name=name, features=features, opacity=0.5, colormap=_overlay_colormap())
         self.status_label.setText(f"labelled {', '.join(result.class_names[1:])}")
         self.classes_ready.emit()
 
@@ -716,3 +722,13 @@ class SegpromptWidget(QWidget):
 def _unbind_keys(viewer: "napari.viewer.Viewer", keys: tuple[str, ...], *_: Any) -> None:
     for key in keys:
         viewer.bind_key(key, None)
+
+
+def _overlay_colormap() -> CyclicLabelColormap:
+    """Label ``k`` in ``OVERLAY_COLOURS[(k - 1) % 10]``, as :func:`segprompt.io.overlay` draws it, 0 transparent.
+
+    napari's default first label colour is a dark brown that vanishes on many
+    photographs (the coffee cup sample among them).
+    """
+    rgba = np.hstack([OVERLAY_COLOURS / 255.0, np.ones((len(OVERLAY_COLOURS), 1))])
+    return CyclicLabelColormap(colors=np.vstack([[0.0, 0.0, 0.0, 0.0], rgba]))

@@ -293,15 +293,35 @@ def test_semantic_mode_text_classes_and_reference_ids(qtbot, make_napari_viewer,
     assert list(viewer.layers["coffee classes"].features["class"]) == ["background", "ref 1", "ref 4"]
 
 
-def test_screenshot_with_docked_widget_is_not_blank(qtbot, widget):
-    widget.viewer.window._qt_window.resize(1200, 800)
-    add_point(qtbot, widget, row=20, col=100)
-    widget.accept()
-    add_point(qtbot, widget, row=60, col=20)
-    widget.viewer.reset_view()
+def test_classical_backend_end_to_end_and_screenshot(qtbot, make_napari_viewer):
+    """The registry's classical backend through the worker: box -> cup, then a screenshot of it all."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1200, 800)
+    layer = viewer.add_image(data.coffee()[::2, ::2], name="coffee", rgb=True)  # (200, 300, 3)
+    widget = SegpromptWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="segprompt")
+    widget.backend_combo.setCurrentText("classical")
+    with qtbot.waitSignal(widget.embedding_ready, timeout=WAIT_MS):
+        widget.compute_embedding()
+    assert widget.session.segmenter.name == "classical" and widget.objects_layer.data.shape == layer.data.shape[:2]
+
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.boxes_layer.add_rectangles(np.array([[6.0, 84.0], [146.0, 206.0]]))  # the cup, (row, col)
+    with qtbot.waitSignal(widget.objects_changed, timeout=WAIT_MS):
+        widget.accept()
+    cup = widget.objects_layer.data == 1
+    rows, cols = np.nonzero(cup)
+    assert cup[70, 143]  # the coffee in the cup
+    assert not cup[190, 5] and not cup[125, 55]  # the table, the saucer's rim
+    assert rows.min() >= 6 and rows.max() <= 146 and cols.min() >= 84 and cols.max() <= 206
+    add_point(qtbot, widget, row=125, col=55)  # a preview on the saucer stays on screen
+    press(widget, "N")  # the next-ranked candidate, to show a larger one
+    assert widget.preview_layer.data.sum() == widget.session.preview.sum() > 0
+
+    viewer.reset_view()
     qtbot.wait(200)  # let the canvas redraw after the resize
-    shot = widget.viewer.screenshot(canvas_only=False, flash=False)
-    canvas = widget.viewer.screenshot(canvas_only=True, flash=False)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    canvas = viewer.screenshot(canvas_only=True, flash=False)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     write_image(ARTIFACTS / "napari_widget.png", shot[..., :3])
     # The canvas really rendered the image (a blank GL canvas is one flat colour) ...
