@@ -7,7 +7,6 @@ or run under ``xvfb-run -a``) and are skipped without one.
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 from pathlib import Path
@@ -76,29 +75,6 @@ def press(widget, key: str) -> None:
 def add_point(qtbot, widget, row: float, col: float) -> None:
     with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
         widget.points_layer.add([[row, col]])
-
-
-def test_manifest_validates_and_is_discovered():
-    import npe2
-
-    manifest = npe2.PluginManifest.from_file(Path(__file__).parents[1] / "napari_plugin" / "napari.yaml")
-    assert manifest.name == "segprompt"
-    assert [w.display_name for w in manifest.contributions.widgets] == ["segprompt"]
-    assert {s.key for s in manifest.contributions.sample_data} == {"astronaut", "coins", "coffee"}
-    installed = npe2.PluginManager.instance()
-    installed.discover()
-    assert installed.get_manifest("segprompt").contributions.widgets[0].command == "segprompt.annotator"
-    module, name = installed.get_command("segprompt.annotator").python_name.split(":")
-    assert getattr(importlib.import_module(module), name) is SegpromptWidget
-
-
-def test_sample_data_are_scikit_image_images():
-    from napari_plugin import _sample_data
-
-    [(pixels, meta, kind)] = _sample_data.coffee()
-    assert pixels.shape == (400, 600, 3) and pixels.dtype == np.uint8 and kind == "image" and meta["rgb"]
-    [(pixels, _, _)] = _sample_data.coins()
-    assert pixels.shape == (303, 384)
 
 
 def test_points_and_boxes_give_previews(qtbot, widget, sam_and_embedding):
