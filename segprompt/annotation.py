@@ -110,9 +110,9 @@ class AnnotationSession:
     Args:
         segmenter: the backend answering prompts.
         embedding: ``segmenter``'s embedding of the image.
-        labels: ``(H, W)`` integer label map to add objects to; it is used in
-            place (a napari Labels layer can share it). A new zero map when
-            ``None``.
+        labels: ``(H, W)`` integer label map to add objects to; it is changed
+            in place (a napari Labels layer can share it), ``.flat`` indexing
+            so a non-contiguous view works too. A new zero map when ``None``.
 
     Accepted objects only take background (``0``) pixels: an object never
     overwrites one accepted before it.
@@ -221,7 +221,7 @@ class AnnotationSession:
         if pixels.size == 0:
             raise SegpromptError("accept: the preview is empty or lies entirely on objects accepted before")
         label = self.next_label
-        self.labels.ravel()[pixels] = label
+        self.labels.flat[pixels] = label
         self.objects.append(AcceptedObject(label, self.prompt, self.preview_score, pixels))
         self._redo.clear()
         self.clear()
@@ -232,10 +232,9 @@ class AnnotationSession:
         if not self.objects:
             return None
         obj = self.objects.pop()
-        flat = self.labels.ravel()
         # Only pixels still carrying the id: a later manual edit of the label map wins.
-        mine = obj.pixels[flat[obj.pixels] == obj.label]
-        flat[mine] = 0
+        mine = obj.pixels[self.labels.flat[obj.pixels] == obj.label]
+        self.labels.flat[mine] = 0
         self._redo.append(obj)
         return obj.label
 
@@ -244,9 +243,8 @@ class AnnotationSession:
         if not self._redo:
             return None
         obj = self._redo.pop()
-        flat = self.labels.ravel()
-        free = obj.pixels[flat[obj.pixels] == 0]
-        flat[free] = obj.label
+        free = obj.pixels[self.labels.flat[obj.pixels] == 0]
+        self.labels.flat[free] = obj.label
         self.objects.append(AcceptedObject(obj.label, obj.prompt, obj.score, free))
         return obj.label
 
@@ -319,7 +317,7 @@ class AnnotationSession:
                 raise SegpromptError(f"{prompts_path}: objects[{index}].label={label} is not in {labels_path}")
             score = float("nan") if entry.get("score") is None else float(entry["score"])
             objects.append(AcceptedObject(label, entry["prompt"], score, pixels))
-        self.labels.ravel()[:] = flat
+        self.labels[...] = flat.reshape(self.labels.shape)
         self.objects = objects
         self._redo.clear()
         self.clear()

@@ -199,3 +199,16 @@ def test_load_errors(session, tmp_path):
 def test_labels_argument_is_checked(sam_and_embedding):
     with pytest.raises(ImageError, match=r"integer \(80, 120\) map"):
         AnnotationSession(*sam_and_embedding, labels=np.zeros((80, 120), np.float32))
+
+
+def test_undo_keeps_manual_edits_and_works_on_views(sam_and_embedding):
+    canvas = np.zeros((80, 240), np.int32)
+    session = AnnotationSession(*sam_and_embedding, labels=canvas[:, ::2])  # a non-contiguous view
+    preview = session.update(click(60, 40)).copy()
+    assert session.accept() == 1
+    np.testing.assert_array_equal(canvas[:, ::2] == 1, preview)
+    edited = np.flatnonzero(preview)[:5]
+    session.labels.flat[edited] = 9  # the user repaints part of the object by hand
+    assert session.undo() == 1
+    np.testing.assert_array_equal(np.flatnonzero(session.labels), edited)
+    assert (session.labels.flat[edited] == 9).all()
