@@ -12,8 +12,17 @@
   ``NAME=IMAGE:MASK`` string, so paths holding ``=``, ``:`` or ``,`` work.
 
 Text and a reference may accompany points, a box or a mask in one prompt;
-the backend must accept every kind given (``composed`` combines a text /
-reference backend with SAM, see :mod:`segprompt.compose`).
+the backend must accept every kind given. ``--backend composed`` answers any
+mix: ``--proposer`` (default ``clipseg``) answers the text / reference and
+``--refiner`` (default ``sam``, ``none`` for none) the points / box / mask,
+see :mod:`segprompt.compose`.
+
+Model flags of these backends: ``--model-dir`` is the local model folder of a
+transformers backend (``clipseg``, ``owlv2-sam``, ``grounding-dino-sam``,
+``seggpt``; default: the hub cache, see :mod:`segprompt.hub`);
+``--model-type`` / ``--checkpoint`` pick the SAM inside ``persam``,
+``persam-f``, the detector + SAM backends and the ``sam`` refiner, which the
+proposer shares.
 """
 
 from __future__ import annotations
@@ -22,15 +31,29 @@ import argparse
 import json
 from pathlib import Path
 
+from typing import Any
+
+import numpy as np
+
+from ..backends import create
 from ..backends.base import ProgressCallback, Segmenter
-from ..errors import PromptError
+from ..compose import ComposedSegmenter
+from ..errors import PromptError, SegpromptError
 from ..io import atomic_write_text, overlay, read_image, read_mask, write_image, write_mask
 from ..prompts import Text, VisualReference
 from ..semantic import SemanticSegmentation, segment_classes
 
 
+#: Backends :func:`make_segmenter` builds (they take the model flags of this module).
+BACKENDS = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", "persam", "persam-f", "composed")
+_SAM_INSIDE = {"persam": "sam", "persam-f": "sam", "owlv2-sam": "sam", "grounding-dino-sam": "sam"}
+_MODEL_DIR = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt")
+#: The flags forbidding a combination with ``--classes``.
+_SINGLE_PROMPT_FLAGS = ("point", "box", "mask_prompt", "prompt_file", "text", "reference", "reference_mask")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the text / reference / classes flags to the ``segment`` parser."""
+    """Add the text / reference / classes flags and their backends' model flags to the ``segment`` parser."""
     group = parser.add_argument_group("text, visual-reference and multi-class prompts")
     group.add_argument("--text", metavar="PHRASE", help="a text prompt naming what to segment")
     group.add_argument("--reference", metavar="IMAGE", type=Path, help="reference image showing the target")
@@ -59,6 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("NAME", "IMAGE", "MASK"),
         help="with --classes: prompt class NAME with a visual reference instead of text (repeatable)",
     )
+    group.add_argument(
+        "--model-dir", type=Path, metavar="DIR", help=f"local model folder of {', '.join(_MODEL_DIR)} (or the proposer)"
+    )
+    group.add_argument("--proposer", default="clipseg", help="composed: the text/reference backend (default clipseg)")
+    group.add_argument("--refiner", default="sam", help="composed: the points/box/mask backend, or none (default sam)")
 
 
 def reference_from_files(image: Path, mask: Path, flag: str = "--reference") -> VisualReference:
@@ -111,28 +139,90 @@ def _check_known(name: str, classes: dict[str, Text | VisualReference], flag: st
         raise PromptError(f"{flag}: class {name!r} is not in --classes ({', '.join(classes)})")
 
 
-def write_semantic(
-    image_path: Path,
+def _options(name: str, args: argparse.Namespace, sam: Segmenter | None) -> tuple[dict[str, Any], set[str]]:
+    """Constructor options of backend ``name`` from the flags, and the flags they use."""
+    if name == "sam":
+        return {"model_type": args.model_type, "checkpoint": args.checkpoint}, {"checkpoint"}
+    options: dict[str, Any] = {}
+    used: set[str] = set()
+    if name in _MODEL_DIR:
+        options["model_dir"] = args.model_dir
+        used.add("model_dir")
+    if name in _SAM_INSIDE:
+        if sam is not None:
+            options["sam"] = sam
+        elif name.startswith("persam"):
+            options.update(model_type=args.model_type, checkpoint=args.checkpoint)
+        else:
+            checkpoint = None if args.checkpoint is None else str(args.checkpoint)
+            options.update(sam_model_type=args.model_type, sam_checkpoint=checkpoint)
+        used.add("checkpoint")
+    return options, used
+
+
+def make_segmenter(args: argparse.Namespace) -> Segmenter:
+    """The backend ``--backend`` (one of :data:`BACKENDS`) with its model flags.
+
+    Raises:
+        SegpromptError: a model flag the backend does not use, or an unknown backend.
+    """
+    if args.backend == "composed":
+        names = [args.proposer] + ([] if args.refiner == "none" else [args.refiner])
+    else:
+        names = [args.backend]
+    used = set().union(*(_options(name, args, None)[1] for name in names))
+    for flag in ("model_dir", "checkpoint"):
+        if getattr(args, flag) is not None and flag not in used:
+            raise SegpromptError(f"--{flag.replace('_', '-')} is not used by the {' / '.join(map(repr, names))} backend")
+    if args.backend != "composed":
+        return create(args.backend, **_options(args.backend, args, None)[0])
+    refiner = None if args.refiner == "none" else create(args.refiner, **_options(args.refiner, args, None)[0])
+    shared_sam = refiner if args.refiner == "sam" else None
+    proposer = create(args.proposer, **_options(args.proposer, args, shared_sam)[0])
+    return ComposedSegmenter(proposer, refiner)
+
+
+def run_classes(
+    args: argparse.Namespace,
+    image: np.ndarray,
     classes: dict[str, Text | VisualReference],
     segmenter: Segmenter,
-    labels_path: Path,
-    overlay_path: Path | None,
     progress: ProgressCallback,
 ) -> SemanticSegmentation:
-    """Run semantic mode on one image and write the label map, its class names and an overlay.
+    """Semantic mode: segment ``classes`` in ``image`` and write ``--out`` (labels) and ``--overlay``.
 
-    Writes ``labels_path`` (label image), ``labels_path`` with suffix
-    ``.classes.json`` (``{"0": "background", "1": name_0, ...}``) and, when
-    given, ``overlay_path``; all atomically.
+    Also writes ``--out`` with suffix ``.classes.json``
+    (``{"0": "background", "1": name_0, ...}``). All files atomically.
+
+    Raises:
+        PromptError: ``--classes`` combined with a single-object prompt flag.
     """
-    image = read_image(image_path)
+    given = [flag for flag in _SINGLE_PROMPT_FLAGS if getattr(args, flag, None)]
+    if given:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
+        raise PromptError(f"--classes cannot be combined with {flags}; use --class-text / --class-reference")
     result = segment_classes(image, classes, segmenter, progress=progress)
+    write_labels(args.out, args.overlay, image, result)
+    return result
+
+
+def write_labels(labels_path: Path, overlay_path: Path | None, image: np.ndarray, result: SemanticSegmentation) -> None:
+    """Write a label map, its ``.classes.json`` (label -> class name) and optionally an overlay, atomically."""
+    labels_path = Path(labels_path)
     write_mask(labels_path, result.labels)
     names = {str(label): name for label, name in enumerate(result.class_names)}
     atomic_write_text(labels_path.with_suffix(".classes.json"), json.dumps(names, indent=2) + "\n")
     if overlay_path is not None:
         write_image(overlay_path, overlay(image, result.labels))
-    return result
 
 
-__all__ = ["add_arguments", "classes_from_args", "prompt_parts", "reference_from_files", "write_semantic"]
+__all__ = [
+    "BACKENDS",
+    "add_arguments",
+    "classes_from_args",
+    "make_segmenter",
+    "prompt_parts",
+    "reference_from_files",
+    "run_classes",
+    "write_labels",
+]
