@@ -21,9 +21,11 @@ background"; the ellipse inscribed in the box "probably foreground"; a central
 ellipse of :data:`CORE_FRACTION` of the box size "foreground" (a tight box is
 drawn around the object, so its centre region is almost always object, and
 this keeps GrabCut from collapsing to nothing on low-contrast images such as
-colonoscopy polyps); include / exclude points are foreground / background
+colonoscopy polyps; include points replace this core, which could bridge two
+objects in one box); include / exclude points are foreground / background
 discs. The result keeps the connected component that overlaps the inscribed
-ellipse most, with its holes filled.
+ellipse most (with include points: that contains them), with its holes
+filled; exclude discs stay out.
 
 A tight box touches the object on all four sides. The *box consistency* of a
 mask is the IoU between its bounding box and the prompt box (1 = touches all
@@ -69,7 +71,9 @@ Every candidate's score is in ``[0, 1]`` and means:
 * Fallback shape priors (the inscribed ellipse, the mask prompt itself) carry
   the acceptance threshold they stand in for (:data:`BOX_CONSISTENCY_MIN`,
   :data:`MASK_AGREEMENT_MIN`), so :attr:`Prediction.best` is the data-driven
-  mask exactly when it passes its check.
+  mask exactly when it passes its check. With points next to a box the
+  ellipse scores 0: the clicks are the user correcting GrabCut, and a tight
+  box no longer describes what they asked for.
 
 GrabCut's k-means initialisation draws from OpenCV's global random generator;
 it is re-seeded before every call, so results are deterministic.
@@ -275,17 +279,24 @@ class ClassicalSegmenter(Segmenter):
         else:
             prior = _ellipse(shape, box) & inside
             labels[prior] = cv2.GC_PR_FGD
-            x0, y0, x1, y1 = box
-            cx, cy, half_w, half_h = (x0 + x1) / 2, (y0 + y1) / 2, CORE_FRACTION * (x1 - x0) / 2, CORE_FRACTION * (y1 - y0) / 2
-            labels[_ellipse(shape, np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])) & inside] = cv2.GC_FGD
+            if len(include) == 0:
+                # Include clicks replace the assumed core (which could bridge two objects in the box).
+                x0, y0, x1, y1 = box
+                half_w, half_h = CORE_FRACTION * (x1 - x0) / 2, CORE_FRACTION * (y1 - y0) / 2
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                core = _ellipse(shape, np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h]))
+                labels[core & inside] = cv2.GC_FGD
         labels[_discs(shape, include, radius)] = cv2.GC_FGD
         excluded = _discs(shape, exclude, radius)
         labels[excluded] = cv2.GC_BGD
-        anchor = prior | _discs(shape, include, radius)
-        refined = _keep_component(_grabcut(work, labels, self._roi(labels)) & ~excluded, anchor)
+        # Include clicks name the object; without them the prior's largest overlap does.
+        anchor = _discs(shape, include, radius) if len(include) else prior
+        refined = _keep_component(_grabcut(work, labels, self._roi(labels)) & ~excluded, anchor) & ~excluded
         if prompt.mask is not None:
             return [refined, prior], [_mask_iou(refined, prior), MASK_AGREEMENT_MIN]
-        return [refined, prior & ~excluded], [box_consistency(refined, box), BOX_CONSISTENCY_MIN]
+        # Clicks with the box are the user correcting GrabCut: the prior must not override them.
+        prior_score = BOX_CONSISTENCY_MIN if prompt.points is None else 0.0
+        return [refined, prior & ~excluded], [box_consistency(refined, box), prior_score]
 
     @staticmethod
     def _roi(labels: np.ndarray) -> np.ndarray:
@@ -334,9 +345,9 @@ class ClassicalSegmenter(Segmenter):
             labels[_discs(shape, include, reach / 2) & inside] = cv2.GC_PR_FGD
             labels[seeds] = cv2.GC_FGD
             labels[excluded] = cv2.GC_BGD
-            mask = _keep_component(_grabcut(work, labels, window) & ~excluded, seeds, every=True)
+            mask = _keep_component(_grabcut(work, labels, window) & ~excluded, seeds, every=True) & ~excluded
             # The window's inner border band, where a mask that overflows the window shows.
-            band = inside & ~ndi.binary_erosion(inside, iterations=2)
+            band = inside & ~ndi.binary_erosion(inside, iterations=2, border_value=1)
             overflow = np.count_nonzero(mask & band) / max(1, np.count_nonzero(band))
             masks.append(mask)
             scores.append(1.0 - overflow)

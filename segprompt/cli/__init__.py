@@ -20,6 +20,7 @@ from ..errors import SegpromptError
 
 _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.segment",
+    "segprompt.cli.demo",
     "segprompt.cli.models",
     "segprompt.cli.datasets",
     "segprompt.cli.bench",

@@ -1,0 +1,169 @@
+"""``segprompt segment``: one image, one prompt, one mask.
+
+Prompts come from flags (``--point X,Y[,LABEL]`` repeated, ``--box
+X0,Y0,X1,Y1``, ``--mask-prompt MASK``) and/or a saved prompt file
+(``--prompt-file``, :meth:`segprompt.prompts.Prompt.to_json`); flags replace
+the file's part of the same kind. Coordinates are original-image pixels,
+``x`` = column, ``y`` = row. The best-scoring candidate is written as a 0/255
+mask, atomically; ``--overlay`` adds a coloured overlay and
+``--save-prompt`` the prompt actually used, as JSON.
+
+Prompt building lives in :func:`prompt_from_args`, the one place new prompt
+flags (text, references, classes) plug into.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..backends import backend_names, create
+from ..backends.base import Segmenter
+from ..errors import PromptError, SegpromptError
+from ..io import atomic_write_text, overlay, read_image, read_mask, write_image, write_mask
+from ..prompts import Box, MaskPrompt, Points, Prompt
+from . import semantic_flags
+from .progress import tqdm_progress
+
+
+def _numbers(value: str, flag: str, counts: tuple[int, ...]) -> list[float]:
+    parts = value.split(",")
+    if len(parts) not in counts:
+        expected = " or ".join(str(c) for c in counts)
+        raise PromptError(f"{flag} {value!r}: expected {expected} comma-separated numbers")
+    out = []
+    for part in parts:
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise PromptError(f"{flag} {value!r}: {part.strip()!r} is not a number") from None
+    return out
+
+
+def parse_point(value: str) -> tuple[float, float, int]:
+    """``"X,Y"`` or ``"X,Y,LABEL"`` (LABEL 1 include, default; 0 exclude) -> ``(x, y, label)``."""
+    numbers = _numbers(value, "--point", (2, 3))
+    label = numbers[2] if len(numbers) == 3 else 1.0
+    if label not in (0.0, 1.0):
+        raise PromptError(f"--point {value!r}: label must be 1 (include) or 0 (exclude), got {label:g}")
+    return numbers[0], numbers[1], int(label)
+
+
+def parse_box(value: str) -> Box:
+    """``"X0,Y0,X1,Y1"`` -> :class:`Box`."""
+    return Box(*_numbers(value, "--box", (4,)))
+
+
+def read_prompt_file(path: Path) -> Prompt:
+    """A :class:`Prompt` from a JSON file written by :meth:`Prompt.to_json`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PromptError(f"{path}: cannot read prompt file ({exc.strerror or exc})") from exc
+    try:
+        return Prompt.from_json(text)
+    except PromptError as exc:
+        raise PromptError(f"{path}: {exc}") from exc
+
+
+def prompt_from_args(args: argparse.Namespace) -> Prompt:
+    """Build the prompt from ``--prompt-file``, ``--point``, ``--box``, ``--mask-prompt``, ``--text`` and ``--reference``.
+
+    Flags replace the prompt file's part of the same kind.
+
+    Raises:
+        PromptError: a malformed value, naming the flag and the value.
+    """
+    prompt = read_prompt_file(args.prompt_file) if args.prompt_file else Prompt()
+    parts: dict[str, Any] = {}
+    if args.point:
+        points = [parse_point(value) for value in args.point]
+        parts["points"] = Points(np.array([p[:2] for p in points]), np.array([p[2] for p in points]))
+    if args.box:
+        parts["box"] = parse_box(args.box)
+    if args.mask_prompt:
+        try:
+            parts["mask"] = MaskPrompt(read_mask(args.mask_prompt))
+        except PromptError as exc:
+            raise PromptError(f"--mask-prompt {args.mask_prompt}: {exc}") from exc
+    parts.update(semantic_flags.prompt_parts(args))
+    return dataclasses.replace(prompt, **parts)
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
+    """The prompt flags :func:`prompt_from_args` reads."""
+    group = parser.add_argument_group("prompt (original-image pixels, x = column, y = row)")
+    group.add_argument(
+        "--point", action="append", metavar="X,Y[,LABEL]", help="a click; LABEL 1 include (default) or 0 exclude; repeatable"
+    )
+    group.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box (x1, y1 exclusive)")
+    group.add_argument("--mask-prompt", type=Path, metavar="MASK", help="a 0/255 mask to refine")
+    group.add_argument("--prompt-file", type=Path, metavar="PROMPT.json", help="a saved prompt; flags override its parts")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment one image from points, a box and/or a mask",
+        description=__doc__.split("\n\n")[1],
+    )
+    parser.add_argument("image", type=Path, help="PNG, JPEG, BMP, TIFF or .npy image")
+    add_prompt_arguments(parser)
+    semantic_flags.add_arguments(parser)
+    parser.add_argument("--backend", default="classical", help=f"one of {', '.join(backend_names())} (default classical)")
+    parser.add_argument("--model-type", default="vit_b", help="SAM architecture: vit_b, vit_l, vit_h (default vit_b)")
+    parser.add_argument("--checkpoint", type=Path, help="SAM weights file (default: the official checkpoint)")
+    parser.add_argument("--out", type=Path, required=True, help="output mask (.png or .tif)")
+    parser.add_argument("--overlay", type=Path, help="also write the mask over the image")
+    parser.add_argument("--save-prompt", type=Path, help="also write the prompt used, as JSON")
+    parser.add_argument("--multimask", action="store_true", help="ask for several candidates and keep the best")
+    parser.add_argument("--plane", type=int, help="plane of a TIFF/.npy stack (default the first)")
+    parser.set_defaults(func=run)
+
+
+def make_segmenter(args: argparse.Namespace, progress: Callable[[int, int, str], None]) -> Segmenter:
+    """The backend named by ``--backend`` with its model flags."""
+    if args.backend in semantic_flags.BACKENDS:
+        return semantic_flags.make_segmenter(args)
+    if args.backend == "sam":
+        return create("sam", model_type=args.model_type, checkpoint=args.checkpoint, progress=progress)
+    if args.checkpoint is not None:
+        raise SegpromptError(f"--checkpoint is only used by the sam backend, not {args.backend!r}")
+    return create(args.backend)
+
+
+def run(args: argparse.Namespace) -> int:
+    image = read_image(args.image, plane=args.plane)
+    classes = semantic_flags.classes_from_args(args)
+    if classes is not None:
+        with tqdm_progress("step") as progress:
+            semantic_flags.run_classes(args, image, classes, make_segmenter(args, progress), progress)
+        return 0
+    prompt = prompt_from_args(args)
+    if prompt.is_empty():
+        raise PromptError("no prompt: give --point, --box, --mask-prompt, --prompt-file, --text, --reference or --classes")
+    prompt.validate_for(image.shape[:2])
+    from ..cache import EmbeddingCache
+
+    with tqdm_progress("step") as progress:
+        segmenter = make_segmenter(args, progress)
+        segmenter.check_prompt(prompt)
+        embedding = EmbeddingCache().embed(segmenter, image, progress) if args.backend == "sam" else segmenter.embed(image, progress)
+    prediction = segmenter.predict(embedding, prompt, multimask=args.multimask)
+    mask = prediction.best_mask
+    write_mask(args.out, mask)
+    if args.overlay:
+        write_image(args.overlay, overlay(image, mask))
+    if args.save_prompt:
+        atomic_write_text(args.save_prompt, prompt.to_json(indent=1))
+    print(
+        f"{args.out}: {int(mask.sum())} of {mask.size} pixels, score {float(prediction.scores[prediction.best]):.3f} "
+        f"({segmenter.name})",
+        file=sys.stderr,
+    )
+    return 0
