@@ -217,3 +217,17 @@ def test_created_by_name_and_cached(tmp_path, sam):
     np.testing.assert_array_equal(composed.predict(first, prompt).masks, composed.predict(again, prompt).masks)
     with pytest.raises(SegpromptError, match="options are only used with a backend given by name"):
         ComposedSegmenter(composed.proposer, sam, refiner_options={"model_type": "tiny"})
+
+
+def test_classical_refiner_takes_the_candidate_box_but_not_logits(clipseg):
+    classical = create("classical")
+    composed = ComposedSegmenter(clipseg, classical)
+    embedding = composed.embed(IMAGE)
+    text = Text("coffee cup")
+    candidate = clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
+    points = Points.from_lists([(110, 30)])
+    answer = composed.predict(embedding, Prompt(text=text, points=points), multimask=False)
+    expected = classical.predict(
+        composed.part(embedding, "refiner"), Prompt(points=points, box=Box.from_mask(candidate)), multimask=False
+    )
+    np.testing.assert_array_equal(answer.masks, expected.masks)
