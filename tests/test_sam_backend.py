@@ -79,10 +79,13 @@ def test_predict_best_is_the_best_of_predict(setup, segmenter):
     image, embedding, _ = setup
     for name, prompt, _ in _prompts(*image.shape[:2])[1:3]:
         full = segmenter.predict(embedding, prompt)
-        best = segmenter.predict_best(embedding, prompt)
+        best = segmenter.predict_best(embedding, prompt, exact=True)
         assert best.masks.shape == (1, *image.shape[:2])
-        # the fast decoder re-associates sums: equal masks, logits and scores up to float rounding
         assert np.array_equal(best.masks[0], full.best_mask), name
+        # the fast decoder alone re-associates sums: equal up to pixels within rounding of 0
+        fast = segmenter.predict_best(embedding, prompt)
+        assert np.count_nonzero(fast.masks[0] != full.best_mask) <= 2, name
+        np.testing.assert_allclose(fast.low_res_logits[0], full.low_res_logits[full.best], atol=1e-5)
         assert best.scores[0] == pytest.approx(full.scores.max(), abs=1e-6)
         np.testing.assert_allclose(best.low_res_logits[0], full.low_res_logits[full.best], atol=1e-5)
 

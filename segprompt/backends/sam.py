@@ -104,12 +104,15 @@ class PromptScores:
         scores: ``(N, K)`` float32 SAM predicted IoU of every candidate.
         low_res_logits: ``(N, 256, 256)`` float32 logits of the selected
             candidate (``keep_logits=True``), else ``None``.
+        n_exact: how many prompts were decoded again with the reference
+            decoder (``exact=True``).
     """
 
     iou: np.ndarray
     selected: np.ndarray
     scores: np.ndarray
     low_res_logits: np.ndarray | None = None
+    n_exact: int = 0
 
 
 class _PackedTarget:
@@ -314,7 +317,9 @@ class SamSegmenter(Segmenter):
         )
 
     @torch.inference_mode()
-    def predict_best(self, embedding: Embedding, prompt: Prompt, multimask: bool = True) -> Prediction:
+    def predict_best(
+        self, embedding: Embedding, prompt: Prompt, multimask: bool = True, *, exact: bool = False
+    ) -> Prediction:
         """Like :meth:`predict`, but decode fast and upsample only the highest-scoring mask (``K = 1``).
 
         The interactive path: one click needs one mask. It uses
@@ -322,7 +327,9 @@ class SamSegmenter(Segmenter):
         as ``SamPredictor`` up to float rounding of the logits, about 1e-6),
         computes only the chosen candidate's logits and upsamples only that
         one. ``low_res_logits`` is ``(1, 256, 256)``, ready to feed back as a
-        ``"logits"`` mask prompt.
+        ``"logits"`` mask prompt. ``exact=True`` decodes again with the
+        reference decoder when a pixel or the choice could differ (see
+        :meth:`score_prompts`), making the mask equal ``predict(...).best_mask``.
         """
         self._check_scoring_inputs(embedding, [prompt])
         sparse, dense = self._encode_prompts([prompt], embedding.image_hw)
@@ -330,7 +337,7 @@ class SamSegmenter(Segmenter):
             embedding.data["features"].to(self.device), sparse, dense, multimask, best_only=True
         )
         logits = upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
-        if _uncertain(logits, scores, best_only=True)[0]:
+        if exact and _uncertain(logits, scores, best_only=True)[0]:
             low_res, scores, logits = self._exact_candidates(embedding, prompt, multimask, True, low_res.shape[-2:])
         return Prediction(
             masks=(logits[0] > self.model.mask_threshold).cpu().numpy(),
@@ -349,6 +356,7 @@ class SamSegmenter(Segmenter):
         select: Literal["best", "oracle"] = "best",
         ignore: np.ndarray | None = None,
         keep_logits: bool = False,
+        exact: bool = False,
         chunk_size: int = 4,
         progress: ProgressCallback = no_progress,
     ) -> PromptScores:
@@ -377,11 +385,20 @@ class SamSegmenter(Segmenter):
             keep_logits: also return each selected candidate's ``(256, 256)``
                 low-res logits (to feed back as a mask prompt at the next
                 timestep); costs ``N * 256 KiB``.
+            exact: decode again with the reference decoder every prompt whose
+                upsampled logits come within :data:`LOGIT_MARGIN` of zero (or
+                whose top two predicted IoUs within :data:`SCORE_MARGIN`), so
+                masks, choices and IoUs equal ``SamPredictor``'s. Trained
+                weights give confident logits and few such prompts; random-init
+                weights give logits of +-0.2 and nearly all. ``False`` keeps
+                the fast result: a pixel whose logit is within float rounding
+                (~1e-7) of zero may flip, changing that IoU by ``1 / union``.
             chunk_size: prompts decoded together; memory grows about 40 MB per prompt.
             progress: ``progress(done, N, message)`` after each chunk.
 
         Returns:
-            :class:`PromptScores` in the order of ``prompts``.
+            :class:`PromptScores` in the order of ``prompts``
+            (``n_exact`` counts the prompts decoded again).
 
         Raises:
             UnsupportedPromptError, PromptError: as :meth:`predict`, naming the
@@ -414,7 +431,9 @@ class SamSegmenter(Segmenter):
                 best_only=select == "best",
             )
             logits = upsample_logits(low_res, input_hw, image_hw)
-            for row in np.flatnonzero(_uncertain(logits, scores, best_only=select == "best")):
+            redo = _uncertain(logits, scores, best_only=select == "best") if exact else np.zeros(len(indices), bool)
+            result.n_exact += int(redo.sum())
+            for row in np.flatnonzero(redo):
                 low_res[row], scores[row], logits[row] = self._exact_candidates(
                     embedding, prompts[indices[row]], multimask, select == "best", low_res.shape[-2:]
                 )
