@@ -11,6 +11,7 @@ import torch
 from segprompt.backends import create_from_options
 from segprompt.cli import main
 from segprompt.errors import UnsupportedPromptError
+from segprompt.io import read_mask, write_image
 from segprompt.datasets import open_dataset
 from segprompt.prompts import Box, Prompt, Text
 from segprompt.testing import tiny_clipseg_dir
@@ -63,6 +64,16 @@ def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_dir, 
     assert prediction.scores[0] == pytest.approx(float(inside.mean()) if inside.size else 0.0)
     with pytest.raises(UnsupportedPromptError, match="does not accept box"):
         segmenter.segment(image, Prompt(box=Box(0.0, 0.0, 10.0, 10.0)))
+
+    image_path = tmp_path / "image.png"
+    write_image(image_path, image)
+    for text in ([], ["--text", "polyp"]):  # the checkpoint's default text is "polyp"
+        mask_path = tmp_path / f"mask{len(text)}.png"
+        assert main(["segment", str(image_path), "--tuned", str(out), "--out", str(mask_path), *text]) == 0
+        assert np.array_equal(read_mask(mask_path) > 0, prediction.masks[0])
+    assert "(clipseg-tuned)" in capsys.readouterr().err
+    assert main(["segment", str(image_path), "--tuned", str(out), "--backend", "sam", "--out", str(mask_path)]) == 2
+    assert "--tuned segments with the clipseg-tuned backend" in capsys.readouterr().err
 
 
 def test_tune_user_errors_exit_2(shared_data, tiny_dir, tmp_path, capsys):

@@ -29,6 +29,7 @@ from ..io import atomic_write_text, overlay, read_image, read_mask, write_image,
 from ..prompts import Box, MaskPrompt, Points, Prompt
 from . import semantic_flags
 from .progress import tqdm_progress
+from .tune import add_tuned_argument, tuned_prompt, tuned_segmenter
 
 
 def _numbers(value: str, flag: str, counts: tuple[int, ...]) -> list[float]:
@@ -115,6 +116,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image", type=Path, help="PNG, JPEG, BMP, TIFF or .npy image")
     add_prompt_arguments(parser)
     semantic_flags.add_arguments(parser)
+    add_tuned_argument(parser)
     parser.add_argument("--backend", default="classical", help=f"one of {', '.join(backend_names())} (default classical)")
     parser.add_argument("--model-type", default="vit_b", help="SAM architecture: vit_b, vit_l, vit_h (default vit_b)")
     parser.add_argument("--checkpoint", type=Path, help="SAM weights file (default: the official checkpoint)")
@@ -127,7 +129,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def make_segmenter(args: argparse.Namespace, progress: Callable[[int, int, str], None]) -> Segmenter:
-    """The backend named by ``--backend`` with its model flags."""
+    """The backend named by ``--backend`` with its model flags (``--tuned``: the tuned CLIPSeg)."""
+    if args.tuned is not None:
+        return tuned_segmenter(args)
     if args.backend in semantic_flags.BACKENDS:
         return semantic_flags.make_segmenter(args)
     if args.backend == "sam":
@@ -144,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm_progress("step") as progress:
             semantic_flags.run_classes(args, image, classes, make_segmenter(args, progress), progress)
         return 0
-    prompt = prompt_from_args(args)
+    prompt = tuned_prompt(args, prompt_from_args(args))
     if prompt.is_empty():
         raise PromptError("no prompt: give --point, --box, --mask-prompt, --prompt-file, --text, --reference or --classes")
     prompt.validate_for(image.shape[:2])
