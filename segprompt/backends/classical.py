@@ -24,8 +24,8 @@ this keeps GrabCut from collapsing to nothing on low-contrast images such as
 colonoscopy polyps; include points replace this core, which could bridge two
 objects in one box); include / exclude points are foreground / background
 discs. The result keeps the connected component that overlaps the inscribed
-ellipse most (with include points: that contains them), with its holes
-filled; exclude discs stay out.
+ellipse most (with include points: every component holding one), with its
+holes filled; exclude discs stay out.
 
 A tight box touches the object on all four sides. The *box consistency* of a
 mask is the IoU between its bounding box and the prompt box (1 = touches all
@@ -291,7 +291,8 @@ class ClassicalSegmenter(Segmenter):
         labels[excluded] = cv2.GC_BGD
         # Include clicks name the object; without them the prior's largest overlap does.
         anchor = _discs(shape, include, radius) if len(include) else prior
-        refined = _keep_component(_grabcut(work, labels, self._roi(labels)) & ~excluded, anchor) & ~excluded
+        foreground = _grabcut(work, labels, self._roi(labels)) & ~excluded
+        refined = _keep_component(foreground, anchor, every=len(include) > 0) & ~excluded
         if prompt.mask is not None:
             return [refined, prior], [_mask_iou(refined, prior), MASK_AGREEMENT_MIN]
         # Clicks with the box are the user correcting GrabCut: the prior must not override them.
