@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=15, help="repeats of the one-click latency measurement")
     parser.add_argument("--prompts", type=int, nargs="+", default=[64, 512], help="N values for batch scoring")
     parser.add_argument("--chunk-size", type=int, default=4)
+    parser.add_argument(
+        "--exact", choices=["both", "no", "yes"], default="both", help="score_prompts exact= value(s) to measure"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -159,7 +162,7 @@ def main() -> None:
     for count in args.prompts:
         prompts = make_prompts(gt, count)
         timed = {}
-        for exact in (False, True):
+        for exact in {"both": (False, True), "no": (False,), "yes": (True,)}[args.exact]:
             with RssPeak() as rss:
                 start = time.perf_counter()
                 scored = segmenter.score_prompts(embedding, prompts, gt, exact=exact, chunk_size=args.chunk_size)
