@@ -13,10 +13,11 @@ resizing of the 0/1 mask thresholded at 0.5, the inverse of the same mapping.
 
 Box (optionally with points)
 ----------------------------
-GrabCut (``cv2.grabCut`` initialised from a label mask, 5 iterations) on the
-working image padded by reflection, so a box touching every image border
-still leaves background pixels to learn from (plain ``cv2.grabCut`` asserts on
-it). Labels: outside the box "background"; inside the box "probably
+GrabCut (``cv2.grabCut`` initialised from a label mask, 5 iterations) on a
+crop of the working image around the box (:data:`ROI_MARGIN` of context),
+padded by reflection and the padding labelled background, so a box touching
+every image border still leaves background pixels to learn from (plain
+``cv2.grabCut`` asserts on it). Labels: outside the box "background"; inside the box "probably
 background"; the ellipse inscribed in the box "probably foreground"; a central
 ellipse of :data:`CORE_FRACTION` of the box size "foreground" (a tight box is
 drawn around the object, so its centre region is almost always object, and
@@ -27,11 +28,16 @@ discs. The result keeps the connected component that overlaps the inscribed
 ellipse most (with include points: every component holding one), with its
 holes filled; exclude discs stay out.
 
+A box alone also runs GrabCut from plain GrabCut's initialisation (the whole
+box "probably foreground", no ellipse, no core) on the same crop: it does
+better on high-contrast objects that fill their box unevenly.
+
 A tight box touches the object on all four sides. The *box consistency* of a
 mask is the IoU between its bounding box and the prompt box (1 = touches all
-four sides). When the GrabCut mask's box consistency is below
-:data:`BOX_CONSISTENCY_MIN` GrabCut has lost the object and the inscribed
-ellipse is returned instead.
+four sides). The candidates are the two GrabCut masks and the inscribed
+ellipse; when neither GrabCut mask reaches a box consistency of
+:data:`BOX_CONSISTENCY_MIN` GrabCut has lost the object and the ellipse is the
+best candidate.
 
 Points only
 -----------
@@ -44,18 +50,19 @@ and exclude points background discs (radius :data:`SEED_RADIUS_FRACTION` of
 the working longest side). The mask keeps the components that contain include
 points, holes filled, minus the exclude discs.
 
-(scikit-image's random walker seeded the same way was tried first and
-rejected: with the image outside a ring as background seeds it gave mean IoU
-0.41 on Kvasir-SEG and 0.13 on COCO from one centre click, at up to 20 s per
-click on a 256-pixel copy, against 0.57 / 0.55 for these windows.)
+(scikit-image's random walker, with the image outside a ring as background
+seeds, was tried first and rejected: from one centre click it gave mean IoU
+0.41 on 12 Kvasir-SEG polyps but 0.13 on 12 COCO objects, at up to 20 s per
+click even on a 256-pixel copy; these windows give 0.31 / 0.40 on the first
+12 objects of each, see ``benchmarks/eval_classical.py``. One click stays the
+weak prompt of this backend: give a box where possible.)
 
 Mask prompt
 -----------
 A binary mask prompt (refinement) initialises GrabCut: the mask eroded is
 "foreground", the mask "probably foreground", a band around it
 "probably background", the rest "background" (points add discs as above;
-a box, when given, is handled as in the box case with the mask replacing the
-ellipse prior).
+a box, when given, also makes everything outside it "background").
 
 Scores
 ------
@@ -295,9 +302,17 @@ class ClassicalSegmenter(Segmenter):
         refined = _keep_component(foreground, anchor, every=len(include) > 0) & ~excluded
         if prompt.mask is not None:
             return [refined, prior], [_mask_iou(refined, prior), MASK_AGREEMENT_MIN]
-        # Clicks with the box are the user correcting GrabCut: the prior must not override them.
-        prior_score = BOX_CONSISTENCY_MIN if prompt.points is None else 0.0
-        return [refined, prior & ~excluded], [box_consistency(refined, box), prior_score]
+        if prompt.points is not None:
+            # Clicks with the box are the user correcting GrabCut: the prior must not override them.
+            return [refined, prior & ~excluded], [box_consistency(refined, box), 0.0]
+        # Box alone: also plain GrabCut's initialisation (the whole box "probably foreground"), which
+        # does better than the ellipse and core on high-contrast objects that fill their box unevenly.
+        plain_labels = np.where(inside, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
+        plain = _keep_component(_grabcut(work, plain_labels, box), prior)
+        return (
+            [refined, plain, prior],
+            [box_consistency(refined, box), box_consistency(plain, box), BOX_CONSISTENCY_MIN],
+        )
 
     @staticmethod
     def _roi(labels: np.ndarray) -> np.ndarray:
