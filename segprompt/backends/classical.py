@@ -94,6 +94,7 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..errors import UnsupportedPromptError
 from ..prompts import Prompt
 from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
 from . import register
@@ -275,7 +276,7 @@ class ClassicalSegmenter(Segmenter):
             inside = _bbox_mask(shape, box)
             labels[~inside] = cv2.GC_BGD
         if prompt.mask is not None:
-            prior = self._mask_prior(prompt, embedding.image_hw, shape)
+            prior = self._mask_prior(prompt, shape)
             # A band around the mask stays "probably background"; farther pixels are sure background.
             band = max(3, int(0.1 * np.sqrt(max(prior.sum(), 1))))
             near = ndi.binary_dilation(prior, iterations=band)
@@ -323,11 +324,9 @@ class ClassicalSegmenter(Segmenter):
         return np.array([cols.min(), rows.min(), cols.max() + 1.0, rows.max() + 1.0])
 
     @staticmethod
-    def _mask_prior(prompt: Prompt, image_hw: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    def _mask_prior(prompt: Prompt, shape: tuple[int, int]) -> np.ndarray:
         """The binary mask prompt at the working resolution."""
         if prompt.mask.kind != "binary":
-            from ..errors import UnsupportedPromptError
-
             raise UnsupportedPromptError("backend 'classical' refines binary masks only, not SAM logits")
         data = prompt.mask.data
         if data.shape == shape:
