@@ -25,6 +25,7 @@ import torch
 from torchvision.ops import nms
 
 from ..errors import SegpromptError
+from ..hub import PretrainedModel
 from ..prompts import Box, Prompt
 from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
 
@@ -74,6 +75,10 @@ class DetectorSamSegmenter(Segmenter):
     """Base of the detector + SAM backends.
 
     Args:
+        detector: the loaded detector: ``model`` (moved to ``device``),
+            ``processor``, and ``model_id`` (the :attr:`detector_id`).
+        box_threshold: minimum detection score, read by the subclass's
+            :meth:`detect_from`.
         sam: the SAM backend that turns boxes into masks (any
             :class:`Segmenter` accepting ``"box"``); default
             ``create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)``.
@@ -85,7 +90,9 @@ class DetectorSamSegmenter(Segmenter):
 
     def __init__(
         self,
+        detector: PretrainedModel,
         *,
+        box_threshold: float,
         sam: Segmenter | None = None,
         sam_model_type: str = "vit_b",
         sam_checkpoint: str | None = None,
@@ -102,11 +109,16 @@ class DetectorSamSegmenter(Segmenter):
         self.sam = sam
         self.top_k = int(top_k)
         self.nms_threshold = float(nms_threshold)
+        self.model = detector.model.to(device)
+        self.processor = detector.processor
+        self.device = torch.device(device)
+        self.box_threshold = float(box_threshold)
+        self._detector_id = detector.model_id
 
     @property
-    @abstractmethod
     def detector_id(self) -> str:
         """Identifies the detector weights."""
+        return self._detector_id
 
     @property
     def model_id(self) -> str:

@@ -67,8 +67,9 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
     ) -> None:
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-        loaded = pretrained or load_pretrained(GroundingDinoForObjectDetection, GroundingDinoProcessor, hub_id, model_dir)
         super().__init__(
+            pretrained or load_pretrained(GroundingDinoForObjectDetection, GroundingDinoProcessor, hub_id, model_dir),
+            box_threshold=box_threshold,
             sam=sam,
             sam_model_type=sam_model_type,
             sam_checkpoint=sam_checkpoint,
@@ -76,15 +77,6 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
             nms_threshold=nms_threshold,
             device=device,
         )
-        self.model = loaded.model.to(device)
-        self.processor = loaded.processor
-        self.device = torch.device(device)
-        self.box_threshold = float(box_threshold)
-        self._detector_id = loaded.model_id
-
-    @property
-    def detector_id(self) -> str:
-        return self._detector_id
 
     def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
         """``pixel_values`` ``(1, 3, h, w)`` float32 (shortest side 800, longest at most 1333) and ``pixel_mask`` ``(1, h, w)``."""

@@ -80,8 +80,9 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
     ) -> None:
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-        loaded = pretrained or load_pretrained(Owlv2ForObjectDetection, Owlv2Processor, hub_id, model_dir)
         super().__init__(
+            pretrained or load_pretrained(Owlv2ForObjectDetection, Owlv2Processor, hub_id, model_dir),
+            box_threshold=box_threshold,
             sam=sam,
             sam_model_type=sam_model_type,
             sam_checkpoint=sam_checkpoint,
@@ -89,15 +90,6 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
             nms_threshold=nms_threshold,
             device=device,
         )
-        self.model = loaded.model.to(device)
-        self.processor = loaded.processor
-        self.device = torch.device(device)
-        self.box_threshold = float(box_threshold)
-        self._detector_id = loaded.model_id
-
-    @property
-    def detector_id(self) -> str:
-        return self._detector_id
 
     @torch.inference_mode()
     def feature_map(self, rgb: np.ndarray) -> torch.Tensor:
