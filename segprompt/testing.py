@@ -48,6 +48,12 @@ def save_model_dir(pretrained: PretrainedModel, directory: str | Path) -> Path:
     return directory
 
 
+def _tiny_clip_towers() -> dict[str, dict[str, int]]:
+    """``text_config`` and ``vision_config`` of the tiny CLIP-style models: 2-layer, width-32 towers, 64 x 64 input."""
+    layers = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    return {"text_config": dict(layers), "vision_config": {**layers, "image_size": 64, "patch_size": 16}}
+
+
 def random_clipseg(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
     """A random ``CLIPSegForImageSegmentation`` and its processor (CLIP tokenizer, ImageNet-normalising ViT processor).
 
@@ -60,15 +66,7 @@ def random_clipseg(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
 
     if size == "tiny":
         config = CLIPSegConfig(
-            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
-            vision_config={
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "image_size": 64,
-                "patch_size": 16,
-            },
+            **_tiny_clip_towers(),
             projection_dim=16,
             extract_layers=(0, 1),
             reduce_dim=16,
@@ -101,15 +99,7 @@ def random_owlv2(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
         # The class head compares image class embeddings (text width) with projected
         # text queries, so the text width must equal projection_dim, as in the real model.
         config = Owlv2Config(
-            text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2},
-            vision_config={
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "image_size": 64,
-                "patch_size": 16,
-            },
+            **_tiny_clip_towers(),
             projection_dim=32,
         )
     else:
