@@ -16,9 +16,9 @@ import csv
 from pathlib import Path
 
 from .base import Problem, Sample
-from .files import check_values, image_files, load_image, load_mask
+from .files import image_files
 from .lazy import Entry, LazyDataset, OnError
-from .plain import source_of
+from .plain import read_semantic_sample
 from .registry import Layout, register_layout
 
 NUM_CLASSES = 150
@@ -71,11 +71,5 @@ class Ade20k(Layout):
 
 
 def _read(entry: Entry, classes: tuple[str, ...]) -> Sample:
-    image = load_image(entry.path)
-    mask_path = entry.info["mask"]
-    mask = load_mask(mask_path, image.shape)
-    check_values(mask, mask_path, range(NUM_CLASSES + 1), "ADE20K class-index")
-    return Sample(
-        entry.id, image, mask, "semantic", classes,
-        ignore=mask == 0, source=source_of(entry), meta={"background_index": 0, "split": entry.info["split"]},
-    )  # fmt: skip
+    meta = {"background_index": 0, "split": entry.info["split"]}
+    return read_semantic_sample(entry, classes, range(NUM_CLASSES + 1), "ADE20K class-index", 0, meta)

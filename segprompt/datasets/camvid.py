@@ -8,9 +8,8 @@ index: every class present is an object.
 from __future__ import annotations
 
 from .base import Sample
-from .files import check_values, load_image, load_mask
 from .lazy import Entry
-from .plain import PairedFolderLayout, meta_of, source_of
+from .plain import PairedFolderLayout, meta_of, read_semantic_sample
 from .registry import register_layout
 
 CAMVID_CLASSES = (
@@ -28,11 +27,6 @@ class CamVid(PairedFolderLayout):
     class_names = CAMVID_CLASSES
 
     def read(self, entry: Entry) -> Sample:
-        image = load_image(entry.path)
-        mask_path = entry.info["mask"]
-        mask = load_mask(mask_path, image.shape)
-        check_values(mask, mask_path, range(UNLABELLED + 1), "CamVid class-index")
-        return Sample(
-            entry.id, image, mask, "semantic", CAMVID_CLASSES,
-            ignore=mask == UNLABELLED, source=source_of(entry), meta=meta_of(entry),
-        )  # fmt: skip
+        return read_semantic_sample(
+            entry, CAMVID_CLASSES, range(UNLABELLED + 1), "CamVid class-index", UNLABELLED, meta_of(entry)
+        )

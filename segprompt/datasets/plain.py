@@ -18,7 +18,7 @@ without an image as a problem when the dataset is opened.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Collection, Mapping
 
 import numpy as np
 
@@ -60,6 +60,25 @@ def read_binary_sample(entry: Entry, class_name: str) -> Sample:
     mask_path = entry.info["mask"]
     mask = binary_mask(load_mask(mask_path, image.shape), mask_path)
     return Sample(entry.id, image, mask, "binary", (class_name,), source=source_of(entry), meta=meta_of(entry))
+
+
+def read_semantic_sample(
+    entry: Entry, class_names: tuple[str, ...], allowed: Collection[int], what: str, ignore_value: int, meta: dict[str, Any]
+) -> Sample:
+    """A sample whose mask (``info["mask"]``) holds class indices into ``class_names``.
+
+    Values outside ``allowed`` make the file bad (reported as ``what``, e.g.
+    ``"VOC class-index"``); pixels equal to ``ignore_value`` become
+    :attr:`Sample.ignore`.
+    """
+    image = load_image(entry.path)
+    mask_path = entry.info["mask"]
+    mask = load_mask(mask_path, image.shape)
+    check_values(mask, mask_path, allowed, what)
+    return Sample(
+        entry.id, image, mask, "semantic", class_names,
+        ignore=mask == ignore_value, source=source_of(entry), meta=meta,
+    )  # fmt: skip
 
 
 class PairedFolderLayout(Layout):

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import Problem, Sample
-from .files import check_values, image_files, load_image, load_mask
+from .files import image_files
 from .lazy import Entry, LazyDataset, OnError
-from .plain import VOID_VALUE, source_of
+from .plain import VOID_VALUE, read_semantic_sample
 from .registry import Layout, register_layout
 
 VOC_CLASSES = (
@@ -55,11 +55,5 @@ def _read_ids(path: Path) -> list[str]:
 
 
 def _read(entry: Entry) -> Sample:
-    image = load_image(entry.path)
-    mask_path = entry.info["mask"]
-    mask = load_mask(mask_path, image.shape)
-    check_values(mask, mask_path, [*range(len(VOC_CLASSES)), VOID_VALUE], "VOC class-index")
-    return Sample(
-        entry.id, image, mask, "semantic", VOC_CLASSES,
-        ignore=mask == VOID_VALUE, source=source_of(entry), meta={"background_index": 0},
-    )  # fmt: skip
+    allowed = [*range(len(VOC_CLASSES)), VOID_VALUE]
+    return read_semantic_sample(entry, VOC_CLASSES, allowed, "VOC class-index", VOID_VALUE, {"background_index": 0})
