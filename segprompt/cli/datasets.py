@@ -13,6 +13,7 @@ import warnings
 
 from ..datasets import DatasetWarning, layouts, open_dataset
 from ..datasets.summary import summarize, write_contact_sheet
+from .progress import tqdm_progress
 
 DEFAULT_PREVIEW = 24
 
@@ -35,18 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     with warnings.catch_warnings():
         # Problems are printed in the report; per-file warnings would only repeat them.
         warnings.simplefilter("ignore", DatasetWarning)
         dataset = open_dataset(args.dir, layout=args.layout)
-        with tqdm(total=len(dataset), desc="reading", unit="sample", leave=False, disable=None) as bar:
-
-            def progress(done: int, total: int, message: str) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
+        with tqdm_progress("sample") as progress:
             summary = summarize(dataset, args.max, progress)
         print(summary.format())
         if args.preview:
