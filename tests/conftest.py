@@ -1,5 +1,10 @@
 """Shared fixtures.
 
+Tiny random-init models (``tiny_sam_model``, ``tiny_sam``, ``tiny_clipseg_folder``,
+``tiny_clipseg``) are module-scoped: built once per test module, as cheap
+as a test file building its own, never shared across modules. Heavy imports
+happen inside the fixtures so that tests without models do not pay for torch.
+
 ``shared_data(name)`` returns ``../shared/data/<name>`` (or ``$SEGPROMPT_SHARED_DATA/<name>``).
 Where the folder is absent the test is skipped with the reason, except under
 ``CI=true``, where the real data is part of the contract and its absence fails
@@ -49,3 +54,50 @@ def shared_data():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never touch the user's real cache from a test."""
     monkeypatch.setenv("SEGPROMPT_CACHE", str(tmp_path_factory.mktemp("segprompt_cache")))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Pin torch to one thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+
+    The tiny models' tensors are small: on a busy shared machine extra threads
+    only add waiting. The previous thread count is restored afterwards.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_sam_model():
+    """A random-init tiny SAM (``build_sam("tiny", seed=0)``), built once per module."""
+    from segprompt.backends.sam_arch import build_sam
+
+    return build_sam("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tiny_sam_model):
+    """A :class:`~segprompt.backends.sam.SamSegmenter` around :func:`tiny_sam_model`, one per module."""
+    from segprompt.backends.sam import SamSegmenter
+
+    return SamSegmenter(model=tiny_sam_model)
+
+
+@pytest.fixture(scope="module")
+def tiny_clipseg_folder(tmp_path_factory):
+    """A folder holding the random-init tiny CLIPSeg (seed 0) saved like a hub snapshot, one per module."""
+    from segprompt.testing import tiny_clipseg_dir
+
+    return tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_clipseg(tiny_clipseg_folder):
+    """The ``"clipseg"`` backend loaded from :func:`tiny_clipseg_folder`, one per module."""
+    from segprompt.backends import create
+
+    return create("clipseg", model_dir=tiny_clipseg_folder)

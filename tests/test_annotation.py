@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 
 from segprompt.annotation import (
@@ -22,8 +21,6 @@ from segprompt.annotation import (
     rowcol_to_xy,
     wants_multimask,
 )
-from segprompt.backends.sam import SamSegmenter
-from segprompt.backends.sam_arch import build_sam
 from segprompt.errors import ImageError, PromptError, SegpromptError, UnsupportedPromptError
 from segprompt.io import read_mask, write_mask
 from segprompt.prompts import Box, Points, Prompt, Text
@@ -31,18 +28,12 @@ from segprompt.prompts import Box, Points, Prompt, Text
 IMAGE = data.coffee()[::5, ::5]  # (80, 120, 3): non-square, so a (row, col) / (x, y) swap cannot pass
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def sam_and_embedding():
-    segmenter = SamSegmenter(model=build_sam("tiny", seed=0))
-    return segmenter, segmenter.embed(IMAGE)
+def sam_and_embedding(tiny_sam):
+    return tiny_sam, tiny_sam.embed(IMAGE)
 
 
 @pytest.fixture

@@ -6,14 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 
 from segprompt.backends import create
 from segprompt.backends.base import Prediction
 from segprompt.backends.persam import PerSamSegmenter
-from segprompt.backends.sam import SamSegmenter
-from segprompt.backends.sam_arch import build_sam
 from segprompt.cache import EmbeddingCache
 from segprompt.compose import ComposedSegmenter, choose_candidate, points_inside, remove_excluded
 from segprompt.errors import SegpromptError, UnsupportedPromptError
@@ -24,28 +21,12 @@ IMAGE = data.coffee()[::4, ::4]  # 100 x 150 RGB
 H, W = IMAGE.shape[:2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny models' tensors are small: on a busy machine extra threads only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def sam() -> SamSegmenter:
-    return SamSegmenter(model=build_sam("tiny", seed=0))
-
-
-@pytest.fixture(scope="module")
-def clipseg(tmp_path_factory):
-    return create("clipseg", model_dir=tiny_clipseg_dir(tmp_path_factory.mktemp("clipseg")))
-
-
-@pytest.fixture(scope="module")
-def composed(clipseg, sam) -> ComposedSegmenter:
-    return ComposedSegmenter(clipseg, sam)
+def composed(tiny_clipseg, tiny_sam) -> ComposedSegmenter:
+    return ComposedSegmenter(tiny_clipseg, tiny_sam)
 
 
 @pytest.fixture(scope="module")
@@ -124,30 +105,30 @@ def test_every_combination_of_kinds_is_answered(composed, embedding, reference, 
     assert single.masks.shape == (1, H, W)
 
 
-def test_text_with_an_include_point_refines_the_candidate_box_through_sam(composed, embedding, clipseg, sam):
+def test_text_with_an_include_point_refines_the_candidate_box_through_sam(composed, embedding, tiny_clipseg, tiny_sam):
     text = Text("coffee cup")
-    candidate = clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text))
+    candidate = tiny_clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text))
     assert candidate.masks[0].any()
     points = Points.from_lists([(110, 30)])
     answer = composed.predict(embedding, Prompt(text=text, points=points))
-    expected = sam.predict(
+    expected = tiny_sam.predict(
         composed.part(embedding, "refiner"), Prompt(points=points, box=Box.from_mask(candidate.masks[0]))
     )
     np.testing.assert_array_equal(answer.masks, expected.masks)
     np.testing.assert_array_equal(answer.scores, expected.scores)
 
 
-def test_an_explicit_box_and_mask_replace_the_candidate_box_and_logits(composed, embedding, sam, reference):
+def test_an_explicit_box_and_mask_replace_the_candidate_box_and_logits(composed, embedding, tiny_sam, reference):
     prompt = _prompt(("points", "box", "mask", "text"), reference)
     answer = composed.predict(embedding, prompt)
     explicit = Prompt(points=prompt.points, box=prompt.box, mask=prompt.mask)
-    expected = sam.predict(composed.part(embedding, "refiner"), explicit)
+    expected = tiny_sam.predict(composed.part(embedding, "refiner"), explicit)
     np.testing.assert_array_equal(answer.masks, expected.masks)
 
 
-def test_exclude_points_remove_the_candidate(composed, embedding, clipseg):
+def test_exclude_points_remove_the_candidate(composed, embedding, tiny_clipseg):
     text = Text("coffee cup")
-    candidate = clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
+    candidate = tiny_clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
     rows, cols = np.nonzero(candidate)
     inside = Points.from_lists([], [(cols[0], rows[0])])
     answer = composed.predict(embedding, Prompt(text=text, points=inside))
@@ -158,16 +139,16 @@ def test_exclude_points_remove_the_candidate(composed, embedding, clipseg):
     np.testing.assert_array_equal(kept.masks[0], candidate)
 
 
-def test_geometric_prompts_alone_go_to_the_refiner(composed, embedding, sam):
+def test_geometric_prompts_alone_go_to_the_refiner(composed, embedding, tiny_sam):
     prompt = Prompt(box=Box(60, 10, 140, 80))
     np.testing.assert_array_equal(
-        composed.predict(embedding, prompt).masks, sam.predict(composed.part(embedding, "refiner"), prompt).masks
+        composed.predict(embedding, prompt).masks, tiny_sam.predict(composed.part(embedding, "refiner"), prompt).masks
     )
 
 
-def test_persam_proposer_passes_its_sam_logits_to_the_refiner(sam, reference):
-    persam = PerSamSegmenter(sam=sam)
-    composed = ComposedSegmenter(persam, sam)
+def test_persam_proposer_passes_its_sam_logits_to_the_refiner(tiny_sam, reference):
+    persam = PerSamSegmenter(sam=tiny_sam)
+    composed = ComposedSegmenter(persam, tiny_sam)
     embedding = composed.embed(IMAGE)
     candidates = persam.predict(composed.part(embedding, "proposer"), Prompt(reference=reference))
     points = Points.from_lists([(110, 30)])
@@ -178,14 +159,14 @@ def test_persam_proposer_passes_its_sam_logits_to_the_refiner(sam, reference):
         box=Box.from_mask(candidates.masks[chosen]),
         mask=MaskPrompt(candidates.low_res_logits[chosen], "logits"),
     )
-    np.testing.assert_array_equal(answer.masks, sam.predict(composed.part(embedding, "refiner"), refine).masks)
+    np.testing.assert_array_equal(answer.masks, tiny_sam.predict(composed.part(embedding, "refiner"), refine).masks)
     message = "proposer backend 'persam' does not accept text prompts; it accepts reference"
     with pytest.raises(UnsupportedPromptError, match=message):
         composed.predict(embedding, Prompt(text=Text("cup"), points=points))
 
 
-def test_without_a_refiner_points_select_and_box_or_mask_fail(clipseg, reference):
-    composed = ComposedSegmenter(clipseg, None)
+def test_without_a_refiner_points_select_and_box_or_mask_fail(tiny_clipseg, reference):
+    composed = ComposedSegmenter(tiny_clipseg, None)
     embedding = composed.embed(IMAGE)
     answer = composed.predict(embedding, Prompt(text=Text("cup"), points=Points.from_lists([(1, 1)])))
     assert answer.masks.shape == (1, H, W)
@@ -196,18 +177,18 @@ def test_without_a_refiner_points_select_and_box_or_mask_fail(clipseg, reference
         composed.predict(embedding, Prompt(points=Points.from_lists([(1, 1)])))
 
 
-def test_a_refiner_lacking_a_kind_is_named(clipseg, sam):
-    composed = ComposedSegmenter(clipseg, PerSamSegmenter(sam=sam))
+def test_a_refiner_lacking_a_kind_is_named(tiny_clipseg, tiny_sam):
+    composed = ComposedSegmenter(tiny_clipseg, PerSamSegmenter(sam=tiny_sam))
     with pytest.raises(UnsupportedPromptError, match="refiner backend 'persam' does not accept box, points prompts"):
         composed.check_prompt(Prompt(text=Text("cup"), box=Box(0, 0, 5, 5), points=Points.from_lists([(1, 1)])))
     with pytest.raises(UnsupportedPromptError, match="the prompt is empty"):
         composed.check_prompt(Prompt())
 
 
-def test_created_by_name_and_cached(tmp_path, sam):
+def test_created_by_name_and_cached(tmp_path, tiny_sam):
     model_dir = tiny_clipseg_dir(tmp_path / "clipseg")
-    composed = create("composed", proposer="clipseg", proposer_options={"model_dir": model_dir}, refiner=sam)
-    assert composed.model_id.startswith("clipseg:") and composed.model_id.endswith(f"+sam:{sam.model_id}")
+    composed = create("composed", proposer="clipseg", proposer_options={"model_dir": model_dir}, refiner=tiny_sam)
+    assert composed.model_id.startswith("clipseg:") and composed.model_id.endswith(f"+sam:{tiny_sam.model_id}")
     cache = EmbeddingCache(tmp_path / "cache")
     first = cache.embed(composed, IMAGE)
     again = cache.embed(composed, IMAGE)
@@ -216,15 +197,15 @@ def test_created_by_name_and_cached(tmp_path, sam):
     prompt = Prompt(text=Text("cup"), points=Points.from_lists([(110, 30)]))
     np.testing.assert_array_equal(composed.predict(first, prompt).masks, composed.predict(again, prompt).masks)
     with pytest.raises(SegpromptError, match="options are only used with a backend given by name"):
-        ComposedSegmenter(composed.proposer, sam, refiner_options={"model_type": "tiny"})
+        ComposedSegmenter(composed.proposer, tiny_sam, refiner_options={"model_type": "tiny"})
 
 
-def test_classical_refiner_takes_the_candidate_box_but_not_logits(clipseg):
+def test_classical_refiner_takes_the_candidate_box_but_not_logits(tiny_clipseg):
     classical = create("classical")
-    composed = ComposedSegmenter(clipseg, classical)
+    composed = ComposedSegmenter(tiny_clipseg, classical)
     embedding = composed.embed(IMAGE)
     text = Text("coffee cup")
-    candidate = clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
+    candidate = tiny_clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
     points = Points.from_lists([(110, 30)])
     answer = composed.predict(embedding, Prompt(text=text, points=points), multimask=False)
     expected = classical.predict(

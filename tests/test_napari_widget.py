@@ -13,12 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 
 from segprompt.backends import create
-from segprompt.backends.sam import SamSegmenter
-from segprompt.backends.sam_arch import build_sam
 from segprompt.io import read_mask, write_image
 from segprompt.prompts import Box
 from segprompt.semantic import segment_classes
@@ -40,18 +37,12 @@ ARTIFACTS = Path(os.environ.get("SEGPROMPT_ARTIFACTS", Path(__file__).parent / "
 WAIT_MS = 60_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def sam_and_embedding():
-    segmenter = SamSegmenter(model=build_sam("tiny", seed=0))
-    return segmenter, segmenter.embed(IMAGE)
+def sam_and_embedding(tiny_sam):
+    return tiny_sam, tiny_sam.embed(IMAGE)
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from segprompt.backends.persam import (
     target_embedding,
 )
 from segprompt.backends.sam import SamSegmenter
-from segprompt.backends.sam_arch import build_sam
 from segprompt.cache import EmbeddingCache
 from segprompt.errors import UnsupportedPromptError
 from segprompt.prompts import Box, Prompt, Text, VisualReference
@@ -34,18 +33,7 @@ TARGET_HW = (96, 160)  # non-square: SAM input 614 x 1024, 39 x 64 feature cells
 REFERENCE_HW = (120, 80)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny models' tensors are small: on a busy machine extra threads only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def sam() -> SamSegmenter:
-    return SamSegmenter(model=build_sam("tiny", seed=0))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +51,8 @@ def reference() -> VisualReference:
 
 
 @pytest.fixture(scope="module")
-def persam(sam, cache) -> PerSamSegmenter:
-    return PerSamSegmenter(sam=sam, cache=cache)
+def persam(tiny_sam, cache) -> PerSamSegmenter:
+    return PerSamSegmenter(sam=tiny_sam, cache=cache)
 
 
 @pytest.fixture(scope="module")
@@ -145,35 +133,35 @@ def test_attention_bias_is_the_standardised_sigmoid_inside_the_image_and_zero_on
     assert np.count_nonzero(grid_bias) == 6
 
 
-def test_guided_attention_follows_a_dominant_bias(sam):
-    attention = sam.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
+def test_guided_attention_follows_a_dominant_bias(tiny_sam):
+    attention = tiny_sam.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
     keys = torch.randn(1, 4096, 256, generator=torch.Generator().manual_seed(4))
     queries = torch.randn(1, 7, 256, generator=torch.Generator().manual_seed(5))
     bias = torch.zeros(1, 1, 1, 4096)
     bias[..., 123] = 50.0  # after the re-normalising softmax, all weight goes to key 123
-    with torch.no_grad(), guided_decoder(sam.model.mask_decoder, bias, None):
-        guided = sam.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
+    with torch.no_grad(), guided_decoder(tiny_sam.model.mask_decoder, bias, None):
+        guided = tiny_sam.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
         out = guided(q=queries, k=keys, v=keys)
         expected = attention.out_proj(attention.v_proj(keys[:, 123]))[:, None].expand(1, 7, 256)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_guided_decoder_changes_the_decoding_and_restores_sam(sam, target_embedding_):
-    sam_embedding = persam_as_sam(sam, target_embedding_)
-    tensors = sam.prompt_tensors(Prompt(points=_points()), TARGET_HW)
-    plain, _ = sam.decode(sam_embedding, **tensors, multimask=False)
+def test_guided_decoder_changes_the_decoding_and_restores_sam(tiny_sam, target_embedding_):
+    sam_embedding = persam_as_sam(tiny_sam, target_embedding_)
+    tensors = tiny_sam.prompt_tensors(Prompt(points=_points()), TARGET_HW)
+    plain, _ = tiny_sam.decode(sam_embedding, **tensors, multimask=False)
     bias = torch.rand(1, 1, 1, 4096, generator=torch.Generator().manual_seed(6))
     target = torch.randn(256, generator=torch.Generator().manual_seed(7))
-    with guided_decoder(sam.model.mask_decoder, bias, target):
-        guided, _ = sam.decode(sam_embedding, **tensors, multimask=False)
+    with guided_decoder(tiny_sam.model.mask_decoder, bias, target):
+        guided, _ = tiny_sam.decode(sam_embedding, **tensors, multimask=False)
     assert not torch.allclose(plain, guided)
-    with pytest.raises(RuntimeError, match="boom"), guided_decoder(sam.model.mask_decoder, bias, target):
+    with pytest.raises(RuntimeError, match="boom"), guided_decoder(tiny_sam.model.mask_decoder, bias, target):
         raise RuntimeError("boom")
-    transformer = sam.model.mask_decoder.transformer
+    transformer = tiny_sam.model.mask_decoder.transformer
     assert all(type(layer) is TwoWayAttentionBlock for layer in transformer.layers)
     assert all(type(layer.cross_attn_token_to_image) is Attention for layer in transformer.layers)
     assert type(transformer.final_attn_token_to_image) is Attention
-    again, _ = sam.decode(sam_embedding, **tensors, multimask=False)
+    again, _ = tiny_sam.decode(sam_embedding, **tensors, multimask=False)
     assert torch.equal(plain, again)
 
 
@@ -255,8 +243,8 @@ def test_fit_mask_weights_learns_the_blend_towards_the_right_candidate():
     assert _hand_loss(blended, target) == pytest.approx(float(losses[-1]), rel=0.05)
 
 
-def test_persam_f_fits_two_weights_once_per_reference(sam, cache, reference, target_embedding_):
-    persam_f = create("persam-f", sam=sam, cache=cache, fit_iterations=30)
+def test_persam_f_fits_two_weights_once_per_reference(tiny_sam, cache, reference, target_embedding_):
+    persam_f = create("persam-f", sam=tiny_sam, cache=cache, fit_iterations=30)
     assert isinstance(persam_f, PerSamFSegmenter) and persam_f.fine_tune
     personalisation = persam_f.personalise(reference)
     assert personalisation.mask_weights.shape == (3,) and personalisation.losses.shape == (30,)

@@ -21,23 +21,13 @@ IMAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def model():
-    return build_sam("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def segmenter(model):
-    return SamSegmenter(model=model)
-
-
 @pytest.fixture(scope="module", params=sorted(IMAGES))
-def setup(request, model, segmenter):
+def setup(request, tiny_sam_model, tiny_sam):
     """``(image, our embedding, SamPredictor with the image set)``."""
     image = IMAGES[request.param]
-    predictor = SamPredictor(model)
+    predictor = SamPredictor(tiny_sam_model)
     predictor.set_image(image)
-    return image, segmenter.embed(image), predictor
+    return image, tiny_sam.embed(image), predictor
 
 
 def _prompts(height: int, width: int) -> list[tuple[str, Prompt, dict]]:
@@ -61,11 +51,11 @@ def _prompts(height: int, width: int) -> list[tuple[str, Prompt, dict]]:
 
 
 @pytest.mark.parametrize("multimask", [True, False])
-def test_predict_equals_sam_predictor(setup, segmenter, multimask):
+def test_predict_equals_sam_predictor(setup, tiny_sam, multimask):
     image, embedding, predictor = setup
     assert torch.equal(embedding.data["features"], predictor.features)
     for name, prompt, kwargs in _prompts(*image.shape[:2]):
-        ours = segmenter.predict(embedding, prompt, multimask=multimask)
+        ours = tiny_sam.predict(embedding, prompt, multimask=multimask)
         masks, scores, low_res = predictor.predict(**kwargs, multimask_output=multimask)
         assert ours.masks.shape == (3 if multimask else 1, *image.shape[:2]), name
         assert np.array_equal(ours.masks, masks), name
@@ -75,15 +65,15 @@ def test_predict_equals_sam_predictor(setup, segmenter, multimask):
         assert 0 < masks.sum() < masks.size, name
 
 
-def test_predict_best_is_the_best_of_predict(setup, segmenter):
+def test_predict_best_is_the_best_of_predict(setup, tiny_sam):
     image, embedding, _ = setup
     for name, prompt, _ in _prompts(*image.shape[:2])[1:3]:
-        full = segmenter.predict(embedding, prompt)
-        best = segmenter.predict_best(embedding, prompt, exact=True)
+        full = tiny_sam.predict(embedding, prompt)
+        best = tiny_sam.predict_best(embedding, prompt, exact=True)
         assert best.masks.shape == (1, *image.shape[:2])
         assert np.array_equal(best.masks[0], full.best_mask), name
         # the fast decoder alone re-associates sums: equal up to pixels within rounding of 0
-        fast = segmenter.predict_best(embedding, prompt)
+        fast = tiny_sam.predict_best(embedding, prompt)
         assert np.count_nonzero(fast.masks[0] != full.best_mask) <= 2, name
         np.testing.assert_allclose(fast.low_res_logits[0], full.low_res_logits[full.best], atol=1e-5)
         assert best.scores[0] == pytest.approx(full.scores.max(), abs=1e-6)
@@ -115,14 +105,14 @@ def test_binary_mask_prompt_is_converted_to_low_res_logits():
     assert np.allclose(logits[128:, :], -full)  # padding counts as background
 
 
-def test_binary_mask_prompt_equals_predictor_with_converted_logits(setup, segmenter):
+def test_binary_mask_prompt_equals_predictor_with_converted_logits(setup, tiny_sam):
     image, embedding, predictor = setup
     height, width = image.shape[:2]
     mask = np.zeros((height, width), bool)
     mask[height // 4 : 3 * height // 4, width // 3 : 2 * width // 3] = True
     xy = np.array([[width / 2, height / 2]])
     prompt = Prompt(points=Points(xy, [1]), mask=MaskPrompt(mask))
-    ours = segmenter.predict(embedding, prompt, multimask=False)
+    ours = tiny_sam.predict(embedding, prompt, multimask=False)
     masks, scores, _ = predictor.predict(
         point_coords=xy, point_labels=np.array([1]), mask_input=binary_mask_to_logits(mask)[None], multimask_output=False
     )
@@ -130,47 +120,47 @@ def test_binary_mask_prompt_equals_predictor_with_converted_logits(setup, segmen
 
 
 @pytest.mark.parametrize("image_hw", [(210, 380), (380, 210), (37, 53), (1024, 768), (768, 1024), (1500, 123)])
-def test_upsample_logits_equals_postprocess_masks(model, image_hw):
+def test_upsample_logits_equals_postprocess_masks(tiny_sam_model, image_hw):
     height, width = image_hw
     scale = 1024 / max(height, width)
     input_hw = (int(height * scale + 0.5), int(width * scale + 0.5))
     low_res = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(3))
-    expected = model.postprocess_masks(low_res, input_hw, image_hw)
+    expected = tiny_sam_model.postprocess_masks(low_res, input_hw, image_hw)
     assert torch.equal(upsample_logits(low_res, input_hw, image_hw), expected)
 
 
-def test_model_id_identifies_the_weights(model, tmp_path):
+def test_model_id_identifies_the_weights(tiny_sam_model, tmp_path):
     same = SamSegmenter(model=build_sam("tiny", seed=0))
     other = SamSegmenter(model=build_sam("tiny", seed=1))
-    first = SamSegmenter(model=model)
+    first = SamSegmenter(model=tiny_sam_model)
     assert first.model_id == same.model_id
     assert first.model_id != other.model_id
     assert first.model_id.startswith("tiny:state-")
     path = tmp_path / "tiny.pth"
-    torch.save(model.state_dict(), path)
+    torch.save(tiny_sam_model.state_dict(), path)
     from_file = SamSegmenter("tiny", checkpoint=path)
     from segprompt.checkpoints import file_sha256
 
     assert from_file.model_id == f"tiny:{file_sha256(path)[:16]}"
-    for name, tensor in model.state_dict().items():
+    for name, tensor in tiny_sam_model.state_dict().items():
         assert torch.equal(from_file.model.state_dict()[name], tensor), name
 
 
-def test_created_by_registry_name(model):
-    segmenter = create("sam", model=model)
+def test_created_by_registry_name(tiny_sam_model):
+    segmenter = create("sam", model=tiny_sam_model)
     assert isinstance(segmenter, SamSegmenter)
     assert segmenter.accepts == {"points", "box", "mask"}
 
 
-def test_errors_name_the_problem(setup, segmenter):
+def test_errors_name_the_problem(setup, tiny_sam):
     image, embedding, _ = setup
     height, width = image.shape[:2]
     with pytest.raises(UnsupportedPromptError, match="text"):
-        segmenter.predict(embedding, Prompt(text=Text("polyp")))
+        tiny_sam.predict(embedding, Prompt(text=Text("polyp")))
     with pytest.raises(PromptError, match="outside"):
-        segmenter.predict(embedding, Prompt(points=Points([[width + 5, 1]], [1])))
+        tiny_sam.predict(embedding, Prompt(points=Points([[width + 5, 1]], [1])))
     with pytest.raises(PromptError, match="outside"):
-        segmenter.predict_best(embedding, Prompt(box=Box(0, 0, width + 10, height)))
+        tiny_sam.predict_best(embedding, Prompt(box=Box(0, 0, width + 10, height)))
     other = SamSegmenter(model=build_sam("tiny", seed=1))
     with pytest.raises(ValueError, match="model"):
         other.predict(embedding, Prompt(points=Points([[1, 1]], [1])))

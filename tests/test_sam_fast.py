@@ -8,8 +8,7 @@ import torch
 from segment_anything import SamPredictor
 from skimage import data as skdata
 
-from segprompt.backends.sam import SamSegmenter, _batches, binary_mask_to_logits
-from segprompt.backends.sam_arch import build_sam
+from segprompt.backends.sam import _batches, binary_mask_to_logits
 from segprompt.backends.sam_fast import FastMaskDecoder, low_res_extent
 from segprompt.errors import PromptError, UnsupportedPromptError
 from segprompt.metrics import iou
@@ -19,26 +18,16 @@ ASTRONAUT = skdata.astronaut()
 IMAGES = {"landscape": ASTRONAUT[40:250, 30:410], "portrait": ASTRONAUT[30:410, 40:250]}
 
 
-@pytest.fixture(scope="module")
-def model():
-    return build_sam("tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def segmenter(model):
-    return SamSegmenter(model=model)
-
-
 @pytest.fixture(scope="module", params=sorted(IMAGES))
-def setup(request, model, segmenter):
+def setup(request, tiny_sam_model, tiny_sam):
     image = IMAGES[request.param]
-    predictor = SamPredictor(model)
+    predictor = SamPredictor(tiny_sam_model)
     predictor.set_image(image)
     # a real object-like target: the bright pixels of the red channel, plus an ignore band
     gt = image[..., 0] > 150
     ignore = np.zeros(gt.shape, bool)
     ignore[:, :7] = True
-    return image, segmenter.embed(image), predictor, gt, ignore
+    return image, tiny_sam.embed(image), predictor, gt, ignore
 
 
 def _mixed_prompts(height: int, width: int, gt: np.ndarray) -> list[Prompt]:
@@ -69,14 +58,14 @@ def _reference(predictor: SamPredictor, prompt: Prompt, multimask: bool):
 
 
 @pytest.mark.parametrize("multimask", [True, False])
-def test_scores_equal_a_sam_predictor_loop(setup, segmenter, multimask):
+def test_scores_equal_a_sam_predictor_loop(setup, tiny_sam, multimask):
     image, embedding, predictor, gt, ignore = setup
     prompts = _mixed_prompts(*image.shape[:2], gt)
-    best = segmenter.score_prompts(embedding, prompts, gt, multimask=multimask, ignore=ignore, exact=True, chunk_size=3)
-    oracle = segmenter.score_prompts(
+    best = tiny_sam.score_prompts(embedding, prompts, gt, multimask=multimask, ignore=ignore, exact=True, chunk_size=3)
+    oracle = tiny_sam.score_prompts(
         embedding, prompts, gt, multimask=multimask, select="oracle", ignore=ignore, exact=True
     )
-    fast = segmenter.score_prompts(embedding, prompts, gt, multimask=multimask, ignore=ignore)
+    fast = tiny_sam.score_prompts(embedding, prompts, gt, multimask=multimask, ignore=ignore)
     assert fast.n_exact == 0 and best.n_exact > 0  # random-init logits are all near zero
     # a pixel within float rounding of 0 may flip: 1 / (union of ~30000 pixels)
     np.testing.assert_allclose(fast.iou, best.iou, atol=1e-4)
@@ -94,10 +83,10 @@ def test_scores_equal_a_sam_predictor_loop(setup, segmenter, multimask):
     assert 0.0 < best.iou.min() and best.iou.max() < 1.0, "the target must discriminate between prompts"
 
 
-def test_kept_logits_feed_the_next_timestep(setup, segmenter):
+def test_kept_logits_feed_the_next_timestep(setup, tiny_sam):
     image, embedding, predictor, gt, _ = setup
     prompts = _mixed_prompts(*image.shape[:2], gt)[:3]
-    result = segmenter.score_prompts(embedding, prompts, gt, keep_logits=True, exact=True)
+    result = tiny_sam.score_prompts(embedding, prompts, gt, keep_logits=True, exact=True)
     for index, prompt in enumerate(prompts):
         _, scores, low_res = _reference(predictor, prompt, True)
         np.testing.assert_allclose(result.low_res_logits[index], low_res[np.argmax(scores)], atol=1e-5)
@@ -105,7 +94,7 @@ def test_kept_logits_feed_the_next_timestep(setup, segmenter):
     follow_up = [
         Prompt(points=prompt.points, mask=MaskPrompt(result.low_res_logits[i], "logits")) for i, prompt in enumerate(prompts)
     ]
-    again = segmenter.score_prompts(embedding, follow_up, gt, multimask=False, exact=True)
+    again = tiny_sam.score_prompts(embedding, follow_up, gt, multimask=False, exact=True)
     for index, prompt in enumerate(follow_up):
         masks, _, _ = predictor.predict(
             point_coords=prompt.points.xy,
@@ -116,14 +105,14 @@ def test_kept_logits_feed_the_next_timestep(setup, segmenter):
         assert again.iou[index] == pytest.approx(iou(masks[0], gt), abs=1e-6)
 
 
-def test_fast_decoder_matches_the_reference_decoder(setup, model, segmenter):
+def test_fast_decoder_matches_the_reference_decoder(setup, tiny_sam_model, tiny_sam):
     image, embedding, _, gt, _ = setup
     prompts = [Prompt(points=Points([[20, 30], [60, 80]], [1, 0]), box=Box(10, 10, 150, 200))] * 2
-    sparse, dense = segmenter._encode_prompts(prompts, embedding.image_hw)
+    sparse, dense = tiny_sam._encode_prompts(prompts, embedding.image_hw)
     features = embedding.data["features"]
-    decoder = FastMaskDecoder(model)
+    decoder = FastMaskDecoder(tiny_sam_model)
     for multimask in (True, False):
-        reference, ref_scores = segmenter.decode(embedding, **segmenter.prompt_tensors(prompts[0], embedding.image_hw), multimask=multimask)
+        reference, ref_scores = tiny_sam.decode(embedding, **tiny_sam.prompt_tensors(prompts[0], embedding.image_hw), multimask=multimask)
         logits, scores = decoder.decode(features, sparse, dense, multimask)
         torch.testing.assert_close(logits, reference.expand_as(logits), atol=1e-5, rtol=0)
         torch.testing.assert_close(scores, ref_scores.expand_as(scores), atol=1e-6, rtol=0)
@@ -142,14 +131,14 @@ def test_batches_group_by_shape_and_keep_order():
     assert _batches(prompts, 2) == [[0, 2], [4], [1, 5], [3]]
 
 
-def test_scoring_errors_name_the_prompt(setup, segmenter):
+def test_scoring_errors_name_the_prompt(setup, tiny_sam):
     image, embedding, _, gt, _ = setup
     good = Prompt(points=Points([[1, 1]], [1]))
     with pytest.raises(PromptError, match=r"prompts\[1\].*outside"):
-        segmenter.score_prompts(embedding, [good, Prompt(points=Points([[1, image.shape[0] + 3]], [1]))], gt)
+        tiny_sam.score_prompts(embedding, [good, Prompt(points=Points([[1, image.shape[0] + 3]], [1]))], gt)
     with pytest.raises(UnsupportedPromptError, match=r"prompts\[0\].*text"):
-        segmenter.score_prompts(embedding, [Prompt(text=Text("astronaut"))], gt)
+        tiny_sam.score_prompts(embedding, [Prompt(text=Text("astronaut"))], gt)
     with pytest.raises(ValueError, match="gt_mask shape"):
-        segmenter.score_prompts(embedding, [good], gt[:-1])
+        tiny_sam.score_prompts(embedding, [good], gt[:-1])
     with pytest.raises(ValueError, match="select"):
-        segmenter.score_prompts(embedding, [good], gt, select="worst")
+        tiny_sam.score_prompts(embedding, [good], gt, select="worst")

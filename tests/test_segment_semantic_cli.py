@@ -17,13 +17,7 @@ from segprompt.prompts import Text, VisualReference
 IMAGE = data.coffee()[::4, ::4]  # 100 x 150 RGB
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny models' tensors are small: on a busy machine extra threads only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _parse(*argv: str) -> argparse.Namespace:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from skimage import data
 
-from segprompt.backends import create
 from segprompt.backends.base import Prediction
 from segprompt.backends.persam import PerSamSegmenter
 from segprompt.backends.probability import ProbabilityPrediction
@@ -17,23 +15,11 @@ from segprompt.cache import EmbeddingCache
 from segprompt.errors import PromptError, UnsupportedPromptError
 from segprompt.prompts import Prompt, Text, VisualReference
 from segprompt.semantic import class_confidence, merge_confidences, segment_classes
-from segprompt.testing import tiny_clipseg_dir
 
 IMAGE = data.coffee()[::4, ::4]  # 100 x 150 RGB
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny models' tensors are small: on a busy machine extra threads only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def clipseg(tmp_path_factory):
-    return create("clipseg", model_dir=tiny_clipseg_dir(tmp_path_factory.mktemp("clipseg")))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_merge_thresholds_at_0_2_adds_background_and_breaks_ties_to_the_lowest_index():
@@ -86,27 +72,27 @@ def test_class_confidence_uses_probabilities_else_the_clipped_score_over_the_mas
     np.testing.assert_array_equal(class_confidence(dense)[1], probabilities)
 
 
-def test_segment_classes_with_clipseg_merges_its_probability_maps(clipseg):
+def test_segment_classes_with_clipseg_merges_its_probability_maps(tiny_clipseg):
     mask = np.zeros(IMAGE.shape[:2], bool)
     mask[20:60, 40:90] = True
     classes = {"cup": "coffee cup", "table": Text("wooden table"), "saucer": VisualReference(IMAGE, mask)}
     calls = []
-    result = segment_classes(IMAGE, classes, clipseg, progress=lambda done, total, message: calls.append((done, total)))
+    result = segment_classes(IMAGE, classes, tiny_clipseg, progress=lambda done, total, message: calls.append((done, total)))
 
     assert result.class_names == ("background", "cup", "table", "saucer")
     assert calls[0] == (0, 4) and calls[-1] == (4, 4)
-    embedding = clipseg.embed(IMAGE)
+    embedding = tiny_clipseg.embed(IMAGE)
     expected = np.stack(
         [
-            clipseg.probabilities(embedding, Prompt(text=Text("coffee cup"))),
-            clipseg.probabilities(embedding, Prompt(text=Text("wooden table"))),
-            clipseg.probabilities(embedding, Prompt(reference=classes["saucer"])),
+            tiny_clipseg.probabilities(embedding, Prompt(text=Text("coffee cup"))),
+            tiny_clipseg.probabilities(embedding, Prompt(text=Text("wooden table"))),
+            tiny_clipseg.probabilities(embedding, Prompt(reference=classes["saucer"])),
         ]
     )
     np.testing.assert_allclose(result.confidences, expected, atol=1e-6)
     np.testing.assert_array_equal(result.labels, merge_confidences(expected))
     assert result.labels.shape == IMAGE.shape[:2]
-    within = segment_classes(IMAGE, classes, clipseg, embedding=embedding, within_masks=True)
+    within = segment_classes(IMAGE, classes, tiny_clipseg, embedding=embedding, within_masks=True)
     np.testing.assert_array_equal(within.labels, merge_confidences(expected, result.masks))
 
 

@@ -6,24 +6,18 @@ import pytest
 import torch
 
 from segprompt.errors import SegpromptError
-from segprompt.testing import tiny_clipseg_dir
 from segprompt.tuning import PromptedCLIPSeg, TunedCLIPSeg, create_method, dice_bce_loss, load_base, method_names
 
 SIDE = 64
 TEXTS = ["polyp", "a skin lesion on the arm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    return load_base(tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0))
+def base(tiny_clipseg_folder):
+    return load_base(tiny_clipseg_folder)
 
 
 @pytest.fixture(scope="module")

@@ -14,21 +14,10 @@ from segprompt.errors import UnsupportedPromptError
 from segprompt.io import read_mask, write_image
 from segprompt.datasets import open_dataset
 from segprompt.prompts import Box, Prompt, Text
-from segprompt.testing import tiny_clipseg_dir
 from segprompt.tuning.segmenter import TunedClipSegSegmenter
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tune(data, base, out, *extra):
@@ -38,18 +27,18 @@ def _tune(data, base, out, *extra):
     )
 
 
-def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_dir, tmp_path, capsys):
+def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_clipseg_folder, tmp_path, capsys):
     data = shared_data("kvasir_seg")
     out = tmp_path / "run"
-    assert _tune(data, tiny_dir, out, "--epochs", "1") == 0
+    assert _tune(data, tiny_clipseg_folder, out, "--epochs", "1") == 0
     printed = capsys.readouterr().out
     assert "tune coop: 128 trainable parameters, 4 training / 4 validation pairs" in printed
     meta = json.loads((out / "tuning.json").read_text())
-    assert meta["method"] == "coop" and meta["base_model"] == str(tiny_dir.resolve()) and meta["image_size"] == 64
+    assert meta["method"] == "coop" and meta["base_model"] == str(tiny_clipseg_folder.resolve()) and meta["image_size"] == 64
 
-    assert _tune(data, tiny_dir, out, "--epochs", "1") == 2
+    assert _tune(data, tiny_clipseg_folder, out, "--epochs", "1") == 2
     assert "already holds a training run" in capsys.readouterr().err
-    assert _tune(data, tiny_dir, out, "--epochs", "2", "--resume") == 0
+    assert _tune(data, tiny_clipseg_folder, out, "--epochs", "2", "--resume") == 0
     state = torch.load(out / "last.pt", weights_only=True)
     assert [row["epoch"] for row in state["history"]] == [1, 2]
 
@@ -76,10 +65,10 @@ def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_dir, 
     assert "--tuned segments with the clipseg-tuned backend" in capsys.readouterr().err
 
 
-def test_tune_user_errors_exit_2(shared_data, tiny_dir, tmp_path, capsys):
+def test_tune_user_errors_exit_2(shared_data, tiny_clipseg_folder, tmp_path, capsys):
     data = shared_data("kvasir_seg")
-    assert _tune(data, tiny_dir, tmp_path / "a", "--method", "shared-attn", "--heads", "5") == 2
+    assert _tune(data, tiny_clipseg_folder, tmp_path / "a", "--method", "shared-attn", "--heads", "5") == 2
     assert "heads=5 must divide the shared width 64" in capsys.readouterr().err
-    assert _tune(tmp_path / "missing", tiny_dir, tmp_path / "b") == 2
+    assert _tune(tmp_path / "missing", tiny_clipseg_folder, tmp_path / "b") == 2
     assert _tune(data, tmp_path, tmp_path / "c") == 2
     assert "not a model folder" in capsys.readouterr().err

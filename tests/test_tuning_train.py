@@ -10,28 +10,17 @@ import torch
 
 from segprompt.datasets import open_dataset
 from segprompt.errors import CheckpointError, DatasetError, SegpromptError
-from segprompt.testing import tiny_clipseg_dir
 from segprompt.tuning import TextOverlay, TrainConfig, TunedCLIPSeg, build_pairs, evaluate, load_base, train
 
 SIDE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread waits least
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tiny_clipseg_dir(tmp_path_factory.mktemp("tiny_clipseg"), seed=0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
-def base(tiny_dir):
-    return load_base(tiny_dir)
+def base(tiny_clipseg_folder):
+    return load_base(tiny_clipseg_folder)
 
 
 @pytest.fixture
@@ -44,10 +33,10 @@ def _backbone(model) -> dict[str, torch.Tensor]:
     return {name: value.clone() for name, value in model.state_dict().items()}
 
 
-def test_training_lowers_the_loss_and_leaves_the_backbone_untouched(base, tiny_dir, kvasir, tmp_path):
+def test_training_lowers_the_loss_and_leaves_the_backbone_untouched(base, tiny_clipseg_folder, kvasir, tmp_path):
     before_weights = _backbone(base.model)
     torch.manual_seed(0)
-    tuned = TunedCLIPSeg.create(base, str(tiny_dir), "maple", image_size=SIDE)
+    tuned = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "maple", image_size=SIDE)
     before = evaluate(tuned, kvasir, batch_size=8)
     reports = []
     config = TrainConfig(epochs=4, batch_size=8, lr=1e-2, augment=False)
@@ -61,12 +50,12 @@ def test_training_lowers_the_loss_and_leaves_the_backbone_untouched(base, tiny_d
     assert all(torch.equal(before_weights[k], after_weights[k]) for k in before_weights)
 
 
-def test_saved_prompts_reload_to_identical_logits(base, tiny_dir, kvasir, tmp_path):
+def test_saved_prompts_reload_to_identical_logits(base, tiny_clipseg_folder, kvasir, tmp_path):
     torch.manual_seed(0)
-    tuned = TunedCLIPSeg.create(base, str(tiny_dir), "shared-sep", image_size=SIDE)
+    tuned = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "shared-sep", image_size=SIDE)
     train(tuned, kvasir[:4], kvasir[4:], tmp_path, TrainConfig(epochs=1, batch_size=4, lr=1e-2))
     meta = json.loads((tmp_path / "tuning.json").read_text())
-    assert meta["method"] == "shared-sep" and meta["base_model"] == str(tiny_dir)
+    assert meta["method"] == "shared-sep" and meta["base_model"] == str(tiny_clipseg_folder)
     assert meta["hyperparameters"] == {"n_ctx": 4, "prompt_depth": 1, "shared_dim": 64}
     assert meta["default_text"] == "polyp" and meta["best_epoch"] == 1
     reloaded = TunedCLIPSeg.load(tmp_path)  # loads the base model from the recorded folder
@@ -79,24 +68,24 @@ def test_saved_prompts_reload_to_identical_logits(base, tiny_dir, kvasir, tmp_pa
     assert set(load_file(str(tmp_path / "prompts.safetensors"))) == set(tuned.net.method.state_dict())
 
 
-def test_resuming_gives_the_same_run_as_training_straight_through(base, tiny_dir, kvasir, tmp_path):
+def test_resuming_gives_the_same_run_as_training_straight_through(base, tiny_clipseg_folder, kvasir, tmp_path):
     config = TrainConfig(epochs=2, batch_size=4, lr=1e-2)
     torch.manual_seed(0)
-    straight = TunedCLIPSeg.create(base, str(tiny_dir), "vpt-deep", image_size=SIDE)
+    straight = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "vpt-deep", image_size=SIDE)
     start = {k: v.clone() for k, v in straight.net.method.state_dict().items()}
     expected = train(straight, kvasir[:4], kvasir[4:], tmp_path / "straight", config)
 
-    interrupted = TunedCLIPSeg.create(base, str(tiny_dir), "vpt-deep", image_size=SIDE)
+    interrupted = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "vpt-deep", image_size=SIDE)
     interrupted.net.method.load_state_dict(start)
     train(interrupted, kvasir[:4], kvasir[4:], tmp_path / "resumed", TrainConfig(epochs=1, batch_size=4, lr=1e-2))
-    resumed = TunedCLIPSeg.create(base, str(tiny_dir), "vpt-deep", image_size=SIDE)
+    resumed = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "vpt-deep", image_size=SIDE)
     result = train(resumed, kvasir[:4], kvasir[4:], tmp_path / "resumed", config, resume=True)
 
     assert [row["val_loss"] for row in result.history] == pytest.approx([row["val_loss"] for row in expected.history], rel=1e-6)
     assert torch.allclose(resumed.net.method.tokens, straight.net.method.tokens, atol=1e-6)
     with pytest.raises(SegpromptError, match="already holds a training run"):
         train(resumed, kvasir[:4], kvasir[4:], tmp_path / "resumed", config)
-    other = TunedCLIPSeg.create(base, str(tiny_dir), "coop", image_size=SIDE)
+    other = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "coop", image_size=SIDE)
     with pytest.raises(CheckpointError, match="used 'vpt-deep'"):
         train(other, kvasir[:4], kvasir[4:], tmp_path / "resumed", config, resume=True)
 
