@@ -57,31 +57,26 @@ def _corrupt_tensor_bytes(path, tensor: torch.Tensor) -> None:
     path.write_bytes(bytes(raw))
 
 
-@pytest.fixture(scope="module")
-def sam():
-    return SamSegmenter(model=build_sam("tiny", seed=0))
-
-
-def test_reopen_skips_the_sam_encoder(sam, tmp_path):
+def test_reopen_skips_the_sam_encoder(tiny_sam, tmp_path):
     calls = []
-    handle = sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    handle = tiny_sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
     try:
         cache = EmbeddingCache(tmp_path)
-        first = cache.embed(sam, COFFEE)
+        first = cache.embed(tiny_sam, COFFEE)
         assert len(calls) == 1
-        again = cache.embed(sam, COFFEE.copy())
+        again = cache.embed(tiny_sam, COFFEE.copy())
         assert len(calls) == 1, "a cached image must not run the encoder"
         assert torch.equal(again.data["features"], first.data["features"])
         assert again.data["input_hw"] == first.data["input_hw"] == (698, 1024)  # 150 * 1024 / 220 = 698.2
-        assert (again.backend, again.model_id, again.image_hw) == ("sam", sam.model_id, (150, 220))
+        assert (again.backend, again.model_id, again.image_hw) == ("sam", tiny_sam.model_id, (150, 220))
         prompt = Prompt(points=Points([[100, 70]], [1]))
-        fresh, cached = sam.predict(first, prompt), sam.predict(again, prompt)
+        fresh, cached = tiny_sam.predict(first, prompt), tiny_sam.predict(again, prompt)
         assert np.array_equal(fresh.masks, cached.masks) and np.array_equal(fresh.scores, cached.scores)
 
         # a truncated entry is dropped and the encoder runs again
-        path = cache.path(cache.key(sam, COFFEE))
+        path = cache.path(cache.key(tiny_sam, COFFEE))
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-        recomputed = cache.embed(sam, COFFEE)
+        recomputed = cache.embed(tiny_sam, COFFEE)
         assert len(calls) == 2
         assert torch.equal(recomputed.data["features"], first.data["features"])
         torch.load(path, weights_only=True)  # rewritten whole
@@ -131,20 +126,20 @@ def test_corrupt_entry_is_dropped_and_recomputed(tmp_path, damage):
     assert cache.embed(segmenter, CAMERA) is not None and segmenter.calls == calls_before + 1
 
 
-def test_keys_separate_images_backends_and_models(sam, tmp_path):
+def test_keys_separate_images_backends_and_models(tiny_sam, tmp_path):
     cache = EmbeddingCache(tmp_path)
     colour = ColourStats()
     other_sam = SamSegmenter(model=build_sam("tiny", seed=1))
     rgb = np.repeat(CAMERA[..., None], 3, axis=2)
-    keys = {cache.key(colour, rgb), cache.key(sam, rgb), cache.key(other_sam, rgb), cache.key(sam, COFFEE)}
+    keys = {cache.key(colour, rgb), cache.key(tiny_sam, rgb), cache.key(other_sam, rgb), cache.key(tiny_sam, COFFEE)}
     assert len(keys) == 4
-    assert cache.key(sam, rgb) == f"sam/{sam.model_id}/{image_digest(rgb)}"
+    assert cache.key(tiny_sam, rgb) == f"sam/{tiny_sam.model_id}/{image_digest(rgb)}"
     # grayscale and its RGB replication are the same image once normalised
     cache.embed(colour, CAMERA)
     cache.embed(colour, rgb)
     assert colour.calls == 1
-    path = cache.path(cache.key(sam, rgb))
-    assert path.parent.name == sam.model_id.replace(":", "_") and path.parent.parent.name == "sam"
+    path = cache.path(cache.key(tiny_sam, rgb))
+    assert path.parent.name == tiny_sam.model_id.replace(":", "_") and path.parent.parent.name == "sam"
 
 
 def test_size_and_clear(tmp_path):

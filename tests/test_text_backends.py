@@ -18,8 +18,6 @@ import torch
 from segprompt.backends import backend_names, create
 from segprompt.backends.clipseg import highlight_reference
 from segprompt.backends.detector_sam import Detections
-from segprompt.backends.sam import SamSegmenter
-from segprompt.backends.sam_arch import build_sam
 from segprompt.cache import EmbeddingCache
 from segprompt.errors import CheckpointError, SegpromptError, UnsupportedPromptError
 from segprompt.hub import load_pretrained, local_model_dir
@@ -60,23 +58,18 @@ def model_dirs(tmp_path_factory) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def sam() -> SamSegmenter:
-    return SamSegmenter(model=build_sam("tiny", seed=0))
-
-
-@pytest.fixture(scope="module")
 def clipseg(model_dirs):
     return create("clipseg", model_dir=model_dirs["clipseg"])
 
 
 @pytest.fixture(scope="module")
-def owlv2(model_dirs, sam):
-    return create("owlv2-sam", model_dir=model_dirs["owlv2"], sam=sam, box_threshold=0.0)
+def owlv2(model_dirs, tiny_sam):
+    return create("owlv2-sam", model_dir=model_dirs["owlv2"], sam=tiny_sam, box_threshold=0.0)
 
 
 @pytest.fixture(scope="module")
-def gdino(model_dirs, sam):
-    return create("grounding-dino-sam", model_dir=model_dirs["gdino"], sam=sam, box_threshold=0.0)
+def gdino(model_dirs, tiny_sam):
+    return create("grounding-dino-sam", model_dir=model_dirs["gdino"], sam=tiny_sam, box_threshold=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +235,7 @@ def _fake_owl_heads(owlv2, monkeypatch, boxes_cxcywh: list[list[float]], logits:
     monkeypatch.setattr(owlv2.model, "class_predictor", lambda features, query=None: (scores, torch.zeros(1, len(logits), 32)))
 
 
-def test_owlv2_boxes_land_in_original_pixels(owlv2, owlv2_embedding, monkeypatch, sam):
+def test_owlv2_boxes_land_in_original_pixels(owlv2, owlv2_embedding, monkeypatch, tiny_sam):
     # Padded square side = max(48, 80) = 80: centre (0.5, 0.25), size (0.25, 0.2) -> x 30..50, y 12..28.
     # The second box overlaps the first (IoU 0.6 > 0.3) and is suppressed; the third is low-scoring.
     _fake_owl_heads(
@@ -259,8 +252,8 @@ def test_owlv2_boxes_land_in_original_pixels(owlv2, owlv2_embedding, monkeypatch
 
     prediction = owlv2.predict(owlv2_embedding, prompt)
     assert prediction.masks.shape == (2, HEIGHT, WIDTH) and prediction.low_res_logits.shape == (2, 256, 256)
-    sam_embedding = sam.embed(owlv2_embedding.image)
-    direct = sam.predict(sam_embedding, Prompt(box=Box(30, 12, 50, 28)), multimask=False)
+    sam_embedding = tiny_sam.embed(owlv2_embedding.image)
+    direct = tiny_sam.predict(sam_embedding, Prompt(box=Box(30, 12, 50, 28)), multimask=False)
     np.testing.assert_array_equal(prediction.masks[0], direct.masks[0])
     assert prediction.scores[0] == pytest.approx(detections.scores[0] * direct.scores[0], rel=1e-5)
     assert len(owlv2.predict(owlv2_embedding, prompt, multimask=False).scores) == 1
