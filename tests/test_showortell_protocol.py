@@ -60,3 +60,32 @@ def test_references_come_from_training_images_of_the_class_seeded_and_distinct(s
         pool.draw("Pole", 1, seed=0, min_area_fraction=0.9)
     with pytest.raises(DatasetError, match="not in the reference pool"):
         pool.draw("Dog", 1, seed=0)
+
+
+def test_semantic_folder_split_files_and_domain_tag_drive_the_protocol(tmp_path):
+    from segprompt.io import write_image, write_mask
+    from segprompt.showortell.runner import dataset_domain, prepare_dataset
+
+    root = tmp_path / "food"
+    for i in range(4):
+        mask = np.zeros((8, 10), np.uint8)
+        mask[: 2 + i, :5] = 1  # "pizza"
+        mask[6:, 6:] = 2  # "plate"
+        mask[0, 9] = 255
+        write_image(root / "images" / f"img{i}.png", np.full((8, 10, 3), 40 * i, np.uint8))
+        write_mask(root / "masks" / f"img{i}.png", mask)
+    (root / "classes.txt").write_text("background\npizza\nplate\n")
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("img0\nimg1\nimg2\n")
+    (root / "splits" / "val.txt").write_text("img3\nghost\n")
+    (root / "domain.txt").write_text("food\n")
+
+    dataset = open_dataset(root)
+    assert dataset.layout == "folder" and dataset.split_names == ("train", "val")
+    assert any("unknown sample 'ghost'" in str(p) for p in dataset.problems)
+    data = prepare_dataset(dataset, domain=dataset_domain(dataset, root))
+    assert data.domain == "food"
+    assert data.train.ids == ["img0", "img1", "img2"] and data.test.ids == ["img3"]
+    assert data.space.names == ("pizza", "plate") and data.space.background == "ignore"
+    labels, ignore = semantic_target(data.test[0], data.space)
+    assert labels[0, 0] == 1 and labels[7, 9] == 2 and ignore[0, 9] and ignore.sum() == 1

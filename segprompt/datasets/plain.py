@@ -10,6 +10,11 @@ Masks are read by their values:
   ``object``); any other mask (e.g. uint16) is an **instance** label map,
   0 = background, one object per other value.
 
+Optional split files ``splits/<name>.txt`` (one sample id per line) give the
+dataset's own splits; a ``domain.txt`` (one word, e.g. ``medical``) tags the
+dataset's domain for the Show-or-Tell benchmark (see
+``data_cards/semantic_folder.md``).
+
 :class:`PairedFolderLayout` is the base of every layout built on this pairing
 (the shared-data folders); it reports an image without a mask or a mask
 without an image as a problem when the dataset is opened.
@@ -120,14 +125,20 @@ class PairedFolderLayout(Layout):
     def dataset_classes(self, root: Path) -> tuple[str, ...]:
         return self.class_names
 
+    def dataset_splits(self, root: Path, entries: list[Entry]) -> tuple[dict[str, list[str]], list[Problem]]:
+        """The layout's own split files, ``{split name: sample ids}``; none by default."""
+        return {}, []
+
     def read(self, entry: Entry) -> Sample:
         return read_binary_sample(entry, self.class_names[0])
 
     def open(self, root: Path, on_error: OnError) -> LazyDataset:
         entries, problems = self.list_entries(root)
+        splits, split_problems = self.dataset_splits(root, entries)
         return LazyDataset(
-            root.name, self.name, self.dataset_classes(root), entries, self.read, on_error=on_error, problems=problems
-        )
+            root.name, self.name, self.dataset_classes(root), entries, self.read,
+            on_error=on_error, problems=problems + split_problems, splits=splits,
+        )  # fmt: skip
 
 
 @register_layout
@@ -147,6 +158,23 @@ class PlainFolder(PairedFolderLayout):
 
     def dataset_classes(self, root: Path) -> tuple[str, ...]:
         return self._classes or self.class_names
+
+    def dataset_splits(self, root: Path, entries: list[Entry]) -> tuple[dict[str, list[str]], list[Problem]]:
+        """``splits/<name>.txt`` files, one sample id (file stem) per line, e.g. ``train.txt`` and ``val.txt``.
+
+        An id that names no sample is reported as a problem and left out of the split.
+        """
+        folder = root / "splits"
+        if not folder.is_dir():
+            return {}, []
+        known = {entry.id for entry in entries}
+        splits: dict[str, list[str]] = {}
+        problems: list[Problem] = []
+        for path in sorted(folder.glob("*.txt")):
+            ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            problems += [Problem(str(path), f"split names unknown sample {i!r}") for i in ids if i not in known]
+            splits[path.stem] = [i for i in ids if i in known]
+        return splits, problems
 
     def read(self, entry: Entry) -> Sample:
         image = load_image(entry.path)
