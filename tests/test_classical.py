@@ -183,3 +183,56 @@ def test_rejects_text_and_logit_prompts(segmenter):
     logits = MaskPrompt(np.zeros((256, 256), np.float32), kind="logits")
     with pytest.raises(UnsupportedPromptError, match="logits"):
         segmenter.segment(coins, Prompt(mask=logits))
+
+
+def _disc_image(size=120, centre=(60, 60), radius=30):
+    """``(size, size, 3)`` uint8 image of a bright disc on a dark background, and the disc mask."""
+    rows, cols = np.ogrid[:size, :size]
+    disc = (cols - centre[0]) ** 2 + (rows - centre[1]) ** 2 <= radius**2
+    image = np.where(disc[..., None], 220, 30).astype(np.uint8).repeat(3, axis=2)
+    return image, disc
+
+
+def test_random_walker_from_one_click_recovers_a_disc():
+    from segprompt.backends.classical import ClassicalSegmenter
+
+    image, disc = _disc_image()
+    walker = ClassicalSegmenter(click_method="random_walker")
+    prediction = walker.predict(walker.embed(image), Prompt(points=Points.from_lists([(60, 60)])))
+    assert prediction.masks.shape[0] == 3  # one walk per click window
+    assert iou(prediction.best_mask, disc) >= 0.9
+
+
+def test_random_walker_exclude_click_splits_off_a_region():
+    from segprompt.backends.classical import ClassicalSegmenter
+
+    # Two touching bright discs: one include click in the left, one exclude in the right.
+    left, left_disc = _disc_image(centre=(42, 60), radius=22)
+    right, right_disc = _disc_image(centre=(82, 60), radius=22)
+    image = np.maximum(left, right)
+    walker = ClassicalSegmenter(click_method="random_walker")
+    prompt = Prompt(points=Points.from_lists([(38, 60)], [(88, 60)]))
+    mask = walker.predict(walker.embed(image), prompt).best_mask
+    assert mask[60, 38] and not mask[60, 88]
+    assert np.count_nonzero(mask & right_disc & ~left_disc) < 0.2 * np.count_nonzero(right_disc)
+
+
+def test_points_in_a_box_add_a_box_seeded_random_walker_candidate(segmenter):
+    image, disc = _disc_image()
+    prompt = Prompt(box=Box(25, 25, 95, 95), points=Points.from_lists([(60, 60)]))
+    first = segmenter.predict(segmenter.embed(image), prompt)
+    again = segmenter.predict(segmenter.embed(image), prompt)
+    assert first.masks.shape[0] == 3  # GrabCut, ellipse (score 0), random walker
+    walked = first.masks[2]
+    assert iou(walked, disc) >= 0.9
+    assert first.scores[2] == pytest.approx(box_consistency(walked, np.array([25, 25, 95, 95])))
+    np.testing.assert_array_equal(first.masks, again.masks)
+    np.testing.assert_array_equal(first.scores, again.scores)
+
+
+def test_unknown_click_method_is_refused():
+    from segprompt.backends.classical import ClassicalSegmenter
+    from segprompt.errors import SegpromptError
+
+    with pytest.raises(SegpromptError, match="click_method 'snake'"):
+        ClassicalSegmenter(click_method="snake")
