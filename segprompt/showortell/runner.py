@@ -238,8 +238,9 @@ def run_show_or_tell(
     for done, (data, index) in enumerate(jobs):
         _score_image(data, index, methods, settings, log, references)
         progress(done + 1, len(jobs), f"{data.name} {data.test.ids[index]}")
-    if references.record():
-        atomic_write_text(out / "references.json", json.dumps(references.record(), indent=2))
+    drawn = references.record()
+    if drawn:
+        atomic_write_text(out / "references.json", json.dumps(drawn, indent=2))
     summary = summarise(datasets, methods, log.rows)
     _write_results(out, datasets, log.rows)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
