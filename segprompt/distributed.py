@@ -7,7 +7,9 @@ timestep). :func:`map_images` runs the calls on a
 in each worker does not fight the others for cores), gathers rows as tasks
 finish, drops duplicate rows by their key columns (a repeated item or a
 retried task yields the same key twice; the first row is kept) and writes one
-CSV sorted by key, atomically.
+CSV sorted by key, atomically. ``on_rows`` hands each finished item's new rows
+to the caller as they arrive, so a benchmark can append them to its own
+crash-safe results file and resume after an interruption.
 
 The function and items must be picklable (module-level function, plain data):
 they are shipped to the worker processes.
@@ -71,6 +73,7 @@ def map_images(
     *,
     key: Sequence[str],
     out_csv: str | os.PathLike | None = None,
+    on_rows: Callable[[list[Row]], None] | None = None,
     threads_per_worker: int = 1,
     progress: ProgressCallback = no_progress,
 ) -> list[Row]:
@@ -82,6 +85,8 @@ def map_images(
         n_workers: worker processes of the ``LocalCluster``.
         key: columns that identify a row; duplicates are dropped.
         out_csv: where to write the merged rows (atomically), if given.
+        on_rows: called in this process with each finished item's rows, in
+            the order ``fn`` returned them, less the rows whose key was already seen.
         threads_per_worker: Dask threads per worker process.
         progress: ``progress(done, len(items), message)`` as tasks finish.
 
@@ -91,12 +96,19 @@ def map_images(
     from dask.distributed import Client, LocalCluster, as_completed
 
     batches: list[Iterable[Row]] = []
+    seen: set[tuple] = set()
     with LocalCluster(
         n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
     ) as cluster, Client(cluster) as client:
         futures = client.map(fn, list(items), pure=False)
         for done, future in enumerate(as_completed(futures), start=1):
-            batches.append(list(future.result()))
+            batch = list(future.result())
+            batches.append(batch)
+            if on_rows is not None:
+                fresh = [row for row in batch if tuple(row.get(name) for name in key) not in seen]
+                seen.update(tuple(row.get(name) for name in key) for row in batch)
+                if fresh:
+                    on_rows(fresh)
             progress(done, len(futures), "images done")
     rows, dropped = merge_rows(batches, key)
     if dropped:

@@ -64,12 +64,44 @@ def test_bench_pointprompt_writes_results_summary_plots_and_finetune(tmp_path, t
     assert finetune["random"]["n_train"] == 1 and finetune["random"]["n_validation"] == 1
 
 
+TIMING_COLUMNS = ("embed_seconds", "select_seconds", "predict_seconds")
+
+
+def test_two_workers_write_the_one_process_results(tmp_path, tiny_checkpoint):
+    root = tmp_path / "data"
+    coins = data.coins()
+    for i, (row, col) in enumerate([(20, 30), (100, 150), (180, 40), (60, 250)]):
+        crop = coins[row : row + 48, col : col + 80]
+        write_image(root / "images" / f"c{i}.png", crop)
+        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    common = ["bench", "pointprompt", "--data", str(root), *_sam_args(tiny_checkpoint),
+              "--strategies", "random", "max_distance", "--points", "2,1"]
+
+    def rows(out):
+        with (out / "results.csv").open() as handle:
+            return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(handle)]
+
+    assert _run([*common, "--out", str(tmp_path / "one")]) == 0
+    assert _run([*common, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    sharded = rows(tmp_path / "two")
+    units = [(r["image_id"], r["strategy"], r["timestep"]) for r in sharded]
+    assert len(units) == len(set(units)) == 4 * 2, "one row per image and strategy, none twice"
+    assert sharded == rows(tmp_path / "one"), "same rows, same order as a one-process run"
+    # re-running the finished run on the workers adds nothing
+    assert _run([*common, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert rows(tmp_path / "two") == sharded
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["strategies"]["random"]["n"] == 4
+
+
 def test_user_mistakes_are_segprompt_errors(tmp_path, tiny_checkpoint):
     base = ["bench", "pointprompt", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
     with pytest.raises(SegpromptError, match="needs --backend sam"):
         _run([*base, "--finetune"])
     with pytest.raises(SegpromptError, match="max-images"):
         _run([*base, "--max-images", "0"])
+    with pytest.raises(SegpromptError, match="--workers must be at least 1, got 0"):
+        _run([*base, "--workers", "0"])
     with pytest.raises(SegpromptError, match="INCLUDE,EXCLUDE"):
         _run([*base, "--points", "many"])
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
 from ..cli.progress import tqdm_progress
 from ..errors import SegpromptError
 from .counts import PointCounts
-from .runner import PAPER_STRATEGIES, BenchmarkConfig, run_benchmark
+from .runner import PAPER_STRATEGIES, BenchmarkConfig, WorkerSetup, run_benchmark
 from .strategies import strategy_names
 
 MULTIMASK = {"auto": None, "always": True, "never": False}
@@ -41,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="SAM multimask output (auto: for single-point prompts only)")
     parser.add_argument("--no-human", action="store_true", help="skip the dataset's human prompts")
     parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk embedding cache")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="shard the images over this many worker processes (local Dask cluster; default 1: none)")
     parser.add_argument("--finetune", action="store_true",
                         help="then finetune SAM's prompt encoder on each strategy's prompts (sam backend); "
                         "writes finetune.json with validation IoU before/after")
@@ -56,12 +59,15 @@ def _strategies(names: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(expanded))
 
 
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    checkpoint = None if args.checkpoint is None else str(args.checkpoint)
+    return {"model_type": args.model_type, "checkpoint": checkpoint, "device": args.device}
+
+
 def _segmenter(args: argparse.Namespace) -> Any:
     from ..backends import create_from_options
 
-    segmenter = create_from_options(
-        args.backend, model_type=args.model_type, checkpoint=args.checkpoint, device=args.device
-    )
+    segmenter = create_from_options(args.backend, **_backend_options(args))
     if "points" not in segmenter.accepts:
         raise SegpromptError(f"backend {args.backend!r} does not take point prompts; this benchmark needs one that does")
     return segmenter
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
+    if args.workers < 1:
+        raise SegpromptError(f"--workers must be at least 1, got {args.workers}")
     if args.finetune and args.backend != "sam":
         raise SegpromptError(f"--finetune trains SAM's prompt encoder; it needs --backend sam, not {args.backend!r}")
     config = BenchmarkConfig(
@@ -107,8 +115,19 @@ def run(args: argparse.Namespace) -> int:
         from ..cache import EmbeddingCache
 
         cache = EmbeddingCache()
+    worker_setup = WorkerSetup(
+        data=str(args.data),
+        layout=args.layout,
+        backend=args.backend,
+        backend_options=tuple(_backend_options(args).items()),
+        cache_root=None if cache is None else str(cache.root),
+        torch_threads=max(1, (os.cpu_count() or 1) // args.workers),
+    )
     with tqdm_progress("image") as progress:
-        summary = run_benchmark(dataset, segmenter, args.out, config, cache=cache, progress=progress)
+        summary = run_benchmark(
+            dataset, segmenter, args.out, config, cache=cache, progress=progress,
+            workers=args.workers, worker_setup=worker_setup,
+        )
         _print_summary(summary, args.out)
         if args.finetune:
             _finetune(args, dataset, segmenter, config, cache, progress)

@@ -71,10 +71,18 @@ class ResultsFile:
             )
         self._drop_partial_units()
 
-    def _drop_partial_units(self) -> None:
+    def _lines(self) -> tuple[list[str], list[list[str]]]:
         with self.path.open(newline="", encoding="utf-8") as handle:
             lines = list(csv.reader(handle))
-        header, body = lines[0], lines[1:]
+        return lines[0], lines[1:]
+
+    def _rewrite(self, header: list[str], body: list[list[str]]) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([header, *body])
+        atomic_write_text(self.path, buffer.getvalue())
+
+    def _drop_partial_units(self) -> None:
+        header, body = self._lines()
         key_index = [header.index(key) for key in UNIT_KEY]
         size_index = header.index("unit_rows")
         counts: dict[tuple[str, ...], int] = {}
@@ -83,9 +91,20 @@ class ResultsFile:
             counts[key] = counts.get(key, 0) + 1
         complete = [line for line in body if counts[tuple(line[i] for i in key_index)] == int(line[size_index])]
         if len(complete) != len(body):
-            buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="\n").writerows([header, *complete])
-            atomic_write_text(self.path, buffer.getvalue())
+            self._rewrite(header, complete)
+
+    def sort_by_image(self, image_ids: Sequence[str]) -> None:
+        """Rewrite the file atomically with the images in ``image_ids`` order, each image's rows in their order.
+
+        Workers that score images in parallel finish in any order; this puts
+        their rows where a one-process run would have written them.
+        """
+        header, body = self._lines()
+        position = {image_id: index for index, image_id in enumerate(image_ids)}
+        column = header.index("image_id")
+        ordered = sorted(body, key=lambda line: position.get(line[column], len(position)))
+        if ordered != body:
+            self._rewrite(header, ordered)
 
     def _cut_torn_tail(self) -> None:
         data = self.path.read_bytes()

@@ -14,17 +14,25 @@ embedding: all prompts of an object in one batched call where the backend has
 Interrupt it at any point (Ctrl-C, kill) and run it again with the same
 arguments: finished (image, object, strategy) units are skipped, so the final
 ``results.csv`` equals that of an uninterrupted run.
+
+With ``workers > 1`` the images are sharded over that many worker processes
+of a local Dask cluster (:func:`segprompt.distributed.map_images`); each
+worker rebuilds the dataset, segmenter and embedding cache once from a
+:class:`WorkerSetup`, this process appends every finished unit to the same
+``results.csv`` (skipping keys already written) and finally puts the rows in
+dataset order, so the file holds what a one-process run writes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -38,7 +46,7 @@ from .counts import PointCounts, human_reference
 from .features import object_features, prompt_features
 from .plots import plot_categories, plot_human_vs_auto, plot_importance
 from .regression import regress_iou
-from .results import ResultsError, ResultsFile, read_rows
+from .results import UNIT_KEY, ResultsError, ResultsFile, read_rows
 from .scoring import AUTO, HUMAN, summarize
 from .strategies import PointSet, Strategy, Target, create_strategy, strategy_names, strategy_rng
 
@@ -75,6 +83,59 @@ class BenchmarkConfig:
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share (the others may change between runs)."""
         return {"counts": self.counts.describe(), "seed": self.seed, "multimask": self.multimask}
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How a worker process rebuilds a run's dataset, segmenter and embedding cache.
+
+    Plain data, so Dask can ship it to the workers; each worker builds the
+    heavy objects once (:func:`_worker_objects`) and reuses them for every image.
+
+    Attributes:
+        data, layout: dataset folder and layout, as :func:`segprompt.datasets.open_dataset` takes.
+        backend: segmenter backend name.
+        backend_options: ``(option, value)`` pairs for
+            :func:`segprompt.backends.create_from_options`.
+        cache_root: embedding cache folder, or ``None`` for no cache.
+        torch_threads: torch intra-op threads per worker (workers x threads
+            should not exceed the cores).
+    """
+
+    data: str
+    layout: str | None
+    backend: str
+    backend_options: tuple[tuple[str, Any], ...] = ()
+    cache_root: str | None = None
+    torch_threads: int = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_objects(setup: WorkerSetup, config: "BenchmarkConfig") -> tuple[Dataset, Segmenter, dict[str, Strategy], Any]:
+    """The dataset, segmenter, strategies and cache of ``setup``, built once per worker process."""
+    import torch
+
+    from ..backends import create_from_options
+    from ..cache import EmbeddingCache
+    from ..datasets import open_dataset
+
+    torch.set_num_threads(setup.torch_threads)
+    dataset = open_dataset(setup.data, layout=setup.layout)
+    segmenter = create_from_options(setup.backend, **dict(setup.backend_options))
+    strategies = {name: create_strategy(name) for name in config.strategies}
+    cache = None if setup.cache_root is None else EmbeddingCache(setup.cache_root)
+    return dataset, segmenter, strategies, cache
+
+
+def score_image_in_worker(
+    setup: WorkerSetup, config: "BenchmarkConfig", item: tuple[int, frozenset[tuple[str, ...]]]
+) -> list[dict[str, Any]]:
+    """Rows of sample ``item[0]``, less the units in ``item[1]`` (already written): the per-image task of a sharded run."""
+    index, done = item
+    dataset, segmenter, strategies, cache = _worker_objects(setup, config)
+    rows: list[dict[str, Any]] = []
+    _score_sample(dataset[index], dataset.name, segmenter, strategies, config, set(done), rows.extend, cache)
+    return rows
 
 
 def feature_grid(embedding: Embedding) -> np.ndarray | None:
@@ -231,13 +292,17 @@ def run_benchmark(
     *,
     cache: EmbeddingSource | None = None,
     progress: ProgressCallback = no_progress,
+    workers: int = 1,
+    worker_setup: WorkerSetup | None = None,
 ) -> dict[str, Any]:
     """Score every sample, append rows to ``out_dir/results.csv``, then summarise.
 
     Resumes a run found in ``out_dir`` (same dataset, backend, model and
-    settings). ``progress(done, total, image id)`` is called after each image;
-    an exception it raises (e.g. ``KeyboardInterrupt``) stops the run with
-    every finished unit on disk.
+    settings). ``progress(done, total, image id)`` is called after each image
+    (``"images done"`` in place of the id with workers); an exception it
+    raises (e.g. ``KeyboardInterrupt``) stops the run with every finished unit
+    on disk. ``workers > 1`` shards the images over that many processes,
+    which rebuild ``dataset`` and ``segmenter`` from ``worker_setup``.
 
     Returns:
         the summary also written to ``summary.json``.
@@ -256,17 +321,43 @@ def run_benchmark(
     results = ResultsFile(out / "results.csv")
     done = results.done_units()
     total = len(dataset) if config.max_images is None else min(len(dataset), config.max_images)
+    if workers > 1:
+        if worker_setup is None:
+            raise ValueError("workers > 1 needs a worker_setup to rebuild the dataset and segmenter in each worker")
+        _run_sharded(dataset, results, done, total, config, workers, worker_setup, progress)
+        return summarize_run(out)
     for index in range(total):
         sample = dataset[index]
-        _score_sample(sample, dataset.name, segmenter, strategies, config, done, results, cache)
+        _score_sample(sample, dataset.name, segmenter, strategies, config, done, results.append, cache)
         progress(index + 1, total, sample.id)
     return summarize_run(out)
 
 
+def _run_sharded(
+    dataset: Dataset, results: ResultsFile, done: set[tuple[str, ...]], total: int, config: BenchmarkConfig,
+    workers: int, setup: WorkerSetup, progress: ProgressCallback,
+) -> None:
+    from ..distributed import map_images
+
+    ids = list(dataset.ids)[:total]
+    items = [(index, frozenset(unit for unit in done if unit[0] == ids[index])) for index in range(total)]
+
+    def append_units(rows: list[dict[str, Any]]) -> None:
+        for unit in dict.fromkeys(tuple(row[key] for key in UNIT_KEY) for row in rows):
+            results.append([row for row in rows if tuple(row[key] for key in UNIT_KEY) == unit])
+
+    map_images(
+        functools.partial(score_image_in_worker, setup, config), items, n_workers=workers,
+        key=(*UNIT_KEY, "timestep"), on_rows=append_units, progress=progress,
+    )
+    results.sort_by_image(dataset.ids)
+
+
 def _score_sample(
     sample: Sample, dataset_name: str, segmenter: Segmenter, strategies: dict[str, Strategy], config: BenchmarkConfig,
-    done: set[tuple[str, ...]], results: ResultsFile, cache: EmbeddingSource | None,
+    done: set[tuple[str, ...]], emit: Callable[[list[dict[str, Any]]], None], cache: EmbeddingSource | None,
 ) -> None:
+    """Score every unit of ``sample`` not in ``done``; ``emit`` receives each unit's rows."""
     objects = sample.objects()
     human = sample.prompts if config.human and len(objects) == 1 else {}
     names = list(strategies) + [HUMAN_PREFIX + name for name in human]
@@ -303,7 +394,7 @@ def _score_sample(
                 "strategy": name, "embed_seconds": embed_seconds,
             }
             unit_scores = [next(scores) for _ in steps]
-            results.append(_unit_rows(base, steps, unit_scores, obj.mask, select_seconds, object_feats))
+            emit(_unit_rows(base, steps, unit_scores, obj.mask, select_seconds, object_feats))
 
 
 def summarize_run(out_dir: str | os.PathLike) -> dict[str, Any]:
