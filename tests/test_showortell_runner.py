@@ -111,3 +111,18 @@ def test_cli_runs_two_datasets_and_reports_user_errors(shared_data, tmp_path, ca
     assert "BACKEND:MODALITY" in capsys.readouterr().err
     assert main(["bench", "show-or-tell", "--data", str(shared_data("kvasir_seg")), "--method", "sam:text",
                  "--checkpoint", str(tmp_path / "none.pth"), "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_two_workers_write_the_one_process_results(shared_data, tmp_path):
+    model = tiny_clipseg_dir(tmp_path / "clipseg")
+    common = ["bench", "show-or-tell", "--data", str(shared_data("kvasir_seg")), "--method", "clipseg:text",
+              "--method", "clipseg:visual", "--model-dir", f"clipseg={model}", "--max-images", "3", "--resize", "96"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    assert main([*common, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0  # finished: adds nothing
+    lines = (tmp_path / "two" / "per_image.jsonl").read_text().splitlines()
+    keys = [(r["method"], r["seed"], r["image"]) for r in map(json.loads, lines)]
+    assert len(keys) == len(set(keys)) == 3 * 2
+    for name in ("results.csv", "references.json"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text(), name
+    assert main([*common, "--out", str(tmp_path / "bad"), "--workers", "0"]) == 2

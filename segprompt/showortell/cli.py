@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
 from ..cli.progress import tqdm_progress
 from ..errors import SegpromptError
 from .protocol import DEFAULT_TEMPLATES
-from .runner import Method, RunSettings, dataset_domain, prepare_dataset, run_show_or_tell
+from .runner import (
+    EvalDataset,
+    Method,
+    ReferenceDraws,
+    RunSettings,
+    ShardItem,
+    dataset_domain,
+    prepare_dataset,
+    run_show_or_tell,
+    score_shard_item,
+)
 
 MODALITIES = ("text", "visual")
 
@@ -47,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resize", type=int, default=None, metavar="SIDE",
                         help="score at SIDE x SIDE (the paper: 518) instead of the original resolution")
     parser.add_argument("--max-images", type=int, help="score only the first N test images of each dataset")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="shard the test images over this many worker processes (local Dask cluster; default 1: none)")
     parser.set_defaults(func=run)
 
 
@@ -100,13 +114,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
             print(f"  {'oracle (best of text/visual per class)':<28} {oracle:.2f}")
 
 
-def run(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> tuple[list[EvalDataset], list[Method], RunSettings]:
+    """The datasets, methods and settings a run's arguments describe."""
     from ..datasets import open_dataset
 
-    if args.max_images is not None and args.max_images < 1:
-        raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
-    if args.min_ref_area is not None and not 0.0 <= args.min_ref_area < 1.0:
-        raise SegpromptError(f"--min-ref-area must lie in [0, 1), got {args.min_ref_area}")
     methods = build_methods(args)
     datasets = []
     for folder in args.data:
@@ -126,8 +137,44 @@ def run(args: argparse.Namespace) -> int:
         resize=args.resize,
         max_images=args.max_images,
     )
+    return datasets, methods, settings
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_run(options: tuple[tuple[str, Any], ...]) -> tuple[list[EvalDataset], list[Method], RunSettings, ReferenceDraws]:
+    """A worker process's datasets, methods, settings and reference draws, built once from the run's options."""
+    import torch
+
+    args = argparse.Namespace(**dict(options))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
+    datasets, methods, settings = _prepare(args)
+    return datasets, methods, settings, ReferenceDraws(settings.n_prompts)
+
+
+def score_image_in_worker(options: tuple[tuple[str, Any], ...], item: ShardItem) -> list[dict[str, Any]]:
+    """The per-image task of ``--workers``: rows of one test image (see :func:`~.runner.score_shard_item`)."""
+    return score_shard_item(*_worker_run(options), item)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_images is not None and args.max_images < 1:
+        raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
+    if args.min_ref_area is not None and not 0.0 <= args.min_ref_area < 1.0:
+        raise SegpromptError(f"--min-ref-area must lie in [0, 1), got {args.min_ref_area}")
+    if args.workers < 1:
+        raise SegpromptError(f"--workers must be at least 1, got {args.workers}")
+    datasets, methods, settings = _prepare(args)
+    # plain, hashable data for the workers: they rebuild the datasets and methods from it
+    options = tuple(sorted((name, _frozen(value)) for name, value in vars(args).items() if name != "func"))
     with tqdm_progress("image") as progress:
-        summary = run_show_or_tell(datasets, methods, args.out, settings, progress)
+        summary = run_show_or_tell(
+            datasets, methods, args.out, settings, progress,
+            workers=args.workers, worker_task=functools.partial(score_image_in_worker, options),
+        )
     _print_summary(summary)
     print(f"results: {args.out / 'results.csv'}, summary: {args.out / 'summary.json'}")
     return 0

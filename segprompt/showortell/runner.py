@@ -10,6 +10,13 @@ fsynced). A killed run resumes from that file and skips the finished
 ``(dataset, method, seed, image)`` keys; nothing is lost or counted twice.
 ``results.csv`` (method, dataset, domain, class, seed, IoU) and
 ``summary.json`` are written atomically from the per-image rows at the end.
+
+With ``workers > 1`` the test images are sharded over that many worker
+processes of a local Dask cluster (:func:`segprompt.distributed.map_images`):
+each runs a picklable ``worker_task`` that rebuilds the datasets and methods
+once per process and scores one image with :func:`score_shard_item`; this
+process appends the rows to the same ``per_image.jsonl`` (a key already there
+is never written twice).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -205,14 +212,26 @@ def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
         atomic_write_text(path, json.dumps(settings, indent=2))
 
 
+#: Identifies a row of ``per_image.jsonl`` (see :meth:`_RowLog.key`).
+ROW_KEY = ("dataset", "method", "seed", "image")
+#: A sharded run's per-image task: ``(dataset index, image index, keys already written)``.
+ShardItem = tuple[int, int, frozenset[tuple[str, str, int, str]]]
+
+
 def run_show_or_tell(
     datasets: Sequence[EvalDataset],
     methods: Sequence[Method],
     out_dir: str | os.PathLike,
     settings: RunSettings = RunSettings(),
     progress: ProgressCallback = no_progress,
+    workers: int = 1,
+    worker_task: Callable[[ShardItem], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Score every method on every dataset; write ``results.csv``, ``summary.json`` and plots.
+
+    ``workers > 1`` shards the test images over that many processes, each
+    running ``worker_task`` (picklable; it rebuilds these datasets and methods
+    and calls :func:`score_shard_item`).
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -233,11 +252,17 @@ def run_show_or_tell(
         },
     )
     log = _RowLog(out / "per_image.jsonl")
-    references = _ReferenceDraws(settings.n_prompts)
-    jobs = [(d, i) for d in datasets for i in range(min(len(d.test), settings.max_images or len(d.test)))]
-    for done, (data, index) in enumerate(jobs):
-        _score_image(data, index, methods, settings, log, references)
-        progress(done + 1, len(jobs), f"{data.name} {data.test.ids[index]}")
+    references = ReferenceDraws(settings.n_prompts)
+    jobs = [(d, i) for d, data in enumerate(datasets) for i in range(min(len(data.test), settings.max_images or len(data.test)))]
+    if workers > 1:
+        if worker_task is None:
+            raise ValueError("workers > 1 needs a worker_task that rebuilds the datasets and methods in each worker")
+        _run_sharded(datasets, methods, settings, jobs, log, references, workers, worker_task, progress)
+    else:
+        for done, (d, index) in enumerate(jobs):
+            data = datasets[d]
+            _score_image(data, index, methods, settings, log.done, log.append, references)
+            progress(done + 1, len(jobs), f"{data.name} {data.test.ids[index]}")
     drawn = references.record()
     if drawn:
         atomic_write_text(out / "references.json", json.dumps(drawn, indent=2))
@@ -251,7 +276,7 @@ def run_show_or_tell(
     return summary
 
 
-class _ReferenceDraws:
+class ReferenceDraws:
     """The references of each (dataset, class, seed), drawn once per run and recorded."""
 
     def __init__(self, n_prompts: int) -> None:
@@ -277,20 +302,58 @@ class _ReferenceDraws:
         return out
 
 
+def _run_sharded(
+    datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings, jobs: list[tuple[int, int]],
+    log: _RowLog, references: ReferenceDraws, workers: int, worker_task: Callable, progress: ProgressCallback,
+) -> None:
+    from ..distributed import map_images
+
+    items = []
+    for d, index in jobs:
+        name, image_id = datasets[d].name, datasets[d].test.ids[index]
+        items.append((d, index, frozenset(key for key in log.done if key[0] == name and key[3] == image_id)))
+
+    def append_rows(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            log.append(row)
+
+    map_images(worker_task, items, n_workers=workers, key=ROW_KEY, on_rows=append_rows, progress=progress)
+    # the workers drew the references; the draw depends only on the data and the seed, so drawing
+    # here again records exactly theirs in references.json
+    seeds = settings.seeds if any(m.modality == "visual" for m in methods) else ()
+    for d in dict.fromkeys(d for d, _ in jobs):
+        for seed in seeds:
+            for class_name in datasets[d].space.names:
+                references.get(datasets[d], class_name, seed)
+
+
+def score_shard_item(
+    datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings,
+    references: ReferenceDraws, item: ShardItem,
+) -> list[dict[str, Any]]:
+    """The per-image rows of one sharded-run task (the rows whose keys are in ``item[2]`` are skipped)."""
+    d, index, done = item
+    rows: list[dict[str, Any]] = []
+    _score_image(datasets[d], index, methods, settings, done, rows.append, references)
+    return rows
+
+
 def _score_image(
     data: EvalDataset,
     index: int,
     methods: Sequence[Method],
     settings: RunSettings,
-    log: _RowLog,
-    references: _ReferenceDraws,
+    done: set[tuple[str, str, int, str]] | frozenset[tuple[str, str, int, str]],
+    emit: Callable[[dict[str, Any]], None],
+    references: ReferenceDraws,
 ) -> None:
+    """Score image ``index`` of ``data`` for every (method, seed) whose key is not in ``done``; ``emit`` each row."""
     image_id = data.test.ids[index]
     pending = [
         (m, seed)
         for m in methods
         for seed in ((TEXT_SEED,) if m.modality == "text" else settings.seeds)
-        if (data.name, m.name, seed, image_id) not in log.done
+        if (data.name, m.name, seed, image_id) not in done
     ]
     if not pending:
         return
@@ -318,7 +381,7 @@ def _score_image(
             )
         prediction = merge_confidences(confidences)
         matrix = ConfusionMatrix(data.space.n_labels).update(prediction, labels, ignore)
-        log.append(
+        emit(
             {
                 "dataset": data.name,
                 "domain": data.domain,
