@@ -105,9 +105,11 @@ def test_kept_logits_feed_the_next_timestep(setup, tiny_sam):
         assert again.iou[index] == pytest.approx(iou(masks[0], gt), abs=1e-6)
 
 
-def test_fast_decoder_matches_the_reference_decoder(setup, tiny_sam_model, tiny_sam):
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask-prompt"])
+def test_fast_decoder_matches_the_reference_decoder(setup, tiny_sam_model, tiny_sam, with_mask):
     image, embedding, _, gt, _ = setup
-    prompts = [Prompt(points=Points([[20, 30], [60, 80]], [1, 0]), box=Box(10, 10, 150, 200))] * 2
+    mask = MaskPrompt(gt) if with_mask else None  # a mask prompt makes every layer's image tokens per-prompt
+    prompts = [Prompt(points=Points([[20, 30], [60, 80]], [1, 0]), box=Box(10, 10, 150, 200), mask=mask)] * 2
     sparse, dense = tiny_sam._encode_prompts(prompts, embedding.image_hw)
     features = embedding.data["features"]
     decoder = FastMaskDecoder(tiny_sam_model)
