@@ -8,6 +8,8 @@ Prints, for one image and one random-init SAM (same weights for both sides):
 * scoring N prompts against a ground-truth mask: a SamPredictor.predict loop
   + segprompt.metrics.iou of the best-scored mask vs SamSegmenter.score_prompts,
   with the largest IoU difference and the peak RSS of our scoring;
+* how far SamPredictor's own IoUs move when the same loop runs on one torch
+  thread instead of several (the float-rounding floor of "identical IoU");
 
 each with its ratio to the baseline. Example::
 
@@ -170,6 +172,11 @@ def main() -> None:
         start = time.perf_counter()
         base = predictor_scores(predictor, prompts, gt)
         base_s = time.perf_counter() - start
+        threads = torch.get_num_threads()
+        if threads > 1:
+            torch.set_num_threads(1)
+            itself = np.abs(predictor_scores(predictor, prompts, gt) - base)
+            torch.set_num_threads(threads)
         for exact, (ours, ours_s, rss) in timed.items():
             row(f"score {count} prompts, exact={exact}", ours_s, base_s, "s")
             differ = np.abs(ours.iou - base)
@@ -179,6 +186,12 @@ def main() -> None:
                 flush=True,
             )
         print(f"  mean IoU of the baseline {base.mean():.4f}", flush=True)
+        if threads > 1:
+            print(
+                f"  SamPredictor against itself on 1 thread instead of {threads}: max |IoU difference| = "
+                f"{itself.max():.2e} ({int((itself > 1e-6).sum())} of {count} > 1e-6)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
