@@ -66,6 +66,11 @@ def write_rows_csv(path: str | os.PathLike, rows: Sequence[Row]) -> None:
             writer.writerows(rows)
 
 
+def torch_threads_per_worker(n_workers: int) -> int:
+    """Torch intra-op threads for each of ``n_workers`` processes on this machine, so they share the cores."""
+    return max(1, (os.cpu_count() or 1) // n_workers)
+
+
 def map_images(
     fn: Callable[[T], Iterable[Row]],
     items: Sequence[T],
@@ -105,8 +110,12 @@ def map_images(
             batch = list(future.result())
             batches.append(batch)
             if on_rows is not None:
-                fresh = [row for row in batch if tuple(row.get(name) for name in key) not in seen]
-                seen.update(tuple(row.get(name) for name in key) for row in batch)
+                fresh = []
+                for row in batch:
+                    row_key = tuple(row.get(name) for name in key)
+                    if row_key not in seen:
+                        seen.add(row_key)
+                        fresh.append(row)
                 if fresh:
                     on_rows(fresh)
             progress(done, len(futures), "images done")
@@ -118,4 +127,4 @@ def map_images(
     return rows
 
 
-__all__ = ["map_images", "merge_rows", "write_rows_csv"]
+__all__ = ["map_images", "merge_rows", "torch_threads_per_worker", "write_rows_csv"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -115,14 +114,18 @@ def run(args: argparse.Namespace) -> int:
         from ..cache import EmbeddingCache
 
         cache = EmbeddingCache()
-    worker_setup = WorkerSetup(
-        data=str(args.data),
-        layout=args.layout,
-        backend=args.backend,
-        backend_options=tuple(_backend_options(args).items()),
-        cache_root=None if cache is None else str(cache.root),
-        torch_threads=max(1, (os.cpu_count() or 1) // args.workers),
-    )
+    worker_setup = None
+    if args.workers > 1:
+        from ..distributed import torch_threads_per_worker
+
+        worker_setup = WorkerSetup(
+            data=str(args.data),
+            layout=args.layout,
+            backend=args.backend,
+            backend_options=tuple(_backend_options(args).items()),
+            cache_root=None if cache is None else str(cache.root),
+            torch_threads=torch_threads_per_worker(args.workers),
+        )
     with tqdm_progress("image") as progress:
         summary = run_benchmark(
             dataset, segmenter, args.out, config, cache=cache, progress=progress,

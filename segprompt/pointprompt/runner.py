@@ -26,6 +26,7 @@ dataset order, so the file holds what a one-process run writes.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -339,12 +340,16 @@ def _run_sharded(
 ) -> None:
     from ..distributed import map_images
 
+    done_by_image: dict[str, set[tuple[str, ...]]] = {}
+    for unit in done:
+        done_by_image.setdefault(unit[0], set()).add(unit)
     ids = list(dataset.ids)[:total]
-    items = [(index, frozenset(unit for unit in done if unit[0] == ids[index])) for index in range(total)]
+    items = [(index, frozenset(done_by_image.get(ids[index], ()))) for index in range(total)]
 
     def append_units(rows: list[dict[str, Any]]) -> None:
-        for unit in dict.fromkeys(tuple(row[key] for key in UNIT_KEY) for row in rows):
-            results.append([row for row in rows if tuple(row[key] for key in UNIT_KEY) == unit])
+        # a worker emits each unit's rows together, so consecutive rows with one key form a unit
+        for _, unit_rows in itertools.groupby(rows, key=lambda row: tuple(row[key] for key in UNIT_KEY)):
+            results.append(list(unit_rows))
 
     map_images(
         functools.partial(score_image_in_worker, setup, config), items, n_workers=workers,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +148,10 @@ def _worker_run(options: tuple[tuple[str, Any], ...]) -> tuple[list[EvalDataset]
     """A worker process's datasets, methods, settings and reference draws, built once from the run's options."""
     import torch
 
+    from ..distributed import torch_threads_per_worker
+
     args = argparse.Namespace(**dict(options))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
+    torch.set_num_threads(torch_threads_per_worker(args.workers))
     datasets, methods, settings = _prepare(args)
     return datasets, methods, settings, ReferenceDraws(settings.n_prompts)
 

@@ -173,6 +173,10 @@ def _resize_case(image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, side
     )
 
 
+#: Identifies a row of ``per_image.jsonl``.
+ROW_KEY = ("dataset", "method", "seed", "image")
+
+
 class _RowLog:
     """Append-only JSON-lines log of finished images; tolerant of a torn last line."""
 
@@ -189,7 +193,8 @@ class _RowLog:
 
     @staticmethod
     def key(row: dict[str, Any]) -> tuple[str, str, int, str]:
-        return (row["dataset"], row["method"], int(row["seed"]), row["image"])
+        dataset, method, seed, image = (row[name] for name in ROW_KEY)
+        return (dataset, method, int(seed), image)
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
@@ -212,8 +217,6 @@ def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
         atomic_write_text(path, json.dumps(settings, indent=2))
 
 
-#: Identifies a row of ``per_image.jsonl`` (see :meth:`_RowLog.key`).
-ROW_KEY = ("dataset", "method", "seed", "image")
 #: A sharded run's per-image task: ``(dataset index, image index, keys already written)``.
 ShardItem = tuple[int, int, frozenset[tuple[str, str, int, str]]]
 
@@ -308,10 +311,13 @@ def _run_sharded(
 ) -> None:
     from ..distributed import map_images
 
-    items = []
-    for d, index in jobs:
-        name, image_id = datasets[d].name, datasets[d].test.ids[index]
-        items.append((d, index, frozenset(key for key in log.done if key[0] == name and key[3] == image_id)))
+    done_by_image: dict[tuple[str, str], set[tuple[str, str, int, str]]] = {}
+    for key in log.done:
+        done_by_image.setdefault((key[0], key[3]), set()).add(key)
+    items = [
+        (d, index, frozenset(done_by_image.get((datasets[d].name, datasets[d].test.ids[index]), ())))
+        for d, index in jobs
+    ]
 
     def append_rows(rows: list[dict[str, Any]]) -> None:
         for row in rows:
