@@ -40,7 +40,6 @@ it can be cached like any other.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -71,13 +70,6 @@ def points_inside(masks: np.ndarray, xy: np.ndarray) -> np.ndarray:
     return masks[:, rows, cols]
 
 
-def _subset(prediction: Prediction, keep: np.ndarray) -> Prediction:
-    logits = None if prediction.low_res_logits is None else prediction.low_res_logits[keep]
-    return dataclasses.replace(
-        prediction, masks=prediction.masks[keep], scores=prediction.scores[keep], low_res_logits=logits
-    )
-
-
 def remove_excluded(candidates: Prediction, exclude_xy: np.ndarray) -> Prediction | None:
     """The candidates that contain none of the exclude points, or ``None`` if none is left.
 
@@ -86,7 +78,7 @@ def remove_excluded(candidates: Prediction, exclude_xy: np.ndarray) -> Predictio
         exclude_xy: ``(N, 2)`` exclude points ``(x, y)`` in image pixels (``N`` may be 0).
     """
     keep = ~points_inside(candidates.masks, exclude_xy).any(axis=1)
-    return _subset(candidates, np.flatnonzero(keep)) if keep.any() else None
+    return candidates.subset(np.flatnonzero(keep)) if keep.any() else None
 
 
 def _box_iou(a: Box, b: Box) -> float:
@@ -119,7 +111,7 @@ def _empty(image_hw: tuple[int, int]) -> Prediction:
 
 
 def _best_only(prediction: Prediction) -> Prediction:
-    return _subset(prediction, np.array([prediction.best]))
+    return prediction.subset([prediction.best])
 
 
 def _backend(value: Segmenter | str | None, options: Mapping[str, Any] | None) -> Segmenter | None:
@@ -239,7 +231,7 @@ class ComposedSegmenter(Segmenter):
         proposer_embedding = self.part(embedding, "proposer")
         candidates: Prediction | None = self.proposer.predict(proposer_embedding, semantic, multimask=True)
         nonempty = np.flatnonzero(candidates.masks.reshape(len(candidates.masks), -1).any(axis=1))
-        candidates = _subset(candidates, nonempty) if nonempty.size else None
+        candidates = candidates.subset(nonempty) if nonempty.size else None
         points = prompt.points
         if candidates is not None and points is not None:
             candidates = remove_excluded(candidates, points.exclude)
@@ -250,9 +242,9 @@ class ComposedSegmenter(Segmenter):
             if candidates is None:
                 return _empty(embedding.image_hw)
             if include.size:
-                candidates = _subset(candidates, np.array([choose_candidate(candidates, include, prompt.box)]))
+                candidates = candidates.subset([choose_candidate(candidates, include, prompt.box)])
             order = np.argsort(-candidates.scores, kind="stable")
-            answer = _subset(candidates, order)
+            answer = candidates.subset(order)
             return answer if multimask else _best_only(answer)
 
         refined = explicit

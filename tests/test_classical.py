@@ -236,3 +236,12 @@ def test_unknown_click_method_is_refused():
 
     with pytest.raises(SegpromptError, match="click_method 'snake'"):
         ClassicalSegmenter(click_method="snake")
+
+
+def test_every_candidate_says_how_it_was_made_and_the_fallback_is_named(segmenter):
+    image, _ = _blob_image(240, 320, rect=(100, 60, 220, 160))
+    box = segmenter.segment(image, Prompt(box=Box(95, 55, 225, 165)))
+    assert box.methods is not None and len(box.methods) == len(box.scores)
+    assert box.methods[-1] == "fallback ellipse" and box.method.startswith("grabcut")
+    click = segmenter.segment(image, Prompt(points=Points.from_lists([[160, 110]])), multimask=False)
+    assert click.methods == (click.method,) and "click" in click.method

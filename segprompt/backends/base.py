@@ -13,9 +13,10 @@ coordinates are original-image ``(x, y)`` pixels (see :mod:`segprompt.prompts`).
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -63,17 +64,24 @@ class Prediction:
         low_res_logits: ``(K, 256, 256)`` float32 logits that can be fed back as
             a :class:`~segprompt.prompts.MaskPrompt` of kind ``"logits"``, or
             ``None`` for backends without such logits.
+        methods: ``(K,)`` short names of how each mask was made (e.g.
+            ``"grabcut (box prior)"``, ``"fallback ellipse"``), so a user can
+            tell a data-driven answer from a shape prior; ``None`` when the
+            backend has only one way of answering.
     """
 
     masks: np.ndarray
     scores: np.ndarray
     low_res_logits: np.ndarray | None = None
+    methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.masks.ndim != 3 or self.masks.dtype != bool:
             raise ValueError(f"Prediction.masks must be (K, H, W) bool, got {self.masks.shape} {self.masks.dtype}")
         if self.scores.shape != (self.masks.shape[0],):
             raise ValueError(f"Prediction.scores must be ({self.masks.shape[0]},), got {self.scores.shape}")
+        if self.methods is not None and len(self.methods) != self.masks.shape[0]:
+            raise ValueError(f"Prediction.methods must name {self.masks.shape[0]} masks, got {len(self.methods)}")
 
     @property
     def best(self) -> int:
@@ -84,6 +92,22 @@ class Prediction:
     def best_mask(self) -> np.ndarray:
         """``(H, W)`` bool mask with the highest score."""
         return self.masks[self.best]
+
+    @property
+    def method(self) -> str | None:
+        """How the highest-scoring mask was made, or ``None`` when the backend does not say."""
+        return None if self.methods is None else self.methods[self.best]
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> Prediction:
+        """The candidates at ``indices`` (in that order), every per-candidate field taken along."""
+        keep = np.asarray(indices, dtype=np.intp)
+        return dataclasses.replace(
+            self,
+            masks=self.masks[keep],
+            scores=self.scores[keep],
+            low_res_logits=None if self.low_res_logits is None else self.low_res_logits[keep],
+            methods=None if self.methods is None else tuple(self.methods[k] for k in keep),
+        )
 
 
 class Segmenter(ABC):

@@ -310,15 +310,12 @@ class ClassicalSegmenter(Segmenter):
 
     def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
         if prompt.box is not None or prompt.mask is not None:
-            masks, scores = self._grabcut_candidates(embedding, prompt)
+            masks, scores, methods = self._grabcut_candidates(embedding, prompt)
         else:
-            masks, scores = self._click_candidates(embedding, prompt)
+            masks, scores, methods = self._click_candidates(embedding, prompt)
         full = np.stack([self._to_original(m, embedding.image_hw) for m in masks])
-        scores = np.asarray(scores, dtype=np.float32)
-        if not multimask:
-            best = int(np.argmax(scores))
-            full, scores = full[best : best + 1], scores[best : best + 1]
-        return Prediction(full, scores)
+        prediction = Prediction(full, np.asarray(scores, dtype=np.float32), methods=tuple(methods))
+        return prediction if multimask else prediction.subset([prediction.best])
 
     @staticmethod
     def _to_original(mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
@@ -336,7 +333,9 @@ class ClassicalSegmenter(Segmenter):
             return empty, empty
         return (prompt.points.include + 0.5) * scale - 0.5, (prompt.points.exclude + 0.5) * scale - 0.5
 
-    def _grabcut_candidates(self, embedding: Embedding, prompt: Prompt) -> tuple[list[np.ndarray], list[float]]:
+    def _grabcut_candidates(
+        self, embedding: Embedding, prompt: Prompt
+    ) -> tuple[list[np.ndarray], list[float], list[str]]:
         work = embedding.data["work"]
         scale = embedding.data["scale"]
         shape = work.shape[:2]
@@ -374,17 +373,23 @@ class ClassicalSegmenter(Segmenter):
         foreground = _grabcut(work, labels, self._roi(labels)) & ~excluded
         refined = _keep_component(foreground, anchor, every=len(include) > 0) & ~excluded
         if prompt.mask is not None:
-            return [refined, prior], [_mask_iou(refined, prior), MASK_AGREEMENT_MIN]
+            return (
+                [refined, prior],
+                [_mask_iou(refined, prior), MASK_AGREEMENT_MIN],
+                ["grabcut (mask refinement)", "fallback: the mask prompt unchanged"],
+            )
         if prompt.points is not None:
             # Clicks with the box are the user correcting GrabCut: the prior must not override them.
             masks, scores = [refined, prior & ~excluded], [box_consistency(refined, box), 0.0]
+            methods = ["grabcut (box + clicks)", "fallback ellipse"]
             if len(include):
                 # Everything outside the box is the random walker's background seed.
                 walked = _random_walker(work, anchor, ~inside | excluded, box) & inside
                 walked = _keep_component(walked & ~excluded, anchor, every=True) & ~excluded
                 masks.append(walked)
                 scores.append(box_consistency(walked, box))
-            return masks, scores
+                methods.append("random walker (box + clicks)")
+            return masks, scores, methods
         # Box alone: also plain GrabCut's initialisation (the whole box "probably foreground"), which
         # does better than the ellipse and core on high-contrast objects that fill their box unevenly.
         plain_labels = np.where(inside, cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
@@ -392,6 +397,7 @@ class ClassicalSegmenter(Segmenter):
         return (
             [refined, plain, prior],
             [box_consistency(refined, box), box_consistency(plain, box), BOX_CONSISTENCY_MIN],
+            ["grabcut (box prior)", "grabcut (plain box)", "fallback ellipse"],
         )
 
     @staticmethod
@@ -412,18 +418,21 @@ class ClassicalSegmenter(Segmenter):
             return data.copy()
         return cv2.resize(data.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA) >= 0.5
 
-    def _click_candidates(self, embedding: Embedding, prompt: Prompt) -> tuple[list[np.ndarray], list[float]]:
+    def _click_candidates(
+        self, embedding: Embedding, prompt: Prompt
+    ) -> tuple[list[np.ndarray], list[float], list[str]]:
         work = embedding.data["work"]
         shape = work.shape[:2]
         include, exclude = self._points_in(prompt, embedding.data["scale"])
         if len(include) == 0:
             # Only exclude points: nothing was asked for.
-            return [np.zeros(shape, bool)], [0.0]
+            return [np.zeros(shape, bool)], [0.0], ["empty: no include point"]
         radius = max(2.0, SEED_RADIUS_FRACTION * max(shape))
         seeds = _discs(shape, include, radius)
         excluded = _discs(shape, exclude, radius) & ~seeds
         masks: list[np.ndarray] = []
         scores: list[float] = []
+        methods: list[str] = []
         for fraction in CLICK_SCALES:
             reach = fraction * max(shape)
             window = np.array(
@@ -445,13 +454,14 @@ class ClassicalSegmenter(Segmenter):
             # so a walk that leaks past the window covers the band exactly as a leaking GrabCut does.
             foregrounds = []
             if self.click_method != "random_walker":
-                foregrounds.append(_grabcut(work, labels, window))
+                foregrounds.append((_grabcut(work, labels, window), f"grabcut (click window {fraction:g})"))
             if self.click_method != "grabcut":
-                foregrounds.append(_random_walker(work, seeds, excluded, window))
-            for foreground in foregrounds:
+                foregrounds.append((_random_walker(work, seeds, excluded, window), f"random walker (click window {fraction:g})"))
+            for foreground, method in foregrounds:
+                methods.append(method)
                 mask = _keep_component(foreground & inside & ~excluded, seeds, every=True) & ~excluded
                 masks.append(mask)
                 scores.append(1.0 - np.count_nonzero(mask & band) / max(1, np.count_nonzero(band)))
-        return masks, scores
+        return masks, scores, methods
 
 __all__ = ["ClassicalSegmenter", "box_consistency"]
