@@ -2,12 +2,13 @@
 
 One :class:`~segprompt.prompts.Prompt` may hold every kind at once (as in
 SEEM's composite prompts). :class:`ComposedSegmenter` answers it with two
-backends, a *proposer* that understands what to segment (text / reference:
-``clipseg``, ``owlv2-sam``, ``grounding-dino-sam``, ``persam``, ``seggpt``)
+backends, a *proposer* that understands what to segment (text / reference /
+exemplars: ``clipseg``, ``owlv2-sam``, ``grounding-dino-sam``, ``persam``,
+``seggpt``, ``sam3``)
 and a *refiner* that understands where (points / box / mask: ``sam``,
 ``classical``). The rule:
 
-1. **Propose.** When the prompt holds text and/or a reference, the proposer
+1. **Propose.** When the prompt holds text, a reference and/or exemplars, the proposer
    answers exactly those parts (multimask), giving candidate masks; empty
    candidates are dropped.
 2. **Exclude.** A candidate containing any exclude point (label 0) is removed
@@ -50,7 +51,7 @@ from .errors import SegpromptError, UnsupportedPromptError
 from .prompts import PROMPT_KINDS, Box, MaskPrompt, Prompt
 
 #: Prompt kinds that say *what* to segment (answered by the proposer).
-SEMANTIC_KINDS = frozenset({"text", "reference"})
+SEMANTIC_KINDS = frozenset({"text", "reference", "exemplars"})
 #: Prompt kinds that say *where* (answered by the refiner).
 GEOMETRIC_KINDS = frozenset({"points", "box", "mask"})
 
@@ -221,7 +222,7 @@ class ComposedSegmenter(Segmenter):
         return Embedding(backend.name, backend.model_id, embedding.image_hw, embedding.image, data)
 
     def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
-        semantic = Prompt(text=prompt.text, reference=prompt.reference)
+        semantic = Prompt(text=prompt.text, reference=prompt.reference, exemplars=prompt.exemplars)
         explicit = Prompt(points=prompt.points, box=prompt.box, mask=prompt.mask)
         if semantic.is_empty():
             answerer = self.refiner if self.refiner is not None else self.proposer

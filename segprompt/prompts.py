@@ -5,7 +5,12 @@ Coordinate frame: all geometric prompts are in **original-image pixels**, with
 ``SamPredictor``). A point at ``(x, y)`` lies inside an image of height ``H``
 and width ``W`` when ``0 <= x < W`` and ``0 <= y < H``; a box
 ``(x0, y0, x1, y1)`` lies inside it when ``0 <= x0 < x1 <= W`` and
-``0 <= y0 < y1 <= H``.
+``0 <= y0 < y1 <= H``. Exemplar boxes (:class:`Exemplars`) follow the box rule.
+
+Kinds: *where* (``points``, ``box``, ``mask``: one object), *what* (``text``,
+``reference``: a reference image and mask from another image, ``exemplars``:
+example boxes on the target image; a concept backend answers these with every
+matching instance).
 
 Each prompt part is a frozen dataclass. Array fields are copied on construction
 and made read-only, so a prompt cannot change after it was validated. Parts
@@ -29,11 +34,14 @@ import numpy as np
 
 from .errors import PromptError
 
-PromptKind = Literal["points", "box", "mask", "text", "reference"]
-PROMPT_KINDS: tuple[PromptKind, ...] = ("points", "box", "mask", "text", "reference")
+PromptKind = Literal["points", "box", "mask", "text", "reference", "exemplars"]
+PROMPT_KINDS: tuple[PromptKind, ...] = ("points", "box", "mask", "text", "reference", "exemplars")
 
-#: Side of SAM's low-resolution mask logits, the only logits size a mask prompt accepts.
+#: Side of SAM's low-resolution mask logits (SAM, SAM-HQ, SAM 2.1, EdgeTAM: 4 x the 64 x 64 feature grid).
 LOW_RES_SIDE = 256
+#: Every low-resolution logits side a SAM-family model produces: SAM's 256 and SAM 3's tracker's 288
+#: (4 x its 72 x 72 feature grid). Which one a backend takes is its own check.
+LOW_RES_SIDES: tuple[int, ...] = (LOW_RES_SIDE, 288)
 
 
 def _frozen_array(value: Any, dtype: Any, name: str) -> np.ndarray:
@@ -182,9 +190,11 @@ class MaskPrompt:
 
     Attributes:
         data: for ``kind="binary"`` a ``(H, W)`` bool mask in original-image
-            pixels; for ``kind="logits"`` a ``(256, 256)`` float array of SAM
+            pixels; for ``kind="logits"`` an ``(S, S)`` float array of SAM-family
             low-resolution logits (the ``low_res_logits`` of a previous
-            :class:`~segprompt.backends.base.Prediction`).
+            :class:`~segprompt.backends.base.Prediction`), ``S`` one of
+            :data:`LOW_RES_SIDES` (256; 288 for SAM 3's tracker). The logits only
+            mean something to the model family that made them.
         kind: ``"binary"`` or ``"logits"``.
     """
 
@@ -207,10 +217,9 @@ class MaskPrompt:
             data = _frozen_array(self.data, np.float32, "mask.data")
             if data.ndim == 3 and data.shape[0] == 1:
                 data = data[0]
-            if data.shape != (LOW_RES_SIDE, LOW_RES_SIDE):
-                raise PromptError(
-                    f"mask.data: logits must have shape ({LOW_RES_SIDE}, {LOW_RES_SIDE}), got {data.shape}"
-                )
+            if data.ndim != 2 or data.shape[0] != data.shape[1] or data.shape[0] not in LOW_RES_SIDES:
+                shapes = " or ".join(f"({side}, {side})" for side in LOW_RES_SIDES)
+                raise PromptError(f"mask.data: logits must have shape {shapes}, got {data.shape}")
             if not np.isfinite(data).all():
                 raise PromptError("mask.data: logits contain NaN or infinite values")
         if data.ndim != 2:
@@ -305,18 +314,101 @@ class VisualReference:
         return cls(_decode_array(data["image"], "reference.image"), _decode_array(data["mask"], "reference.mask"))
 
 
+@dataclass(frozen=True, eq=False)
+class Exemplars:
+    """Example boxes on the *target* image: "objects like these" (SAM 3's visual exemplars).
+
+    Each box marks one instance of the concept (label ``1``, positive) or
+    something that must not be matched (label ``0``, negative). A concept
+    backend returns every instance in the image that matches the positives and
+    not the negatives; unlike :class:`Box`, an exemplar does not say which
+    object to segment.
+
+    Attributes:
+        boxes: ``(N, 4)`` float64 ``(x0, y0, x1, y1)`` boxes in original-image
+            pixels (XYXY, ``x1``/``y1`` exclusive like :class:`Box`).
+        labels: ``(N,)`` int64, ``1`` = positive, ``0`` = negative.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        boxes = _frozen_array(self.boxes, np.float64, "exemplars.boxes")
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise PromptError(f"exemplars.boxes: expected shape (N, 4), got {boxes.shape}")
+        if boxes.shape[0] == 0:
+            raise PromptError("exemplars.boxes: at least one box is required")
+        for index, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+            if not np.isfinite([x0, y0, x1, y1]).all():
+                raise PromptError(f"exemplars.boxes[{index}]: non-finite value in {(x0, y0, x1, y1)}")
+            if x1 <= x0 or y1 <= y0:
+                raise PromptError(
+                    f"exemplars.boxes[{index}]: inverted or empty box ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
+                )
+        labels = _frozen_array(self.labels, np.float64, "exemplars.labels")
+        if labels.shape != (boxes.shape[0],):
+            raise PromptError(f"exemplars.labels: expected shape ({boxes.shape[0]},), got {labels.shape}")
+        bad = labels[(labels != 0) & (labels != 1)]
+        if bad.size:
+            raise PromptError(f"exemplars.labels: label must be 1 (positive) or 0 (negative), got {bad[0]!r}")
+        labels = labels.astype(np.int64)
+        labels.setflags(write=False)
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "labels", labels)
+
+    @classmethod
+    def from_boxes(cls, positive: Sequence[Box] = (), negative: Sequence[Box] = ()) -> "Exemplars":
+        """Build from positive and negative :class:`Box` objects."""
+        boxes = [box.as_array() for box in positive] + [box.as_array() for box in negative]
+        labels = [1] * len(positive) + [0] * len(negative)
+        return cls(np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(labels))
+
+    @property
+    def positive(self) -> np.ndarray:
+        """``(n, 4)`` positive boxes."""
+        return self.boxes[self.labels == 1]
+
+    @property
+    def negative(self) -> np.ndarray:
+        """``(n, 4)`` negative boxes."""
+        return self.boxes[self.labels == 0]
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Exemplars)
+            and np.array_equal(self.boxes, other.boxes)
+            and np.array_equal(self.labels, other.labels)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"boxes": self.boxes.tolist(), "labels": self.labels.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Exemplars":
+        return cls(np.asarray(data["boxes"], dtype=np.float64).reshape(-1, 4), data["labels"])
+
+
 _PART_TYPES: dict[str, type] = {
     "points": Points,
     "box": Box,
     "mask": MaskPrompt,
     "text": Text,
     "reference": VisualReference,
+    "exemplars": Exemplars,
 }
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """Any combination of prompt parts for one object (or one class).
+    """Any combination of prompt parts for one object (or one class or concept).
 
     A backend answers the parts it accepts (see
     :attr:`segprompt.backends.base.Segmenter.accepts`) and rejects the others
@@ -328,6 +420,7 @@ class Prompt:
     mask: MaskPrompt | None = None
     text: Text | None = None
     reference: VisualReference | None = None
+    exemplars: Exemplars | None = None
 
     SCHEMA_VERSION: ClassVar[int] = 1
 
@@ -348,8 +441,8 @@ class Prompt:
         """Check the geometric parts against an image of size ``(H, W)``; return ``self``.
 
         Raises:
-            PromptError: a point or box lies outside the image, or a binary mask
-                prompt's shape differs from ``(H, W)``.
+            PromptError: a point, the box or an exemplar box lies outside the
+                image, or a binary mask prompt's shape differs from ``(H, W)``.
         """
         height, width = int(image_hw[0]), int(image_hw[1])
         if self.points is not None:
@@ -366,6 +459,16 @@ class Prompt:
             if b.x0 < 0 or b.y0 < 0 or b.x1 > width or b.y1 > height:
                 raise PromptError(
                     f"box: ({b.x0:g}, {b.y0:g}, {b.x1:g}, {b.y1:g}) is outside the {width}x{height} (W x H) image"
+                )
+        if self.exemplars is not None:
+            boxes = self.exemplars.boxes
+            outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
+            if outside.any():
+                index = int(np.flatnonzero(outside)[0])
+                x0, y0, x1, y1 = boxes[index]
+                raise PromptError(
+                    f"exemplars.boxes[{index}]: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the "
+                    f"{width}x{height} (W x H) image"
                 )
         if self.mask is not None and self.mask.kind == "binary" and self.mask.data.shape != (height, width):
             raise PromptError(
@@ -412,8 +515,10 @@ class Prompt:
 
 __all__ = [
     "LOW_RES_SIDE",
+    "LOW_RES_SIDES",
     "PROMPT_KINDS",
     "Box",
+    "Exemplars",
     "MaskPrompt",
     "Points",
     "Prompt",

@@ -14,10 +14,12 @@ from segprompt.backends.persam import PerSamSegmenter
 from segprompt.cache import EmbeddingCache
 from segprompt.compose import ComposedSegmenter, choose_candidate, points_inside, remove_excluded
 from segprompt.errors import SegpromptError, UnsupportedPromptError
-from segprompt.prompts import PROMPT_KINDS, Box, MaskPrompt, Points, Prompt, Text, VisualReference
+from segprompt.prompts import Box, Exemplars, MaskPrompt, Points, Prompt, Text, VisualReference
 from segprompt.testing import tiny_clipseg_dir
 
 IMAGE = data.coffee()[::4, ::4]  # 100 x 150 RGB
+#: Every kind a clipseg + sam composition answers (exemplars need a concept proposer: sam3).
+CLIPSEG_SAM_KINDS = ("points", "box", "mask", "text", "reference")
 H, W = IMAGE.shape[:2]
 
 
@@ -93,7 +95,7 @@ def _prompt(kinds: tuple[str, ...], reference: VisualReference) -> Prompt:
 
 @pytest.mark.parametrize(
     "kinds",
-    [combo for size in range(1, 6) for combo in itertools.combinations(PROMPT_KINDS, size)],
+    [combo for size in range(1, 6) for combo in itertools.combinations(CLIPSEG_SAM_KINDS, size)],
     ids=lambda kinds: "+".join(kinds),
 )
 def test_every_combination_of_kinds_is_answered(composed, embedding, reference, kinds):
@@ -183,6 +185,9 @@ def test_a_refiner_lacking_a_kind_is_named(tiny_clipseg, tiny_sam):
         composed.check_prompt(Prompt(text=Text("cup"), box=Box(0, 0, 5, 5), points=Points.from_lists([(1, 1)])))
     with pytest.raises(UnsupportedPromptError, match="the prompt is empty"):
         composed.check_prompt(Prompt())
+    exemplars = Exemplars.from_boxes([Box(0, 0, 5, 5)])
+    with pytest.raises(UnsupportedPromptError, match="proposer backend 'clipseg' does not accept exemplars prompts"):
+        composed.check_prompt(Prompt(exemplars=exemplars, points=Points.from_lists([(1, 1)])))
 
 
 def test_created_by_name_and_cached(tmp_path, tiny_sam):

@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 
 from segprompt.errors import PromptError
-from segprompt.prompts import LOW_RES_SIDE, Box, MaskPrompt, Points, Prompt, Text, VisualReference
+from segprompt.prompts import LOW_RES_SIDE, Box, Exemplars, MaskPrompt, Points, Prompt, Text, VisualReference
 
 
 def _every_kind() -> Prompt:
@@ -22,6 +22,7 @@ def _every_kind() -> Prompt:
         mask=MaskPrompt(mask),
         text=Text("  a   polyp "),
         reference=VisualReference(coffee, reference_mask),
+        exemplars=Exemplars.from_boxes([Box(1, 2, 10, 12)], [Box(20, 5, 30.5, 25)]),
     )
 
 
@@ -29,13 +30,13 @@ def test_json_round_trip_of_every_kind():
     prompt = _every_kind()
     again = Prompt.from_json(prompt.to_json())
     assert again == prompt
-    assert again.kinds() == {"points", "box", "mask", "text", "reference"}
+    assert again.kinds() == {"points", "box", "mask", "text", "reference", "exemplars"}
     assert again.text.phrase == "a polyp"  # whitespace normalised
     np.testing.assert_array_equal(again.points.labels, [1, 1, 0])
     assert again.reference.image.dtype == np.uint8 and again.reference.image.shape == (40, 60, 3)
 
 
-@pytest.mark.parametrize("name", ["points", "box", "mask", "text", "reference"])
+@pytest.mark.parametrize("name", ["points", "box", "mask", "text", "reference", "exemplars"])
 def test_json_round_trip_of_each_kind_alone(name):
     prompt = Prompt(**{name: getattr(_every_kind(), name)})
     assert Prompt.from_json(prompt.to_json(indent=2)) == prompt
@@ -48,6 +49,22 @@ def test_logits_mask_round_trip():
     again = Prompt.from_json(prompt.to_json())
     assert again.mask.kind == "logits" and again.mask.data.shape == (LOW_RES_SIDE, LOW_RES_SIDE)
     np.testing.assert_array_equal(again.mask.data, logits[0])
+
+
+def test_exemplars_split_into_positive_and_negative_boxes():
+    exemplars = Exemplars.from_boxes([Box(0, 0, 4, 4), Box(5, 5, 9, 9)], [Box(1, 1, 2, 2)])
+    assert len(exemplars) == 3
+    np.testing.assert_array_equal(exemplars.labels, [1, 1, 0])
+    np.testing.assert_array_equal(exemplars.positive, [[0, 0, 4, 4], [5, 5, 9, 9]])
+    np.testing.assert_array_equal(exemplars.negative, [[1, 1, 2, 2]])
+    assert json.loads(Prompt(exemplars=exemplars).to_json())["exemplars"]["labels"] == [1, 1, 0]
+    with pytest.raises(ValueError):
+        exemplars.boxes[0, 0] = 3
+
+
+def test_logits_of_sam3s_tracker_frame_round_trip():
+    logits = np.zeros((288, 288), np.float32)
+    assert Prompt.from_json(Prompt(mask=MaskPrompt(logits, kind="logits")).to_json()).mask.data.shape == (288, 288)
 
 
 def test_parts_are_read_only():
@@ -81,6 +98,15 @@ def test_parts_are_read_only():
         (lambda: VisualReference(np.zeros((8, 8, 3), np.uint8), np.ones((4, 4), bool)), "does not match"),
         (lambda: VisualReference(np.zeros((8, 8, 2), np.uint8), np.ones((8, 8), bool)), "reference.image"),
         (lambda: Prompt(box=(0, 0, 1, 1)), "prompt.box: expected Box"),
+        (lambda: MaskPrompt(np.zeros((288, 256), np.float32), kind="logits"), "(256, 256) or (288, 288)"),
+        (lambda: Exemplars(np.zeros((0, 4)), []), "exemplars.boxes: at least one box"),
+        (lambda: Exemplars(np.zeros((2, 3)), [1, 1]), "exemplars.boxes: expected shape (N, 4)"),
+        (lambda: Exemplars([[0, 0, 5, 5], [4, 0, 2, 5]], [1, 0]), "exemplars.boxes[1]: inverted or empty box (4, 0, 2, 5)"),
+        (lambda: Exemplars([[0, 0, np.inf, 5]], [1]), "exemplars.boxes[0]: non-finite"),
+        (lambda: Exemplars([[0, 0, 5, 5]], [1, 0]), "exemplars.labels: expected shape (1,)"),
+        (lambda: Exemplars([[0, 0, 5, 5]], [-1]), "label must be 1 (positive) or 0 (negative)"),
+        (lambda: Exemplars([["a", 0, 5, 5]], [1]), "exemplars.boxes: cannot convert"),
+        (lambda: Prompt(exemplars=Box(0, 0, 1, 1)), "prompt.exemplars: expected Exemplars"),
     ],
 )
 def test_malformed_parts_raise_prompt_error(build, message):
@@ -98,6 +124,10 @@ def test_malformed_parts_raise_prompt_error(build, message):
         (Prompt(box=Box(0, 0, 61, 10)), "box: (0, 0, 61, 10) is outside the 60x40"),
         (Prompt(box=Box(-1, 0, 10, 10)), "is outside"),
         (Prompt(mask=MaskPrompt(np.ones((40, 61), bool))), "mask shape (40, 61) does not match the image shape (40, 60)"),
+        (
+            Prompt(exemplars=Exemplars.from_boxes([Box(0, 0, 10, 10)], [Box(50, 30, 60, 41)])),
+            "exemplars.boxes[1]: (50, 30, 60, 41) is outside the 60x40",
+        ),
     ],
 )
 def test_validate_for_rejects_what_lies_outside_the_image(prompt, message):
