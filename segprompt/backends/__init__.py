@@ -1,60 +1,54 @@
 """Backend registry.
 
 Each backend lives in its own module and registers its class with
-:func:`register`; the registry imports a module only when its backend is
-asked for, so a missing optional dependency (``transformers``) breaks only
-that backend. Adding a backend means adding a module and one line to
-``_BUILTIN_MODULES``; no other backend changes.
+:func:`register`; :data:`BACKENDS` (a :class:`segprompt.registry.Registry`)
+imports a module only when its backend is asked for, so a missing optional
+dependency (``transformers``) breaks only that backend. Adding a backend means
+adding a module and one line to the :data:`BACKENDS` list; no other backend
+changes.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, TypeVar
 
 from ..errors import SegpromptError
-from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from ..registry import Registry
+from .base import Embedding, Prediction, Segmenter
 
-_BUILTIN_MODULES: dict[str, str] = {
-    "classical": "segprompt.backends.classical",
-    "sam": "segprompt.backends.sam",
-    "persam": "segprompt.backends.persam",
-    "persam-f": "segprompt.backends.persam",
-    "composed": "segprompt.compose",
-    "clipseg": "segprompt.backends.clipseg",
-    "owlv2-sam": "segprompt.backends.owlv2_sam",
-    "grounding-dino-sam": "segprompt.backends.grounding_dino_sam",
-    "seggpt": "segprompt.backends.seggpt",
-    "clipseg-tuned": "segprompt.tuning.segmenter",
-}
-
-_REGISTRY: dict[str, type[Segmenter]] = {}
+#: Every backend, by name; each module registers its class(es) with :func:`register` when imported.
+BACKENDS: Registry[type[Segmenter]] = Registry(
+    "backend",
+    {
+        "classical": "segprompt.backends.classical",
+        "sam": "segprompt.backends.sam",
+        "persam": "segprompt.backends.persam",
+        "persam-f": "segprompt.backends.persam",
+        "composed": "segprompt.compose",
+        "clipseg": "segprompt.backends.clipseg",
+        "owlv2-sam": "segprompt.backends.owlv2_sam",
+        "grounding-dino-sam": "segprompt.backends.grounding_dino_sam",
+        "seggpt": "segprompt.backends.seggpt",
+        "clipseg-tuned": "segprompt.tuning.segmenter",
+    },
+)
 
 S = TypeVar("S", bound=type[Segmenter])
 
 
 def register(cls: S) -> S:
-    """Class decorator adding a :class:`Segmenter` subclass under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator adding a :class:`Segmenter` subclass under ``cls.name`` (a taken name raises)."""
+    return BACKENDS.register(cls)
 
 
 def backend_names() -> list[str]:
-    """Names of all known backends (imported or not)."""
-    return sorted(set(_BUILTIN_MODULES) | set(_REGISTRY))
+    """Names of all known backends (imported or not), sorted."""
+    return sorted(BACKENDS.names())
 
 
 def get_backend_class(name: str) -> type[Segmenter]:
     """The class registered as ``name``, importing its module on first use."""
-    if name not in _REGISTRY and name in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(_BUILTIN_MODULES[name])
-        except ImportError as exc:
-            raise SegpromptError(f"backend {name!r} needs a package that is not installed: {exc}") from exc
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise SegpromptError(f"unknown backend {name!r}; known: {', '.join(backend_names())}") from None
+    return BACKENDS.get(name)
 
 
 def create(name: str, **options: Any) -> Segmenter:
@@ -97,14 +91,13 @@ def create_from_options(name: str, **options: Any) -> Segmenter:
 
 
 __all__ = [
+    "BACKENDS",
     "Embedding",
     "Prediction",
-    "ProgressCallback",
     "Segmenter",
     "backend_names",
     "create",
     "create_from_options",
     "get_backend_class",
-    "no_progress",
     "register",
 ]

@@ -41,6 +41,8 @@ def read_class_names(root: Path) -> tuple[str, ...]:
 @register_layout
 class Ade20k(Layout):
     name = "ade20k"
+    domain = "common"
+    min_reference_area = 0.04
     summary = "ADE20K scene parsing: index PNGs, 0 = other (ignore), 1..150 classes; training/validation splits"
     specificity = 30
 

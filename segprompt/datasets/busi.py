@@ -13,6 +13,7 @@ from .registry import register_layout
 @register_layout
 class Busi(PairedFolderLayout):
     name = "busi"
+    domain = "medical"
     summary = "BUSI breast ultrasound: binary lesion masks (normal cases empty); diagnosis in index.csv"
     folder_name = "busi"
     class_names = ("breast lesion",)

@@ -22,6 +22,7 @@ UNLABELLED = len(CAMVID_CLASSES)
 @register_layout
 class CamVid(PairedFolderLayout):
     name = "camvid"
+    domain = "urban"
     summary = "CamVid 11 classes: class-index maps, 11 = Unlabelled (ignore)"
     folder_name = "camvid"
     class_names = CAMVID_CLASSES

@@ -18,6 +18,7 @@ from .registry import register_layout
 @register_layout
 class CocoMVal(PairedFolderLayout):
     name = "coco_mval"
+    domain = "common"
     summary = "COCO-MVal: one binary instance per image, class per mask in index.json (80 COCO classes)"
     folder_name = "coco_mval"
     index_file = "index.json"

@@ -29,6 +29,7 @@ def organ_of(mask_stem: str, image_stem: str) -> str:
 @register_layout
 class CtOrgans(PairedFolderLayout):
     name = "sam_med2d_demo_ct"
+    domain = "medical"
     summary = "SAM-Med2D demo CT: one sample per organ mask <image>_<organ>_<NNN>.png"
     folder_name = "sam_med2d_demo_ct"
 

@@ -20,6 +20,7 @@ from .registry import register_layout
 @register_layout
 class EmMembranes(PairedFolderLayout):
     name = "isbi2012_em_membranes"
+    domain = "microscopy"
     summary = "ISBI 2012 EM: white cell regions split into instances by 4-connected components"
     folder_name = "isbi2012_em_membranes"
     class_names = ("cell",)

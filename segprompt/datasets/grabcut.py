@@ -30,6 +30,7 @@ IGNORE_VALUE = 128
 @register_layout
 class GrabCutScribbles(PairedFolderLayout):
     name = "grabcut_scribbles"
+    domain = "common"
     summary = "GrabCut: binary masks with a 128 ignore band; two human scribble sets as point prompts"
     folder_name = "grabcut_scribbles"
     class_names = ("object",)

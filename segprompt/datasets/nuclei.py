@@ -12,6 +12,7 @@ from .registry import register_layout
 @register_layout
 class DsbNuclei(PairedFolderLayout):
     name = "dsb2018_nuclei"
+    domain = "microscopy"
     summary = "DSB 2018 nuclei: instance label maps, one object per nucleus; image type in index.csv"
     folder_name = "dsb2018_nuclei"
     class_names = ("nucleus",)

@@ -4,21 +4,21 @@ A layout is a small :class:`Layout` subclass in its own module, registered
 with :func:`register_layout`. Detection asks the layouts in decreasing
 ``specificity`` (the plain ``images/`` + ``masks/`` folder, which most other
 layouts also match, comes last). Adding a layout means adding a module and one
-line to ``_BUILTIN_MODULES``.
+line to ``_LAYOUT_MODULES``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from ..errors import DatasetError
+from ..registry import Registry
 from .lazy import ON_ERROR_CHOICES, LazyDataset, OnError
 
-_BUILTIN_MODULES: tuple[str, ...] = (
+_LAYOUT_MODULES: tuple[str, ...] = (
     "segprompt.datasets.plain",
     "segprompt.datasets.voc",
     "segprompt.datasets.ade20k",
@@ -45,6 +45,15 @@ class Layout(ABC):
     summary: ClassVar[str]
     #: Detection order: higher is asked first.
     specificity: ClassVar[int] = 10
+    #: Image domain (``"medical"``, ``"microscopy"``, ``"urban"``, ``"common"``); Show-or-Tell groups
+    #: results by it (a ``domain.txt`` in the dataset folder overrides it).
+    domain: ClassVar[str] = "unknown"
+    #: Whether the background is a real class whose IoU counts in a semantic mIoU (Show-or-Tell keeps
+    #: it for PASCAL VOC and Cityscapes, ignores it elsewhere).
+    background_is_class: ClassVar[bool] = False
+    #: Show-or-Tell's minimum reference-mask area, as a fraction of the reference image (the paper's
+    #: value for the dataset; none where the paper sets none).
+    min_reference_area: ClassVar[float] = 0.0
 
     @classmethod
     @abstractmethod
@@ -56,25 +65,19 @@ class Layout(ABC):
         """List the samples of ``root`` (reading no image)."""
 
 
-_REGISTRY: dict[str, type[Layout]] = {}
+#: Every layout, by name (detection order: see :func:`layouts`).
+LAYOUTS: Registry[type[Layout]] = Registry("layout", _LAYOUT_MODULES, error=DatasetError)
 L = TypeVar("L", bound=type[Layout])
 
 
 def register_layout(cls: L) -> L:
-    """Class decorator adding a :class:`Layout` under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _import_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    """Class decorator adding a :class:`Layout` under ``cls.name`` (a taken name raises)."""
+    return LAYOUTS.register(cls)
 
 
 def layouts() -> dict[str, type[Layout]]:
     """All layouts by name, in detection order."""
-    _import_builtins()
-    ordered = sorted(_REGISTRY.values(), key=lambda cls: (-cls.specificity, cls.name))
+    ordered = sorted(LAYOUTS.loaded().values(), key=lambda cls: (-cls.specificity, cls.name))
     return {cls.name: cls for cls in ordered}
 
 

@@ -9,6 +9,7 @@ from .registry import register_layout
 @register_layout
 class SkinLesion(PairedFolderLayout):
     name = "skin_lesion_isic_ham"
+    domain = "medical"
     summary = "ISIC/HAM10000 dermoscopy: binary 0/255 masks, class 'skin lesion'; index.json per file"
     folder_name = "skin_lesion_isic_ham"
     class_names = ("skin lesion",)

@@ -28,6 +28,9 @@ SPLIT_FOLDER = Path("ImageSets") / "Segmentation"
 @register_layout
 class Voc(Layout):
     name = "voc"
+    domain = "common"
+    background_is_class = True
+    min_reference_area = 0.10
     summary = "PASCAL VOC: SegmentationClass palette PNGs (255 = ignore), ImageSets/Segmentation splits, 21 classes"
     specificity = 30
 

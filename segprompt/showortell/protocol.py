@@ -12,9 +12,10 @@ kind is mapped into it by :func:`semantic_target`:
   are left out of scoring.
 
 Background handling follows the paper: datasets whose background is a real
-class (PASCAL VOC, Cityscapes) *keep* it in the mIoU; for the others it is
-*ignored* in the mean, though a class predicted on background pixels still
-counts as a false positive.
+class (PASCAL VOC, Cityscapes: :attr:`Layout.background_is_class
+<segprompt.datasets.registry.Layout.background_is_class>`) *keep* it in the
+mIoU; for the others it is *ignored* in the mean, though a class predicted on
+background pixels still counts as a false positive.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ import numpy as np
 
 from ..datasets.base import Dataset, Sample
 from ..datasets.lazy import BadFileError
+from ..datasets.registry import Layout, layouts
 from ..errors import DatasetError
 from ..prompts import Text, VisualReference
 
 BACKGROUND_NAMES = frozenset({"background", "_background_", "bg"})
-#: Layouts whose background counts as a class in the mIoU (the paper: VOC and Cityscapes).
-KEEP_BACKGROUND_LAYOUTS = frozenset({"voc", "cityscapes"})
-#: The paper's minimum reference-mask area, as a fraction of the reference image.
-PAPER_MIN_REFERENCE_AREA = {"voc": 0.10, "ade20k": 0.04, "cityscapes": 0.01}
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
 BackgroundMode = Literal["keep", "ignore"]
+
+
+def layout_of(dataset: Dataset) -> type[Layout]:
+    """The layout class ``dataset`` was read with (the :class:`Layout` defaults for an unregistered one)."""
+    return layouts().get(dataset.layout, Layout)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class ClassSpace:
     def for_dataset(cls, dataset: Dataset, background: BackgroundMode | Literal["auto"] = "auto") -> "ClassSpace":
         names = tuple(n for n in dataset.class_names if n.lower() not in BACKGROUND_NAMES)
         if background == "auto":
-            background = "keep" if dataset.layout in KEEP_BACKGROUND_LAYOUTS else "ignore"
+            background = "keep" if layout_of(dataset).background_is_class else "ignore"
         return cls(names, background)
 
 

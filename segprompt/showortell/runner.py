@@ -34,7 +34,8 @@ from typing import Any, Callable, Literal, Sequence
 import cv2
 import numpy as np
 
-from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
+from ..backends.base import Embedding, Segmenter
+from ..progress import ProgressCallback, no_progress
 from ..datasets.base import Dataset
 from ..datasets.lazy import BadFileError
 from ..errors import SegpromptError
@@ -44,11 +45,11 @@ from ..semantic import class_confidence, merge_confidences
 from .metrics import ConfusionMatrix
 from .protocol import (
     DEFAULT_TEMPLATES,
-    PAPER_MIN_REFERENCE_AREA,
     BackgroundMode,
     ClassSpace,
     DrawnReference,
     ReferencePool,
+    layout_of,
     semantic_target,
     text_prompts,
 )
@@ -99,7 +100,8 @@ def prepare_dataset(
     The layout's own split files are used when present (``train`` and
     ``val``/``test``); otherwise the deterministic seeded 80/20 split of the
     datasets layer. ``min_reference_area`` defaults to the paper's value for
-    the layout (VOC 10 %, ADE20K 4 %, Cityscapes 1 %, others none).
+    the layout (:attr:`~segprompt.datasets.registry.Layout.min_reference_area`:
+    VOC 10 %, ADE20K 4 %, others none).
     """
     names = getattr(dataset, "split_names", ())
     if names:
@@ -110,7 +112,7 @@ def prepare_dataset(
     else:
         train, test = dataset.split("train", seed=split_seed), dataset.split("test", seed=split_seed)
     if min_reference_area is None:
-        min_reference_area = PAPER_MIN_REFERENCE_AREA.get(dataset.layout, 0.0)
+        min_reference_area = layout_of(dataset).min_reference_area
     return EvalDataset(
         name=dataset.name,
         domain=domain or dataset_domain(dataset),
@@ -121,27 +123,11 @@ def prepare_dataset(
     )
 
 
-#: Domain of each known layout; a ``domain.txt`` in the dataset folder overrides it.
-LAYOUT_DOMAINS = {
-    "kvasir_seg": "medical",
-    "busi": "medical",
-    "skin_lesion_isic_ham": "medical",
-    "sam_med2d_demo_ct": "medical",
-    "dsb2018_nuclei": "microscopy",
-    "isbi2012_em_membranes": "microscopy",
-    "camvid": "urban",
-    "coco_mval": "common",
-    "grabcut_scribbles": "common",
-    "voc": "common",
-    "ade20k": "common",
-}
-
-
 def dataset_domain(dataset: Dataset, root: str | os.PathLike | None = None) -> str:
-    """The domain tag: ``root/domain.txt`` when present, else the layout's known domain, else ``"unknown"``."""
+    """The domain tag: ``root/domain.txt`` when present, else the layout's :attr:`~segprompt.datasets.registry.Layout.domain`."""
     if root is not None and (Path(root) / "domain.txt").is_file():
         return (Path(root) / "domain.txt").read_text().strip() or "unknown"
-    return LAYOUT_DOMAINS.get(dataset.layout, "unknown")
+    return layout_of(dataset).domain
 
 
 @dataclass

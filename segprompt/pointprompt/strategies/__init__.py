@@ -1,14 +1,13 @@
-"""Automatic point-prompt strategies (a registry; one class per strategy).
+"""Automatic point-prompt strategies (a registry; one class per strategy, one module each).
 
-Importing this package registers every built-in strategy; see
-:mod:`.base` for the interface and the coordinate convention.
+:data:`~.base.STRATEGIES` lists the built-in modules (its order is the report
+order); see :mod:`.base` for the interface and the coordinate convention.
 """
 
 from __future__ import annotations
 
-# Registration order is the report order: the paper's six strategies, then the additions.
-from . import uniform, kmedoids, corners, entropy, maxdist, saliency, centre, interactive  # noqa: F401, I001
 from .base import (
+    STRATEGIES,
     PointSet,
     RegionStrategy,
     Strategy,
@@ -23,6 +22,7 @@ from .base import (
 from .kmedoids import kmedoids
 
 __all__ = [
+    "STRATEGIES",
     "PointSet",
     "RegionStrategy",
     "Strategy",

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, TypeVar
 import numpy as np
 
 from ...errors import SegpromptError
+from ...registry import Registry
 from ...prompts import Points, Prompt
 
 
@@ -157,29 +158,38 @@ def check_counts(n_include: int, n_exclude: int) -> None:
         raise StrategyError(f"n_exclude must be non-negative, got {n_exclude}")
 
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+#: Every strategy, in report order: the paper's six, then the additions.
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy",
+    (
+        "segprompt.pointprompt.strategies.uniform",
+        "segprompt.pointprompt.strategies.kmedoids",
+        "segprompt.pointprompt.strategies.corners",
+        "segprompt.pointprompt.strategies.entropy",
+        "segprompt.pointprompt.strategies.maxdist",
+        "segprompt.pointprompt.strategies.saliency",
+        "segprompt.pointprompt.strategies.centre",
+        "segprompt.pointprompt.strategies.interactive",
+    ),
+    error=StrategyError,
+)
 
 T = TypeVar("T", bound=type[Strategy])
 
 
 def register(cls: T) -> T:
-    """Class decorator adding a :class:`Strategy` under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator adding a :class:`Strategy` under ``cls.name`` (a taken name raises)."""
+    return STRATEGIES.register(cls)
 
 
 def strategy_names() -> list[str]:
     """Registered strategy names in registration order."""
-    return list(_REGISTRY)
+    return STRATEGIES.names()
 
 
 def create_strategy(name: str, **options: Any) -> Strategy:
     """Instantiate the strategy registered as ``name``."""
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise StrategyError(f"unknown strategy {name!r}; known: {', '.join(_REGISTRY)}") from None
-    return cls(**options)
+    return STRATEGIES.create(name, **options)
 
 
 def strategy_rng(seed: int, *key: str) -> np.random.Generator:

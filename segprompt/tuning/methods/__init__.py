@@ -2,48 +2,44 @@
 
 Each method is a :class:`~segprompt.tuning.methods.base.PromptMethod` subclass
 in its own module, registered with :func:`register`. Adding a method means
-adding a module and one line to ``_BUILTIN_MODULES``.
+adding a module and one line to :data:`METHODS`.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, TypeVar
 
 from ...errors import SegpromptError
+from ...registry import Registry
 from .base import BaseDims, PromptMethod, PromptSet
 
-_BUILTIN_MODULES: tuple[str, ...] = (
-    "segprompt.tuning.methods.coop",
-    "segprompt.tuning.methods.cocoop",
-    "segprompt.tuning.methods.vpt",
-    "segprompt.tuning.methods.maple",
-    "segprompt.tuning.methods.shared_attention",
-    "segprompt.tuning.methods.shared_separate",
+#: Every prompt-tuning method, in registration order.
+METHODS: Registry[type[PromptMethod]] = Registry(
+    "tuning method",
+    (
+        "segprompt.tuning.methods.coop",
+        "segprompt.tuning.methods.cocoop",
+        "segprompt.tuning.methods.vpt",
+        "segprompt.tuning.methods.maple",
+        "segprompt.tuning.methods.shared_attention",
+        "segprompt.tuning.methods.shared_separate",
+    ),
 )
-
-_REGISTRY: dict[str, type[PromptMethod]] = {}
 M = TypeVar("M", bound=type[PromptMethod])
 
 
 def register(cls: M) -> M:
-    """Class decorator adding a :class:`PromptMethod` under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator adding a :class:`PromptMethod` under ``cls.name`` (a taken name raises)."""
+    return METHODS.register(cls)
 
 
 def method_names() -> list[str]:
     """Names of all registered methods, in registration order."""
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-    return list(_REGISTRY)
+    return METHODS.names()
 
 
 def get_method_class(name: str) -> type[PromptMethod]:
-    names = method_names()
-    if name not in _REGISTRY:
-        raise SegpromptError(f"unknown tuning method {name!r}; known: {', '.join(names)}")
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def create_method(name: str, dims: BaseDims, **hyperparameters: Any) -> PromptMethod:
@@ -59,4 +55,4 @@ def create_method(name: str, dims: BaseDims, **hyperparameters: Any) -> PromptMe
         raise SegpromptError(f"tuning method {name!r}: {exc}") from exc
 
 
-__all__ = ["BaseDims", "PromptMethod", "PromptSet", "create_method", "get_method_class", "method_names", "register"]
+__all__ = ["METHODS", "BaseDims", "PromptMethod", "PromptSet", "create_method", "get_method_class", "method_names", "register"]
