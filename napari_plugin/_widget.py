@@ -43,7 +43,8 @@ from qtpy.QtWidgets import (
 
 from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
 from segprompt.backends import Segmenter, backend_names, create_from_options, get_backend_class
-from segprompt.backends.base import Embedding, ProgressCallback
+from segprompt.backends.base import Embedding
+from segprompt.progress import ProgressCallback
 from segprompt.cache import EmbeddingCache
 from segprompt.checkpoints import SAM_CHECKPOINTS, official_checkpoint
 from segprompt.errors import SegpromptError

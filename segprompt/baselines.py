@@ -25,10 +25,11 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from .backends.base import ProgressCallback, Segmenter, no_progress
+from .backends.base import Segmenter
+from .progress import ProgressCallback, no_progress
 from .datasets.base import Sample
 from .metrics import iou
-from .pointprompt.strategies.geometry import inner_distance
+from .geometry import inner_distance
 from .prompts import Box, Points, Prompt
 
 METHODS = ("box", "click", "plain_grabcut", "box_fill")

@@ -23,22 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends.base import Embedding, ProgressCallback, Segmenter, no_progress
+from .backends.base import Embedding, Segmenter
+from .progress import ProgressCallback, no_progress
 from .io import atomic_path, to_rgb_uint8
+from .paths import cache_root
 
 FORMAT_VERSION = 1
 #: Plain values an :attr:`Embedding.data` entry may hold besides tensors and arrays.
 _PLAIN_TYPES = (bool, int, float, str)
 
-
-def cache_root() -> Path:
-    """``$SEGPROMPT_CACHE`` if set, else the platform's user cache folder for ``segprompt``."""
-    env = os.environ.get("SEGPROMPT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("segprompt"))
 
 
 def image_digest(rgb: np.ndarray) -> str:
@@ -169,4 +162,4 @@ class EmbeddingCache:
         return removed
 
 
-__all__ = ["EmbeddingCache", "cache_root", "image_digest"]
+__all__ = ["EmbeddingCache", "image_digest"]

@@ -2,7 +2,7 @@
 
 Checkpoints are kept in ``<cache root>/checkpoints/`` (the cache root is
 ``$SEGPROMPT_CACHE``, else the platform's user cache folder, see
-:func:`segprompt.cache.cache_root`). An official checkpoint is downloaded with
+:func:`segprompt.paths.cache_root`). An official checkpoint is downloaded with
 pooch only when its file is missing, and its SHA-256 is always checked against
 :data:`SAM_CHECKPOINTS`. Since hashing a 2.5 GB file takes seconds, a verified
 file gets a small ``<file>.verified.json`` record (size, modification time,
@@ -27,8 +27,8 @@ from typing import Mapping
 
 import torch
 
-from .backends.base import ProgressCallback, no_progress
-from .cache import cache_root
+from .progress import ProgressCallback, no_progress
+from .paths import cache_root
 from .errors import CheckpointError
 from .io import atomic_write_text
 

@@ -46,7 +46,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .backends import create, register
-from .backends.base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from .backends.base import Embedding, Prediction, Segmenter
+from .progress import ProgressCallback, no_progress
 from .errors import SegpromptError, UnsupportedPromptError
 from .prompts import PROMPT_KINDS, Box, MaskPrompt, Prompt
 

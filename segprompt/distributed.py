@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
-from .backends.base import ProgressCallback, no_progress
+from .progress import ProgressCallback, no_progress
 from .io import atomic_path
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""Small geometric helpers shared by the strategies."""
+"""Geometry of masks and point sets in pixels: distance to the outside, erosion, farthest-point sampling."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Where a model comes from, first match wins:
 1. ``model_dir`` given by the user (``--model-dir``): must be a model folder
    (``config.json`` beside the weights and the processor files).
 2. ``<cache root>/models/<owner>--<name>`` (see :func:`local_model_dir`; the
-   cache root is ``$SEGPROMPT_CACHE``, see :func:`segprompt.cache.cache_root`),
+   cache root is ``$SEGPROMPT_CACHE``, see :func:`segprompt.paths.cache_root`),
    e.g. ``~/.cache/segprompt/models/CIDAS--clipseg-rd64-refined``: a copy
    made with ``save_pretrained`` or ``huggingface-cli download --local-dir``.
 3. Online: the hub id itself (``from_pretrained`` downloads into the Hugging
@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .cache import cache_root
+from .paths import cache_root
 from .errors import CheckpointError
 
 HUB_HOST = "huggingface.co"

@@ -28,7 +28,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .backends.base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from .backends.base import Embedding, Prediction, Segmenter
+from .progress import ProgressCallback, no_progress
 from .backends.probability import ProbabilityPrediction
 from .errors import PromptError
 from .prompts import Prompt, Text, VisualReference

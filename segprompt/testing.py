@@ -1,9 +1,13 @@
-"""Random-initialised transformers models with their real processors.
+"""segprompt's public testing API: real architectures with random weights, offline.
 
-Tests and the backend benchmark must never download weights. ``random_<model>``
-builds a real model class with random weights in one of two sizes: ``"tiny"``
-(seconds on a CPU, for tests) or ``"full"`` (the released architecture, for
-cost measurements), and returns a :class:`~segprompt.hub.PretrainedModel` a
+For tests (segprompt's own and those of code built on it), CI and cost
+benchmarks, which must never download weights. SAM's part of this API is the
+``"tiny"`` architecture of :data:`segprompt.backends.sam_arch.SAM_ARCHITECTURES`
+(``build_sam("tiny", seed=0)``, or ``--model-type tiny`` with your own file).
+
+Transformers models: ``random_<model>`` builds a real model class with random
+weights in one of two sizes: ``"tiny"`` (seconds on a CPU, for tests) or
+``"full"`` (the released architecture, for cost measurements), and returns a :class:`~segprompt.hub.PretrainedModel` a
 backend takes as ``pretrained=``. ``tiny_<model>_dir(directory, seed)`` saves
 the tiny one as a folder laid out like a hub snapshot, so tests load it through
 the same code path (:mod:`segprompt.hub`) as a real checkpoint.
@@ -15,8 +19,9 @@ post-processing are real. Text models get OpenAI CLIP's real vocabulary
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import torch
 
@@ -33,6 +38,14 @@ TINY_CLIPSEG_PROCESSOR_SIDE = 96
 
 
 Size = Literal["tiny", "full"]
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's generator for a random initialisation, restoring its previous state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _pretrained(model: torch.nn.Module, processor: Any, size: Size, seed: int) -> PretrainedModel:
@@ -81,8 +94,8 @@ def random_clipseg(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
     image_processor = ViTImageProcessor(
         size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)
     )
-    torch.manual_seed(seed)
-    model = CLIPSegForImageSegmentation(config)
+    with _seeded(seed):
+        model = CLIPSegForImageSegmentation(config)
     return _pretrained(model, CLIPSegProcessor(image_processor=image_processor, tokenizer=clip_tokenizer()), size, seed)
 
 
@@ -109,8 +122,9 @@ def random_owlv2(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
         image_processor=Owlv2ImageProcessor(size={"height": side, "width": side}),
         tokenizer=clip_tokenizer(model_max_length=config.text_config.max_position_embeddings),
     )
-    torch.manual_seed(seed)
-    return _pretrained(Owlv2ForObjectDetection(config), processor, size, seed)
+    with _seeded(seed):
+        model = Owlv2ForObjectDetection(config)
+    return _pretrained(model, processor, size, seed)
 
 
 #: Words of the tiny BERT vocabulary (Grounding DINO's text tower); anything else is ``[UNK]``.
@@ -171,8 +185,8 @@ def random_grounding_dino(size: Size = "tiny", seed: int = 0) -> PretrainedModel
     else:
         config = GroundingDinoConfig()
         image_processor = GroundingDinoImageProcessor()
-    torch.manual_seed(seed)
-    model = GroundingDinoForObjectDetection(config)
+    with _seeded(seed):
+        model = GroundingDinoForObjectDetection(config)
     return _pretrained(model, GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer), size, seed)
 
 
@@ -202,8 +216,9 @@ def random_seggpt(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
     else:
         config = SegGptConfig()
         processor = SegGptImageProcessor()
-    torch.manual_seed(seed)
-    return _pretrained(SegGptForImageSegmentation(config), processor, size, seed)
+    with _seeded(seed):
+        model = SegGptForImageSegmentation(config)
+    return _pretrained(model, processor, size, seed)
 
 
 def tiny_clipseg_dir(directory: str | Path, seed: int = 0) -> Path:

@@ -10,7 +10,8 @@ from skimage import data as skdata
 from segprompt.backends.base import Embedding, Prediction, Segmenter
 from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import build_sam
-from segprompt.cache import EmbeddingCache, cache_root, image_digest
+from segprompt.cache import EmbeddingCache, image_digest
+from segprompt.paths import cache_root
 from segprompt.prompts import Points, Prompt
 
 CAMERA = skdata.camera()[100:300, 50:350]  # (200, 300) uint8 grayscale

@@ -10,7 +10,8 @@ import pytest
 
 from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import build_sam
-from segprompt.cache import EmbeddingCache, cache_root
+from segprompt.cache import EmbeddingCache
+from segprompt.paths import cache_root
 from segprompt.checkpoints import SAM_CHECKPOINTS
 from segprompt.cli import models
 from segprompt.errors import CheckpointError

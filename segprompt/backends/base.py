@@ -16,21 +16,14 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from ..errors import UnsupportedPromptError
 from ..io import to_rgb_uint8
+from ..progress import ProgressCallback, no_progress
 from ..prompts import Prompt
-
-#: ``progress(done, total, message)``; ``total`` may be 0 when unknown.
-ProgressCallback = Callable[[int, int, str], None]
-
-
-def no_progress(done: int, total: int, message: str) -> None:
-    """The default progress callback: report nothing."""
-
 
 @dataclass
 class Embedding:

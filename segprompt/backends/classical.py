@@ -111,7 +111,8 @@ from skimage.segmentation import random_walker
 
 from ..errors import SegpromptError, UnsupportedPromptError
 from ..prompts import Prompt
-from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from .base import Embedding, Prediction, Segmenter
+from ..progress import ProgressCallback, no_progress
 from . import register
 
 #: Longest side of the working copy, in pixels.

@@ -37,7 +37,8 @@ from ..errors import SegpromptError
 from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt, VisualReference
 from . import register
-from .base import Embedding, ProgressCallback, Segmenter, no_progress
+from .base import Embedding, Segmenter
+from ..progress import ProgressCallback, no_progress
 from .probability import ProbabilityPrediction
 
 DEFAULT_HUB_ID = "CIDAS/clipseg-rd64-refined"

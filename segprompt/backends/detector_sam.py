@@ -27,7 +27,8 @@ from torchvision.ops import nms
 from ..errors import SegpromptError
 from ..hub import PretrainedModel
 from ..prompts import Box, Prompt
-from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from .base import Embedding, Prediction, Segmenter
+from ..progress import ProgressCallback, no_progress
 
 _DETECTOR = "detector."
 _SAM = "sam."

@@ -63,7 +63,8 @@ from segment_anything.modeling.transformer import Attention
 
 from ..prompts import LOW_RES_SIDE, Box, MaskPrompt, Points, Prompt, VisualReference
 from . import register
-from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from .base import Embedding, Prediction, Segmenter
+from ..progress import ProgressCallback, no_progress
 from .sam import SamSegmenter, upsample_logits
 from .sam_arch import IMAGE_SIZE, PATCH_SIZE
 

@@ -39,7 +39,8 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from ..errors import SegpromptError
 from ..prompts import LOW_RES_SIDE, Prompt
 from . import register
-from .base import Embedding, Prediction, ProgressCallback, Segmenter, no_progress
+from .base import Embedding, Prediction, Segmenter
+from ..progress import ProgressCallback, no_progress
 from .sam_arch import IMAGE_SIZE, SAM_ARCHITECTURES, build_sam
 from .sam_fast import FastMaskDecoder, low_res_extent
 

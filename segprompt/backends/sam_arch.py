@@ -2,9 +2,14 @@
 
 ``segment_anything.build_sam`` loads checkpoints with a bare ``torch.load``;
 segprompt builds the same modules here and loads verified weights itself
-(see :mod:`segprompt.checkpoints`). The ``"tiny"`` architecture (2 encoder
-blocks of width 64) has the real module types and interfaces at a fraction of
-the cost; it exists for tests and for runs without any checkpoint.
+(see :mod:`segprompt.checkpoints`).
+
+Besides the three official variants, :data:`SAM_ARCHITECTURES` holds
+``"tiny"``: part of the public testing API (see :mod:`segprompt.testing`),
+with the real module types and interfaces (2 encoder blocks of width 64) at a
+fraction of the cost. It has no official checkpoint: build it with random
+weights (``build_sam("tiny", seed=0)``) or load your own file, for tests, CI
+and smoke runs of the CLI (``--model-type tiny --checkpoint FILE``).
 """
 
 from __future__ import annotations
@@ -31,13 +36,15 @@ class SamArchitecture:
     depth: int
     num_heads: int
     global_attn_indexes: tuple[int, ...]
+    #: Whether segment-anything released weights for it (:mod:`segprompt.checkpoints`).
+    official: bool = True
 
 
 SAM_ARCHITECTURES: dict[str, SamArchitecture] = {
     "vit_b": SamArchitecture(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamArchitecture(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamArchitecture(1280, 32, 16, (7, 15, 23, 31)),
-    "tiny": SamArchitecture(64, 2, 2, (1,)),
+    "tiny": SamArchitecture(64, 2, 2, (1,), official=False),  # testing API: random init or your own weights
 }
 
 
@@ -51,7 +58,8 @@ def build_sam(
     Args:
         model_type: a key of :data:`SAM_ARCHITECTURES`.
         state_dict: weights to load (strict); random initialisation when ``None``.
-        seed: seeds the random initialisation (only used without ``state_dict``).
+        seed: seeds the random initialisation (only used without ``state_dict``);
+            torch's global generator is left as it was.
 
     Raises:
         CheckpointError: unknown ``model_type`` or weights that do not fit it.
@@ -60,10 +68,22 @@ def build_sam(
         arch = SAM_ARCHITECTURES[model_type]
     except KeyError:
         raise CheckpointError(f"unknown SAM model type {model_type!r}; known: {', '.join(SAM_ARCHITECTURES)}") from None
-    if seed is not None:
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        sam = _build(arch)
+    if state_dict is not None:
+        try:
+            sam.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            first_line = str(exc).splitlines()[0]
+            raise CheckpointError(f"weights do not fit SAM {model_type!r}: {first_line}") from exc
+    return sam.eval()
+
+
+def _build(arch: SamArchitecture) -> Sam:
     embedding_side = IMAGE_SIZE // PATCH_SIZE
-    sam = Sam(
+    return Sam(
         image_encoder=ImageEncoderViT(
             depth=arch.depth,
             embed_dim=arch.embed_dim,
@@ -94,10 +114,3 @@ def build_sam(
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
-    if state_dict is not None:
-        try:
-            sam.load_state_dict(state_dict, strict=True)
-        except RuntimeError as exc:
-            first_line = str(exc).splitlines()[0]
-            raise CheckpointError(f"weights do not fit SAM {model_type!r}: {first_line}") from exc
-    return sam.eval()

@@ -25,7 +25,8 @@ import torch
 from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
-from .base import Embedding, ProgressCallback, Segmenter, no_progress
+from .base import Embedding, Segmenter
+from ..progress import ProgressCallback, no_progress
 from .probability import ProbabilityPrediction
 
 DEFAULT_HUB_ID = "BAAI/seggpt-vit-large"

@@ -12,8 +12,8 @@ import importlib
 
 #: ``sub-verb -> module`` with ``add_parser(subparsers)``.
 BENCHMARK_MODULES: dict[str, str] = {
-    "pointprompt": "segprompt.pointprompt.cli",
-    "show-or-tell": "segprompt.showortell.cli",
+    "pointprompt": "segprompt.cli.bench_pointprompt",
+    "show-or-tell": "segprompt.cli.bench_showortell",
 }
 
 

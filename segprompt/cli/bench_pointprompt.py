@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli.progress import tqdm_progress
 from ..errors import SegpromptError
-from .counts import PointCounts
-from .runner import PAPER_STRATEGIES, BenchmarkConfig, WorkerSetup, run_benchmark
-from .strategies import strategy_names
+from ..pointprompt.counts import PointCounts
+from ..pointprompt.runner import PAPER_STRATEGIES, BenchmarkConfig, WorkerSetup, run_benchmark
+from ..pointprompt.strategies import strategy_names
+from .progress import tqdm_progress
 
 MULTIMASK = {"auto": None, "always": True, "never": False}
 
@@ -141,7 +141,7 @@ def _finetune(args: argparse.Namespace, dataset: Any, segmenter: Any, config: Be
     import json
 
     from ..io import atomic_write_text
-    from .finetune import FinetuneConfig, finetune_strategies
+    from ..pointprompt.finetune import FinetuneConfig, finetune_strategies
 
     results = finetune_strategies(
         dataset, segmenter, config.strategies, config.counts,

@@ -7,10 +7,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from ..cli.progress import tqdm_progress
 from ..errors import SegpromptError
-from .protocol import DEFAULT_TEMPLATES
-from .runner import (
+from ..showortell.protocol import DEFAULT_TEMPLATES
+from ..showortell.runner import (
     EvalDataset,
     Method,
     ReferenceDraws,
@@ -21,6 +20,7 @@ from .runner import (
     run_show_or_tell,
     score_shard_item,
 )
+from .progress import tqdm_progress
 
 MODALITIES = ("text", "visual")
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 
 from ..backends import backend_names, get_backend_class
-from ..cache import EmbeddingCache, cache_root
+from ..cache import EmbeddingCache
+from ..paths import cache_root
 from ..checkpoints import SAM_CHECKPOINTS, cached_checkpoints, checkpoint_dir, fetch_checkpoint
 from ..errors import SegpromptError
 from .progress import tqdm_progress

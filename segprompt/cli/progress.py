@@ -6,7 +6,7 @@ import contextlib
 import sys
 from typing import Iterator
 
-from ..backends.base import ProgressCallback
+from ..progress import ProgressCallback
 
 
 @contextlib.contextmanager

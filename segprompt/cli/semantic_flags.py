@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..backends import create
-from ..backends.base import ProgressCallback, Segmenter
+from ..backends.base import Segmenter
+from ..progress import ProgressCallback
 from ..compose import ComposedSegmenter
 from ..errors import PromptError, SegpromptError
 from ..io import atomic_write_text, overlay, read_image, read_mask, write_image, write_mask

@@ -18,7 +18,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..backends.base import ProgressCallback, no_progress
+from ..progress import ProgressCallback, no_progress
 from ..io import overlay, write_image
 from .base import Problem, Sample
 from .lazy import BadFileError, LazyDataset

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..backends.base import Embedding, ProgressCallback, no_progress
+from ..backends.base import Embedding
+from ..progress import ProgressCallback, no_progress
 from ..errors import SegpromptError
 from ..metrics import iou
 from ..prompts import LOW_RES_SIDE

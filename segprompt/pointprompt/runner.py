@@ -37,7 +37,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
+from ..backends.base import Embedding, Segmenter
+from ..progress import ProgressCallback, no_progress
 from ..datasets.base import Dataset, Sample
 from ..errors import PromptError
 from ..io import atomic_write_text

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from ..backends import register
-from ..backends.base import Embedding, ProgressCallback, Segmenter, no_progress
+from ..backends.base import Embedding, Segmenter
+from ..progress import ProgressCallback, no_progress
 from ..backends.probability import ProbabilityPrediction
 from ..hub import PretrainedModel
 from ..prompts import Prompt

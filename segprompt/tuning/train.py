@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..backends.base import ProgressCallback, no_progress
+from ..progress import ProgressCallback, no_progress
 from ..errors import CheckpointError, SegpromptError
 from ..io import atomic_path
 from ..metrics import dice, iou

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import RegionStrategy, Target, region_xy, register
-from .geometry import farthest_point_order, inner_distance
+from ...geometry import farthest_point_order, inner_distance
 
 
 @register

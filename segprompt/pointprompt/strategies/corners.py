@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from .base import RegionStrategy, Target, region_xy, register
-from .geometry import equivalent_diameter, erode
+from ...geometry import equivalent_diameter, erode
 from .kmedoids import kmedoids, subsample
 
 #: Erosion radii tried in turn, as fractions of the region's equivalent

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from .base import PointSet, Strategy, StrategyError, Target, check_counts, register
-from .geometry import inner_distance
+from ...geometry import inner_distance
 
 
 def next_click(gt: np.ndarray, pred: np.ndarray, valid: np.ndarray) -> tuple[tuple[int, int], bool] | None:

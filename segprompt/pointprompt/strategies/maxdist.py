@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 
 from .base import RegionStrategy, StrategyError, Target, region_xy, register
-from .geometry import farthest_point_order
+from ...geometry import farthest_point_order
 
 
 @register

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .base import RegionStrategy, Target, region_xy, register
-from .geometry import equivalent_diameter
+from ...geometry import equivalent_diameter
 
 #: Width at which the spectrum is taken (the paper's choice).
 SPECTRUM_WIDTH = 64
