@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("errors", "progress", "registry", "paths", "metrics", "geometry")),
     ("data model", ("io", "prompts", "text_tokenizer")),
     ("models and data", ("hub", "checkpoints", "datasets")),
-    ("segmentation", ("backends", "cache", "compose", "semantic", "annotation")),
+    ("segmentation", ("backends", "instances", "cache", "compose", "semantic", "annotation")),
     ("evaluation and workflows", ("evaluation", "baselines", "distributed", "pointprompt", "showortell", "tuning", "testing")),
     ("front ends", ("cli", "__main__")),
 )
