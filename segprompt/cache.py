@@ -15,6 +15,7 @@ key is deleted and the embedding recomputed. Files are written atomically
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 from pathlib import Path
@@ -23,10 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes
 from .backends.base import Embedding, Segmenter
-from .progress import ProgressCallback, no_progress
-from .io import atomic_path, to_rgb_uint8
+from .io import to_rgb_uint8
 from .paths import cache_root
+from .progress import ProgressCallback, no_progress
 
 FORMAT_VERSION = 1
 #: Plain values an :attr:`Embedding.data` entry may hold besides tensors and arrays.
@@ -115,8 +117,9 @@ class EmbeddingCache:
             "values": values,
             "checksum": _checksum(key, tensors),
         }
-        with atomic_path(path) as temp:
-            torch.save(payload, temp)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getbuffer())
 
     def _load(self, path: Path, key: str, rgb: np.ndarray) -> Embedding | None:
         """The entry at ``path``, or ``None`` (deleting the file) when absent, corrupt or foreign."""

@@ -18,12 +18,13 @@ they are shipped to the worker processes.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
+from .atomic import atomic_write_text
 from .progress import ProgressCallback, no_progress
-from .io import atomic_path
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -59,11 +60,11 @@ def write_rows_csv(path: str | os.PathLike, rows: Sequence[Row]) -> None:
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
-    with atomic_path(path) as temp:
-        with open(temp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(columns))
-            writer.writeheader()
-            writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def torch_threads_per_worker(n_workers: int) -> int:

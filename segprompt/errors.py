@@ -8,6 +8,10 @@ instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from typing import Iterator
+
 
 class SegpromptError(Exception):
     """Base class of every error caused by user input or the environment."""
@@ -31,3 +35,47 @@ class CheckpointError(SegpromptError, RuntimeError):
 
 class DatasetError(SegpromptError, ValueError):
     """A dataset folder has an unknown layout or a file in it is bad."""
+
+
+class StorageError(SegpromptError, OSError):
+    """A file cannot be written or read because of the file system: a full disk, a read-only folder, permissions.
+
+    The message is one line, ``"<reason>: <path>"``, e.g. ``"no space left on
+    device: out/mask.png"``. ``errno`` and ``filename`` are those of the
+    :class:`OSError` it translates, so callers can still test
+    ``exc.errno == errno.ENOSPC``.
+    """
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path: str | os.PathLike | None = None) -> "StorageError":
+        """Translate ``exc``, naming ``path`` (default: the file the OS named)."""
+        if isinstance(exc, StorageError):
+            return exc
+        name = path if path is not None else exc.filename
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        reason = reason[:1].lower() + reason[1:]
+        error = cls(exc.errno, f"{reason}: {name}" if name is not None else reason)
+        error.filename = None if name is None else os.fspath(name)
+        return error
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@contextlib.contextmanager
+def storage_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise an :class:`OSError` of the body as a :class:`StorageError` naming ``path``.
+
+    A :class:`SegpromptError` passes through unchanged (``ImageError`` is an
+    ``OSError`` too, and already names its file). Use it around any write (or
+    append, or read) of a user-visible file::
+
+        with storage_errors(log_path):
+            os.write(fd, line)
+    """
+    try:
+        yield
+    except SegpromptError:
+        raise
+    except OSError as exc:
+        raise StorageError.from_os_error(exc, path) from exc

@@ -19,26 +19,33 @@ Files are read by extension: PNG/JPEG/BMP through OpenCV (converted from BGR),
 TIFF through tifffile (``plane`` picks a 2-D plane from a stack), ``.npy``
 through NumPy. Every failure raises :class:`ImageError` naming the file.
 
-Outputs are written atomically (temporary file in the same folder, then
-:func:`os.replace`), so a crash never leaves a half-written mask.
+Outputs are encoded in memory and written by :mod:`segprompt.atomic`
+(temporary file beside the target, every byte checked, fsync, rename): a
+crash or a full disk never leaves a half-written mask, and the old file stays.
+:func:`mask_bytes` / :func:`image_bytes` give the encoded files, so a command
+writing several outputs can pass them all to :func:`~segprompt.atomic.write_files`
+at once (all or none).
 """
 
 from __future__ import annotations
 
-import contextlib
+import io as _io
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
+from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, write_files
 from .errors import ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 _CV2_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
+#: Types :func:`write_image` writes, and the lossless ones :func:`write_mask` accepts.
+OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 PERCENTILES = (0.5, 99.5)
 
 
@@ -180,54 +187,46 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+def encode_image(suffix: str, data: np.ndarray) -> bytes:
+    """The bytes of a ``(H, W)`` or ``(H, W, 3)`` RGB image file of type ``suffix`` (``".png"``, ``".tif"``, ...).
 
-    The temporary file keeps ``path``'s suffix so writers that dispatch on the
-    extension work. On an exception the temporary file is removed and
-    ``path`` is left as it was.
+    Encoding in memory lets :func:`~segprompt.atomic.write_files` check that
+    every byte reaches the disk; OpenCV's ``imwrite`` reports success even when
+    the disk filled up while it closed the file.
+
+    Raises:
+        ImageError: an unsupported type, or data the format cannot hold.
     """
+    suffix = suffix.lower()
+    if suffix in _TIFF_SUFFIXES:
+        import tifffile
+
+        buffer = _io.BytesIO()
+        tifffile.imwrite(buffer, data)
+        return buffer.getvalue()
+    if suffix in _CV2_SUFFIXES:
+        to_write = cv2.cvtColor(data, cv2.COLOR_RGB2BGR) if data.ndim == 3 else data
+        try:
+            ok, encoded = cv2.imencode(suffix, to_write)
+        except cv2.error as exc:
+            raise ImageError(f"OpenCV cannot encode a {data.dtype} array of shape {data.shape} as {suffix}") from exc
+        if not ok:
+            raise ImageError(f"OpenCV cannot encode a {data.dtype} array of shape {data.shape} as {suffix}")
+        return encoded.tobytes()
+    raise ImageError(f"unsupported output type {suffix!r}; use .png or .tif")
+
+
+def check_output_type(path: str | os.PathLike, kinds: tuple[str, ...] = OUTPUT_SUFFIXES) -> None:
+    """Raise :class:`ImageError` unless ``path`` ends in one of ``kinds`` (checked before any work)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in kinds:
+        raise ImageError(f"{path}: unsupported output type {Path(path).suffix!r}; use {', '.join(kinds)}")
+
+
+def mask_bytes(path: str | os.PathLike, mask: np.ndarray) -> bytes:
+    """The file content :func:`write_mask` writes to ``path`` (type from its suffix)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to ``path`` atomically."""
-    with atomic_path(path) as temp:
-        temp.write_text(text, encoding="utf-8")
-
-
-def _write_array_image(path: Path, data: np.ndarray) -> None:
-    suffix = path.suffix.lower()
-    with atomic_path(path) as temp:
-        if suffix in _TIFF_SUFFIXES:
-            import tifffile
-
-            tifffile.imwrite(str(temp), data)
-        elif suffix in (".png", ".jpg", ".jpeg", ".bmp"):
-            to_write = cv2.cvtColor(data, cv2.COLOR_RGB2BGR) if data.ndim == 3 else data
-            if not cv2.imwrite(str(temp), to_write):
-                raise ImageError(f"{path}: OpenCV could not write the file")
-        else:
-            raise ImageError(f"{path}: unsupported output type {path.suffix!r}; use .png or .tif")
-
-
-def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
-    """Write a mask atomically as PNG or TIFF.
-
-    A bool mask is written as 0/255 uint8; an integer label map as uint8 when
-    its values fit, else uint16 (PNG) or its own type (TIFF).
-    """
-    path = Path(path)
+    check_output_type(path, MASK_SUFFIXES)
     data = np.asarray(mask)
     if data.ndim != 2:
         raise ImageError(f"{path}: a mask must be 2-D, got shape {data.shape}")
@@ -243,7 +242,32 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
         data = data.astype(np.uint16)
     elif path.suffix.lower() not in _TIFF_SUFFIXES:
         raise ImageError(f"{path}: labels up to {data.max()} need a .tif output")
-    _write_array_image(path, data)
+    try:
+        return encode_image(path.suffix, data)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from exc
+
+
+def image_bytes(path: str | os.PathLike, image: np.ndarray) -> bytes:
+    """The file content :func:`write_image` writes to ``path`` (type from its suffix)."""
+    check_output_type(path)
+    try:
+        return encode_image(Path(path).suffix, to_rgb_uint8(image))
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from exc
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write a mask atomically as PNG or TIFF.
+
+    A bool mask is written as 0/255 uint8; an integer label map as uint8 when
+    its values fit, else uint16 (PNG) or its own type (TIFF).
+
+    Raises:
+        ImageError: a mask that is not 2-D bool/integer labels, or a bad suffix.
+        StorageError: the file cannot be written (full disk, read-only folder).
+    """
+    write_files({path: mask_bytes(path, mask)})
 
 
 #: Distinct colours for label overlays (RGB), cycled by label id.
@@ -278,5 +302,35 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write an RGB image atomically (PNG, JPEG, TIFF)."""
-    _write_array_image(Path(path), to_rgb_uint8(image))
+    """Write an RGB image atomically (PNG, JPEG, BMP, TIFF); see :func:`write_mask` for the errors."""
+    write_files({path: image_bytes(path, image)})
+
+
+def write_figure(path: str | os.PathLike, figure: Any, **savefig_options: Any) -> None:
+    """Write a matplotlib figure atomically; the format follows ``path``'s suffix (``.png``, ``.pdf``, ``.svg``)."""
+    buffer = _io.BytesIO()
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", **savefig_options)
+    atomic_write_bytes(path, buffer.getbuffer())
+
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MASK_SUFFIXES",
+    "OUTPUT_SUFFIXES",
+    "OVERLAY_COLOURS",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_type",
+    "encode_image",
+    "image_bytes",
+    "mask_bytes",
+    "overlay",
+    "read_image",
+    "read_mask",
+    "to_rgb_uint8",
+    "write_figure",
+    "write_files",
+    "write_image",
+    "write_mask",
+]

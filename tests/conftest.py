@@ -101,3 +101,73 @@ def tiny_clipseg(tiny_clipseg_folder):
     from segprompt.backends import create
 
     return create("clipseg", model_dir=tiny_clipseg_folder)
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """``full_disk(folder, free_bytes=0)``: from now on the disk under ``folder`` holds only ``free_bytes`` more.
+
+    Simulates what the kernel does on a full disk: ``os.write`` on a file under
+    ``folder`` stores what still fits (a short write) and then fails with
+    ``ENOSPC``. Other files are written normally. Reads the file behind a
+    descriptor from ``/proc/self/fd`` (Linux; skipped elsewhere).
+    """
+    import errno
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("simulating a full disk needs /proc/self/fd (Linux)")
+    real_write = os.write
+
+    def install(folder: str | os.PathLike, free_bytes: int = 0) -> None:
+        prefix = str(Path(folder).resolve()) + os.sep
+        free = [free_bytes]
+
+        def write(fd: int, data) -> int:
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                target = ""
+            if not target.startswith(prefix):
+                return real_write(fd, data)
+            count = min(len(memoryview(data).cast("B")), free[0])
+            if count == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            free[0] -= count
+            return real_write(fd, memoryview(data).cast("B")[:count])
+
+        monkeypatch.setattr(os, "write", write)
+
+    return install
+
+
+@pytest.fixture
+def failing_folder(monkeypatch):
+    """``failing_folder(folder, errno.EROFS)``: creating a file under ``folder`` fails with that error.
+
+    Simulates a read-only mount (``EROFS``) or a folder without write permission
+    (``EACCES``) for processes running as root, for whom permission bits do not
+    apply. Patches ``os.open`` (what segprompt's writers create files with) and
+    ``os.mkdir``.
+    """
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def install(folder: str | os.PathLike, error: int) -> None:
+        prefix = str(Path(folder).resolve()) + os.sep
+
+        def inside(path) -> bool:
+            return str(Path(path).resolve()).startswith(prefix)
+
+        def fake_open(path, flags, *args, **kwargs):
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and inside(path):
+                raise OSError(error, os.strerror(error), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        def fake_mkdir(path, *args, **kwargs):
+            if inside(path):
+                raise OSError(error, os.strerror(error), str(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", fake_open)
+        monkeypatch.setattr(os, "mkdir", fake_mkdir)
+
+    return install

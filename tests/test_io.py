@@ -112,7 +112,7 @@ def test_16_bit_png_is_scaled(tmp_path):
 def test_tiff_plane_selection(tmp_path):
     stack = np.stack([np.full((4, 5), v, np.uint8) for v in (10, 20, 30)])
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, stack)
+    tifffile.imwrite(path, stack, photometric="minisblack")  # a grey stack; (3, H, W) alone would be planar RGB
     assert io.read_image(path)[0, 0, 0] == 10  # default: the first plane
     assert io.read_image(path, plane=2)[0, 0, 0] == 30
     assert io.read_image(path, plane=-1)[0, 0, 0] == 30

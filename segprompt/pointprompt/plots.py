@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import write_figure
 
 
 def _figure():
@@ -33,9 +33,10 @@ def _grouped_bars(path: Path, groups: list[str], series: dict[str, list[float]],
     ax.set_title(title)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     fig.tight_layout()
-    with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120, format="png", bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_figure(path, fig, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def plot_categories(summary: dict[str, Any], path: str | os.PathLike) -> None:
@@ -72,6 +73,7 @@ def plot_importance(regression: dict[str, Any], path: str | os.PathLike, model: 
     ax.barh(names, [importance[n] for n in names])
     ax.set_title(f"{model}: R² = {regression[model]['r2']:.2f} (grouped {regression['folds']}-fold CV)")
     fig.tight_layout()
-    with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120, format="png", bbox_inches="tight")
-    plt.close(fig)
+    try:
+        write_figure(path, fig, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import write_figure
 
 
 def _figure():
@@ -34,9 +34,10 @@ def plot_domains(summary: dict[str, Any], path: Path) -> None:
     ax.set_title("Show-or-Tell: mIoU per domain")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120)
-    plt.close(fig)
+    try:
+        write_figure(path, fig, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def plot_text_vs_visual(summary: dict[str, Any], path: Path) -> None:
@@ -71,6 +72,7 @@ def plot_text_vs_visual(summary: dict[str, Any], path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     fig.tight_layout()
-    with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=120)
-    plt.close(fig)
+    try:
+        write_figure(path, fig, dpi=120)
+    finally:
+        plt.close(fig)

@@ -16,6 +16,7 @@ history, torch RNG state), written atomically after every epoch.
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections import Counter
@@ -26,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_bytes
 from ..progress import ProgressCallback, no_progress
 from ..errors import CheckpointError, SegpromptError
-from ..io import atomic_path
 from ..metrics import dice, iou
 from .data import Pair, batches, num_batches
 from .tuned import TunedCLIPSeg
@@ -123,8 +124,9 @@ def evaluate(tuned: TunedCLIPSeg, pairs: Sequence[Pair], batch_size: int = 4, co
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as temp:
-        torch.save(state, temp)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def _load_state(path: Path, tuned: TunedCLIPSeg) -> dict[str, Any]:

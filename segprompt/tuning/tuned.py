@@ -20,9 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..atomic import write_files
 from ..errors import CheckpointError
 from ..hub import PretrainedModel
-from ..io import atomic_path, atomic_write_text
 from .data import pixel_values
 from .methods import create_method
 from .model import PromptedCLIPSeg, load_base
@@ -95,17 +95,14 @@ class TunedCLIPSeg:
         return self.net(pixel_values(images, self.mean, self.std), ids, mask)
 
     def save(self, directory: str | Path, **extra: Any) -> Path:
-        """Write ``prompts.safetensors`` and ``tuning.json`` into ``directory`` (atomically, file by file)."""
-        from safetensors.torch import save_file
+        """Write ``prompts.safetensors`` and ``tuning.json`` into ``directory``, both or neither (atomically)."""
+        from safetensors.torch import save
 
         method = self.net.method
         if method is None:
             raise CheckpointError("nothing to save: the model has no tuning method")
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors = {name: value.detach().contiguous().cpu() for name, value in method.state_dict().items()}
-        with atomic_path(directory / PROMPTS_FILE) as temp:
-            save_file(tensors, str(temp))
         meta = {
             "format": FORMAT,
             "method": method.name,
@@ -117,7 +114,9 @@ class TunedCLIPSeg:
             **self.extra,
             **extra,
         }
-        atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2) + "\n")
+        write_files(
+            {directory / PROMPTS_FILE: save(tensors), directory / META_FILE: (json.dumps(meta, indent=2) + "\n").encode()}
+        )
         return directory
 
     @classmethod
