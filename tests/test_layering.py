@@ -19,7 +19,7 @@ OUTSIDE = ("napari_plugin", "benchmarks", "tests")
 
 #: Inner to outer. An entry names a module or a package (every module below it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "progress", "registry", "paths", "metrics", "geometry")),
+    ("foundation", ("errors", "atomic", "progress", "registry", "paths", "metrics", "geometry")),
     ("data model", ("io", "prompts", "text_tokenizer")),
     ("models and data", ("hub", "checkpoints", "datasets")),
     ("segmentation", ("backends", "instances", "cache", "compose", "semantic", "annotation")),

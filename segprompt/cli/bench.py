@@ -8,7 +8,11 @@ its module and one entry to :data:`BENCHMARK_MODULES`.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+from typing import Callable
+
+from ..atomic import check_writable_dir
 
 #: ``sub-verb -> module`` with ``add_parser(subparsers)``.
 BENCHMARK_MODULES: dict[str, str] = {
@@ -27,3 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     benchmarks.required = True
     for module_name in BENCHMARK_MODULES.values():
         importlib.import_module(module_name).add_parser(benchmarks)
+    for benchmark in benchmarks.choices.values():
+        benchmark.set_defaults(func=functools.partial(_run_with_writable_out, benchmark.get_default("func")))
+
+
+def _run_with_writable_out(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Refuse an unwritable ``--out`` before the dataset is opened or a model loaded (a run writes nothing else)."""
+    check_writable_dir(args.out)
+    return run(args)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from ..atomic import check_writable
 from ..datasets import DatasetWarning, layouts, open_dataset
 from ..datasets.summary import summarize, write_contact_sheet
+from ..io import check_output_type
 from .progress import tqdm_progress
 
 DEFAULT_PREVIEW = 24
@@ -36,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    if args.preview:
+        check_output_type(args.preview)
+        check_writable([args.preview])
     with warnings.catch_warnings():
         # Problems are printed in the report; per-file warnings would only repeat them.
         warnings.simplefilter("ignore", DatasetWarning)

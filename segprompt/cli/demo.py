@@ -19,7 +19,8 @@ import numpy as np
 
 from ..backends import create
 from ..errors import SegpromptError
-from ..io import atomic_write_text, overlay, to_rgb_uint8, write_image, write_mask
+from ..atomic import atomic_write_text, check_writable_dir, write_files
+from ..io import image_bytes, mask_bytes, overlay, to_rgb_uint8
 from .progress import tqdm_progress
 from .segment import read_prompt_file
 
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     prompt_files = sorted(Path(args.prompts).glob("*.json")) if Path(args.prompts).is_dir() else []
     if not prompt_files:
         raise SegpromptError(f"{args.prompts}: no prompt files (<name>.json) found")
+    check_writable_dir(args.out)
     segmenter = create("classical")
     summary: dict[str, dict[str, object]] = {}
     with tqdm_progress("image") as progress:
@@ -60,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
             prompt = read_prompt_file(path)
             prediction = segmenter.segment(image, prompt)
             mask = prediction.best_mask
-            write_mask(args.out / f"{name}_mask.png", mask)
-            write_image(args.out / f"{name}_overlay.png", overlay(image, mask))
+            mask_path, overlay_path = args.out / f"{name}_mask.png", args.out / f"{name}_overlay.png"
+            write_files({mask_path: mask_bytes(mask_path, mask), overlay_path: image_bytes(overlay_path, overlay(image, mask))})
             summary[name] = {
                 "prompt": sorted(prompt.kinds()),
                 "image_hw": list(image.shape[:2]),

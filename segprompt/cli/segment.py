@@ -25,7 +25,8 @@ import numpy as np
 from ..backends import backend_names, create
 from ..backends.base import Segmenter
 from ..errors import PromptError, SegpromptError
-from ..io import atomic_write_text, overlay, read_image, read_mask, write_image, write_mask
+from ..atomic import check_writable, write_files
+from ..io import MASK_SUFFIXES, check_output_type, image_bytes, mask_bytes, overlay, read_image, read_mask
 from ..prompts import Box, MaskPrompt, Points, Prompt
 from . import semantic_flags
 from .progress import tqdm_progress
@@ -141,7 +142,41 @@ def make_segmenter(args: argparse.Namespace, progress: Callable[[int, int, str],
     return create(args.backend)
 
 
+def output_paths(args: argparse.Namespace) -> dict[str, Path]:
+    """``{flag: path}`` of every file this command writes, checked by :func:`check_outputs` before any work."""
+    outputs = {"--out": Path(args.out)}
+    if getattr(args, "classes", None) is not None:
+        outputs["--out (class names)"] = semantic_flags.class_names_path(args.out)
+    if args.overlay:
+        outputs["--overlay"] = Path(args.overlay)
+    if getattr(args, "save_prompt", None):
+        outputs["--save-prompt"] = Path(args.save_prompt)
+    return outputs
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse unwritable or clashing outputs before the image is read or a model loaded.
+
+    Raises:
+        ImageError: ``--out`` / ``--overlay`` of a type that cannot be written.
+        StorageError: a folder that is read-only, not a folder, or the path of a folder.
+        SegpromptError: two outputs naming the same file.
+    """
+    outputs = output_paths(args)
+    check_output_type(args.out, MASK_SUFFIXES)
+    if args.overlay:
+        check_output_type(args.overlay)
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        resolved = path.resolve()
+        if resolved in seen:
+            raise SegpromptError(f"{flag} {path} is the same file as {seen[resolved]}")
+        seen[resolved] = f"{flag} {path}"
+    check_writable(outputs.values())
+
+
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args)
     image = read_image(args.image, plane=args.plane)
     classes = semantic_flags.classes_from_args(args)
     if classes is not None:
@@ -160,11 +195,12 @@ def run(args: argparse.Namespace) -> int:
         embedding = EmbeddingCache().embed(segmenter, image, progress) if args.backend == "sam" else segmenter.embed(image, progress)
     prediction = segmenter.predict(embedding, prompt, multimask=args.multimask)
     mask = prediction.best_mask
-    write_mask(args.out, mask)
+    files = {args.out: mask_bytes(args.out, mask)}
     if args.overlay:
-        write_image(args.overlay, overlay(image, mask))
+        files[args.overlay] = image_bytes(args.overlay, overlay(image, mask))
     if args.save_prompt:
-        atomic_write_text(args.save_prompt, prompt.to_json(indent=1))
+        files[args.save_prompt] = prompt.to_json(indent=1).encode("utf-8")
+    write_files(files)  # all or none
     print(
         f"{args.out}: {int(mask.sum())} of {mask.size} pixels, score {float(prediction.scores[prediction.best]):.3f} "
         f"({segmenter.name})",

@@ -40,7 +40,8 @@ from ..backends.base import Segmenter
 from ..progress import ProgressCallback
 from ..compose import ComposedSegmenter
 from ..errors import PromptError, SegpromptError
-from ..io import atomic_write_text, overlay, read_image, read_mask, write_image, write_mask
+from ..atomic import write_files
+from ..io import image_bytes, mask_bytes, overlay, read_image, read_mask
 from ..prompts import Text, VisualReference
 from ..semantic import SemanticSegmentation, segment_classes
 
@@ -207,19 +208,27 @@ def run_classes(
     return result
 
 
+def class_names_path(labels_path: Path) -> Path:
+    """Where :func:`write_labels` puts the label -> class name table of ``labels_path``."""
+    return Path(labels_path).with_suffix(".classes.json")
+
+
 def write_labels(labels_path: Path, overlay_path: Path | None, image: np.ndarray, result: SemanticSegmentation) -> None:
-    """Write a label map, its ``.classes.json`` (label -> class name) and optionally an overlay, atomically."""
-    labels_path = Path(labels_path)
-    write_mask(labels_path, result.labels)
+    """Write a label map, its ``.classes.json`` (label -> class name) and optionally an overlay: all or none."""
     names = {str(label): name for label, name in enumerate(result.class_names)}
-    atomic_write_text(labels_path.with_suffix(".classes.json"), json.dumps(names, indent=2) + "\n")
+    files = {
+        labels_path: mask_bytes(labels_path, result.labels),
+        class_names_path(labels_path): (json.dumps(names, indent=2) + "\n").encode("utf-8"),
+    }
     if overlay_path is not None:
-        write_image(overlay_path, overlay(image, result.labels))
+        files[overlay_path] = image_bytes(overlay_path, overlay(image, result.labels))
+    write_files(files)
 
 
 __all__ = [
     "BACKENDS",
     "add_arguments",
+    "class_names_path",
     "classes_from_args",
     "make_segmenter",
     "prompt_parts",

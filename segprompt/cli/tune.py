@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ..atomic import check_writable_dir
 from ..backends.base import Segmenter
 from ..errors import DatasetError, SegpromptError
 from ..prompts import Prompt, Text
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         raise SegpromptError(f"--limit {args.limit}: must be at least 1")
     if args.image_size < 16:
         raise SegpromptError(f"--image-size {args.image_size}: must be at least 16")
+    check_writable_dir(args.out)
     overlay = TextOverlay.read(args.texts) if args.texts is not None else None
     dataset = open_dataset(args.data, layout=args.layout)
     train_pairs = build_pairs(_limited(dataset.split("train"), args.limit), args.image_size, overlay)
