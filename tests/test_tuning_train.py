@@ -56,7 +56,7 @@ def test_saved_prompts_reload_to_identical_logits(base, tiny_clipseg_folder, kva
     train(tuned, kvasir[:4], kvasir[4:], tmp_path, TrainConfig(epochs=1, batch_size=4, lr=1e-2))
     meta = json.loads((tmp_path / "tuning.json").read_text())
     assert meta["method"] == "shared-sep" and meta["base_model"] == str(tiny_clipseg_folder)
-    assert meta["hyperparameters"] == {"n_ctx": 4, "prompt_depth": 1, "shared_dim": 64}
+    assert meta["hyperparameters"] == {"n_ctx": 4, "prompt_depth": 1, "shared_dim": 64, "projection_norm": True}
     assert meta["default_text"] == "polyp" and meta["best_epoch"] == 1
     reloaded = TunedCLIPSeg.load(tmp_path)  # loads the base model from the recorded folder
     images, texts = [p.image for p in kvasir[:3]], [p.text for p in kvasir[:3]]

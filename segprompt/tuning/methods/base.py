@@ -12,7 +12,7 @@ tower is not prompted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import nn
@@ -97,8 +97,26 @@ def random_vectors(depth: int, n_ctx: int, width: int) -> nn.Parameter:
     return nn.Parameter(torch.randn(depth, n_ctx, width) * PROMPT_INIT_STD)
 
 
-def projection(in_dim: int, out_dim: int, hidden: int | None) -> nn.Sequential:
-    """``Linear [-> ReLU -> Linear] -> LayerNorm`` from ``in_dim`` to ``out_dim``."""
+#: Styles of a method's small MLP (:func:`projection`).
+MLP_STYLES = ("ours", "reference")
+
+
+def projection(in_dim: int, out_dim: int, hidden: int | None, style: str = "ours", norm_bias: bool = True) -> nn.Sequential:
+    """``Linear [-> ReLU -> Linear] -> LayerNorm`` from ``in_dim`` to ``out_dim``.
+
+    ``style="ours"``: PyTorch's default initialisation, biases everywhere.
+    ``style="reference"`` (TuneVLSeg's ``get_mlp_projection``, needs ``hidden``):
+    the hidden Linear gets Kaiming-normal weights (ReLU gain), the last Linear
+    has no bias (the LayerNorm follows), and the LayerNorm's bias is optional.
+    """
+    if style not in MLP_STYLES:
+        raise SegpromptError(f"mlp={style!r} must be one of {', '.join(MLP_STYLES)}")
+    if style == "reference":
+        if hidden is None:
+            raise SegpromptError("the reference MLP needs a hidden width")
+        first = nn.Linear(in_dim, hidden)
+        nn.init.kaiming_normal_(first.weight, nonlinearity="relu")
+        return nn.Sequential(first, nn.ReLU(), nn.Linear(hidden, out_dim, bias=False), nn.LayerNorm(out_dim, bias=norm_bias))
     if hidden is None:
         return nn.Sequential(nn.Linear(in_dim, out_dim), nn.LayerNorm(out_dim))
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim), nn.LayerNorm(out_dim))
@@ -120,6 +138,9 @@ class PromptMethod(nn.Module):
     needs_image_features: ClassVar[bool] = False
     #: Whether the method inserts context vectors into the text sequence.
     prompts_text: ClassVar[bool] = True
+    #: Hyper-parameters that reproduce the TuneVLSeg reference code's internals
+    #: (naamiinepal/tunevlseg), the ``paper`` protocol's defaults for this method.
+    paper_hyperparameters: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__()

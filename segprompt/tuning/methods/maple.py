@@ -4,6 +4,8 @@ The text side is CoOp's (deep) context; at every depth an MLP
 ``Linear(text_width -> hidden) -> ReLU -> Linear(hidden -> vision_width) ->
 LayerNorm`` maps that depth's text vectors to the vision prompts of the same
 depth, so the two towers are prompted by one set of parameters.
+``mlp="reference"`` builds the couplings as TuneVLSeg does (see
+:func:`~segprompt.tuning.methods.base.projection`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ COUPLING_HIDDEN = 64
 class MaPLe(PromptMethod):
     name = "maple"
     description = "deep text context mapped by per-depth MLPs to vision prompts"
+    # TuneVLSeg: depth 1 (its configs' default), random context (every MaPLe script passes context_initializer=null).
+    paper_hyperparameters = {"prompt_depth": 1, "context_init": None, "mlp": "reference"}
 
     def __init__(
         self,
@@ -40,6 +44,7 @@ class MaPLe(PromptMethod):
         prompt_depth: int | None = None,
         context_init: str | None = DEFAULT_CONTEXT_INIT,
         coupling_hidden: int = COUPLING_HIDDEN,
+        mlp: str = "ours",
     ) -> None:
         super().__init__()
         depth = min(DEFAULT_DEEP_DEPTH, dims.max_depth) if prompt_depth is None else prompt_depth
@@ -47,12 +52,15 @@ class MaPLe(PromptMethod):
         check_positive(self.name, "coupling_hidden", coupling_hidden)
         check_depth(self.name, depth, dims)
         self.context = text_context(n_ctx, depth, dims, context_init)
-        self.couplings = nn.ModuleList(projection(dims.text_width, dims.vision_width, coupling_hidden) for _ in range(depth))
+        self.couplings = nn.ModuleList(
+            projection(dims.text_width, dims.vision_width, coupling_hidden, mlp) for _ in range(depth)
+        )
         self.hyperparameters = {
             "n_ctx": n_ctx,
             "prompt_depth": depth,
             "context_init": context_init,
             "coupling_hidden": coupling_hidden,
+            "mlp": mlp,
         }
 
     def forward(self, image_features=None) -> PromptSet:

@@ -3,6 +3,13 @@
 Per depth, ``n_ctx`` shared vectors of width ``text_width + vision_width`` go
 through their own pre-norm ``nn.TransformerEncoderLayer``; the first
 ``text_width`` channels become the text context, the rest the vision prompts.
+
+``mix_tokens=True`` (ours): the layer attends across the ``n_ctx`` vectors, as
+the method's name says. ``mix_tokens=False`` reproduces the reference code,
+whose layer is built with PyTorch's default ``batch_first=False`` and fed a
+``(1, n_ctx, width)`` tensor: it reads that as ``n_ctx`` sequences of length
+1, so every vector attends only to itself (the attention reduces to
+``out_proj(v_proj(norm(x)))``) and the vectors never mix.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ DROPOUT = 0.25
 class SharedAttention(PromptMethod):
     name = "shared-attn"
     description = "shared text+vision vectors through a per-depth transformer layer, then split"
+    paper_hyperparameters = {"mix_tokens": False}
 
     def __init__(
         self,
@@ -32,6 +40,7 @@ class SharedAttention(PromptMethod):
         heads: int = HEADS,
         feedforward: int = FEEDFORWARD,
         dropout: float = DROPOUT,
+        mix_tokens: bool = True,
     ) -> None:
         super().__init__()
         width = dims.text_width + dims.vision_width
@@ -46,7 +55,7 @@ class SharedAttention(PromptMethod):
         self.text_width = dims.text_width
         self.shared = random_vectors(prompt_depth, n_ctx, width)
         self.mixers = nn.ModuleList(
-            nn.TransformerEncoderLayer(width, heads, feedforward, dropout, batch_first=True, norm_first=True)
+            nn.TransformerEncoderLayer(width, heads, feedforward, dropout, batch_first=mix_tokens, norm_first=True)
             for _ in range(prompt_depth)
         )
         self.hyperparameters = {
@@ -55,9 +64,11 @@ class SharedAttention(PromptMethod):
             "heads": heads,
             "feedforward": feedforward,
             "dropout": dropout,
+            "mix_tokens": mix_tokens,
         }
 
     def forward(self, image_features=None) -> PromptSet:
+        # (1, n_ctx, width): one sequence of n_ctx tokens when batch_first, else n_ctx sequences of one token.
         mixed = [mixer(shared.unsqueeze(0))[0] for shared, mixer in zip(self.shared, self.mixers)]
         return PromptSet(
             text=[m[:, : self.text_width] for m in mixed],

@@ -41,6 +41,8 @@ class VPTShallow(_VPT):
 class VPTDeep(_VPT):
     name = "vpt-deep"
     description = "visual prompt tokens replaced before each of the first prompt_depth vision layers"
+    # TuneVLSeg has one VPT learner whose default depth is 1 (searched from 1 to 10).
+    paper_hyperparameters = {"prompt_depth": 1}
 
     def __init__(self, dims: BaseDims, *, n_ctx: int = DEFAULT_N_CTX, prompt_depth: int | None = None) -> None:
         super().__init__(dims, n_ctx, min(DEFAULT_DEEP_DEPTH, dims.max_depth) if prompt_depth is None else prompt_depth)
