@@ -2,10 +2,10 @@
 
 A checkpoint folder holds
 
-* ``prompts.safetensors``: the method's parameters only (the prompt vectors and
-  their small networks), float32;
-* ``tuning.json``: ``{"format", "method", "hyperparameters", "base_model",
-  "default_text", "image_size", "trainable_parameters", ...}``.
+* ``prompts.safetensors``: the learnt parameters only (the prompt vectors and
+  their small networks; the extra last layer under ``extra_layer.``), float32;
+* ``tuning.json``: ``{"format", "method", "hyperparameters", "model_options",
+  "base_model", "default_text", "image_size", "trainable_parameters", ...}``.
 
 Loading it onto the same base model restores identical outputs.
 """
@@ -13,7 +13,7 @@ Loading it onto the same base model restores identical outputs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,17 +21,19 @@ import numpy as np
 import torch
 
 from ..atomic import write_files
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SegpromptError
 from ..hub import PretrainedModel
 from .data import pixel_values
 from .methods import create_method
-from .model import PromptedCLIPSeg, load_base
+from .model import ModelOptions, PromptedCLIPSeg, load_base
 
 FORMAT = "segprompt-tuning/1"
 PROMPTS_FILE = "prompts.safetensors"
 META_FILE = "tuning.json"
 #: ``tuning.json`` keys written from the model itself; the rest is kept in :attr:`TunedCLIPSeg.extra`.
-_OWN_KEYS = {"format", "method", "hyperparameters", "base_model", "default_text", "image_size", "trainable_parameters"}
+_OWN_KEYS = {
+    "format", "method", "hyperparameters", "model_options", "base_model", "default_text", "image_size", "trainable_parameters",
+}  # fmt: skip
 
 
 @dataclass
@@ -58,15 +60,23 @@ class TunedCLIPSeg:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, base: PretrainedModel, base_model: str, method: str | None, image_size: int = 352, **hyperparameters: Any) -> "TunedCLIPSeg":
-        """Wrap ``base`` with a fresh method ``method`` (``None``: no prompts)."""
+    def create(
+        cls,
+        base: PretrainedModel,
+        base_model: str,
+        method: str | None,
+        image_size: int = 352,
+        model_options: ModelOptions = ModelOptions(),
+        **hyperparameters: Any,
+    ) -> "TunedCLIPSeg":
+        """Wrap ``base`` with a fresh method ``method`` (``None``: no prompts) read as ``model_options`` say."""
         image_processor = base.processor.image_processor
         prompts = None
         if method is not None:
             dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
             prompts = create_method(method, dims, **hyperparameters)
         return cls(
-            PromptedCLIPSeg(base.model, prompts),
+            PromptedCLIPSeg(base.model, prompts, model_options),
             base.processor.tokenizer,
             tuple(image_processor.image_mean),
             tuple(image_processor.image_std),
@@ -102,15 +112,16 @@ class TunedCLIPSeg:
         if method is None:
             raise CheckpointError("nothing to save: the model has no tuning method")
         directory = Path(directory)
-        tensors = {name: value.detach().contiguous().cpu() for name, value in method.state_dict().items()}
+        tensors = {name: value.detach().contiguous().cpu() for name, value in self.net.trainable_state().items()}
         meta = {
             "format": FORMAT,
             "method": method.name,
             "hyperparameters": method.hyperparameters,
+            "model_options": asdict(self.net.options),
             "base_model": self.base_model,
             "default_text": self.default_text,
             "image_size": self.image_size,
-            "trainable_parameters": method.num_trainable(),
+            "trainable_parameters": self.net.num_trainable(),
             **self.extra,
             **extra,
         }
@@ -131,20 +142,28 @@ class TunedCLIPSeg:
         Raises:
             CheckpointError: missing / unreadable files, or prompts that do not fit the base model.
         """
-        from safetensors.torch import load_file
-
         meta = read_metadata(directory)
         method, hyperparameters, base_model = meta["method"], meta["hyperparameters"], meta["base_model"]
-        prompts_path = Path(directory) / PROMPTS_FILE
         base = base if base is not None else load_base(base_model)
-        tuned = cls.create(base, base_model, method, int(meta.get("image_size", 352)), **hyperparameters)
+        tuned = cls.create(base, base_model, method, int(meta.get("image_size", 352)), model_options_of(meta), **hyperparameters)
         tuned.default_text = meta.get("default_text")
         tuned.extra = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
-        try:
-            tuned.net.method.load_state_dict(load_file(str(prompts_path)))
-        except (RuntimeError, OSError) as exc:
-            raise CheckpointError(f"{prompts_path}: prompts do not fit the base model {base_model} ({exc})") from exc
+        tuned.load_prompts(directory)
         return tuned
+
+    def load_prompts(self, directory: str | Path) -> None:
+        """Load the learnt tensors of the checkpoint in ``directory`` (written for this same method and options).
+
+        Raises:
+            CheckpointError: unreadable file, or tensors that do not fit this model.
+        """
+        from safetensors.torch import load_file
+
+        prompts_path = Path(directory) / PROMPTS_FILE
+        try:
+            self.net.load_trainable_state(load_file(str(prompts_path)))
+        except (RuntimeError, OSError) as exc:
+            raise CheckpointError(f"{prompts_path}: prompts do not fit the base model {self.base_model} ({exc})") from exc
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
@@ -169,4 +188,13 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{meta_path}: not a valid tuning.json (no {', '.join(missing)})")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    try:
+        model_options_of(meta)
+    except (TypeError, SegpromptError) as exc:
+        raise CheckpointError(f"{meta_path}: bad model_options {meta.get('model_options')!r} ({exc})") from exc
     return meta
+
+
+def model_options_of(meta: dict[str, Any]) -> ModelOptions:
+    """The ``model_options`` of a checked ``tuning.json`` (absent before they existed: the defaults)."""
+    return ModelOptions(**(meta.get("model_options") or {}))
