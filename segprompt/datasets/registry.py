@@ -33,6 +33,7 @@ _LAYOUT_MODULES: tuple[str, ...] = (
     "segprompt.datasets.camvid",
     "segprompt.datasets.coco_mval",
     "segprompt.datasets.grabcut",
+    "segprompt.datasets.tunevlseg",
 )
 
 
