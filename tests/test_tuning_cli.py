@@ -32,7 +32,7 @@ def test_tune_trains_resumes_and_the_checkpoint_segments(shared_data, tiny_clips
     out = tmp_path / "run"
     assert _tune(data, tiny_clipseg_folder, out, "--epochs", "1") == 0
     printed = capsys.readouterr().out
-    assert "tune coop: 128 trainable parameters, 4 training / 4 validation pairs" in printed
+    assert "tune coop (ours protocol): 128 trainable parameters, 4 training / 4 validation pairs" in printed
     meta = json.loads((out / "tuning.json").read_text())
     assert meta["method"] == "coop" and meta["base_model"] == str(tiny_clipseg_folder.resolve()) and meta["image_size"] == 64
 
@@ -72,3 +72,32 @@ def test_tune_user_errors_exit_2(shared_data, tiny_clipseg_folder, tmp_path, cap
     assert _tune(tmp_path / "missing", tiny_clipseg_folder, tmp_path / "b") == 2
     assert _tune(data, tmp_path, tmp_path / "c") == 2
     assert "not a model folder" in capsys.readouterr().err
+
+
+def test_tune_paper_protocol_end_to_end_names_the_protocol(shared_data, tiny_clipseg_folder, tmp_path, capsys):
+    data = shared_data("kvasir_seg")
+    out = tmp_path / "paper"
+    args = ("--protocol", "paper", "--method", "shared-attn", "--heads", "2", "--epochs", "1", "--extra-layer")
+    assert _tune(data, tiny_clipseg_folder, out, *args) == 0
+    printed = capsys.readouterr().out
+    assert "tune shared-attn (paper protocol)" in printed and "4 training / 4 validation / 4 test pairs" in printed
+    assert "(on val_dice): test Dice" in printed and "Jaccard (accumulated)" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["protocol"] == summary["settings"]["protocol"] == "paper"
+    assert summary["selected_on"] == "val_dice" and summary["data"]["parts"] == "seeded 80/10/10"
+    assert summary["data"]["interpolation"] == "cubic" and summary["data"]["full_stop"] is True
+    assert summary["hyperparameters"]["mix_tokens"] is False
+    assert summary["model_options"] == {"extra_layer": "blend", "prompts_in_decoder": True}
+    assert (summary["settings"]["batch_size"], summary["settings"]["accumulate_batches"]) == (4, 2)  # --batch-size wins
+    assert set(summary["test"]) == {"loss", "dice", "iou", "jaccard"}
+    meta = json.loads((out / "tuning.json").read_text())
+    assert meta["train_config"]["protocol"] == "paper" and meta["default_text"] == "polyp."
+    assert _tune(data, tiny_clipseg_folder, out, "--method", "shared-attn", "--heads", "2", "--epochs", "2", "--resume") == 2
+    assert "used protocol 'paper', not 'ours'; use another --out or --protocol paper" in capsys.readouterr().err
+
+    searched = tmp_path / "search"
+    assert _tune(data, tiny_clipseg_folder, searched, "--protocol", "paper", "--epochs", "1", "--search", "--trials", "2") == 0
+    summary = json.loads((searched / "summary.json").read_text())
+    assert summary["protocol"] == "paper" and len(summary["search"]["trials"]) == 2
+    assert summary["search"]["sampler"]["seed"] == 12345 and summary["search"]["objective"] == "last_val_loss"
+    assert (searched / "prompts.safetensors").is_file() and (searched / "search.db").is_file()

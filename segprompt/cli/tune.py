@@ -3,15 +3,17 @@
 Example::
 
     segprompt tune --method coop --data ../shared/data/kvasir_seg --out runs/kvasir-coop
+    segprompt tune --protocol paper --method maple --data DIR --out runs/paper-maple [--search]
     segprompt segment image.jpg --tuned runs/kvasir-coop --out mask.png
 
 ``segment``'s ``--tuned DIR`` flag (:func:`add_tuned_argument`,
 :func:`tuned_segmenter`, :func:`tuned_prompt`) segments with such a checkpoint.
 
-The data folder is read through :func:`segprompt.datasets.open_dataset`
-(its ``train`` split for training, ``val`` or ``test`` for validation); the
-optional ``--texts`` JSON overrides the text prompts
-(``data_cards/tuning_format.md``).
+The data folder is read through :func:`segprompt.datasets.open_dataset` and
+split as :func:`segprompt.tuning.data.tuning_parts` says; the optional
+``--texts`` JSON overrides the text prompts (``data_cards/tuning_format.md``).
+``--protocol`` picks the defaults (:mod:`segprompt.tuning.protocol`); every
+option given explicitly wins over them.
 """
 
 from __future__ import annotations
@@ -22,88 +24,123 @@ from pathlib import Path
 
 from ..atomic import check_writable_dir
 from ..backends.base import Segmenter
-from ..errors import DatasetError, SegpromptError
+from ..errors import SegpromptError
 from ..prompts import Prompt, Text
 from .progress import tqdm_progress
 
 #: CLI options that map to method hyper-parameters (only passed when given).
 _METHOD_OPTIONS = {"n_ctx": "n_ctx", "depth": "prompt_depth", "heads": "heads"}
+#: CLI options that map to TrainConfig fields (only passed when given; else the protocol's value).
+_TRAIN_OPTIONS = ("epochs", "batch_size", "accumulate_batches", "lr", "weight_decay", "seed")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from ..tuning import DEFAULT_BASE, method_names
-    from ..tuning.train import TrainConfig
+    from ..tuning import method_names
+    from ..tuning.data import DEFAULT_PROMPT_KEY
+    from ..tuning.protocol import OURS, PAPER
+    from ..tuning.search import DEFAULT_TRIALS
 
-    defaults = TrainConfig()
     parser = subparsers.add_parser(
         "tune",
         help="learn text / visual prompts for a frozen CLIPSeg (TuneVLSeg methods)",
-        description="Train prompt parameters only (the CLIPSeg backbone stays frozen) on images + binary masks + text.",
+        description="Train prompt parameters only (the CLIPSeg backbone stays frozen) on images + binary masks + text. "
+        "Writes the kept checkpoint (prompts.safetensors, tuning.json), last.pt (resume) and summary.json to --out.",
     )
     parser.add_argument("--method", required=True, choices=method_names(), help="prompt-tuning method")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (any layout segprompt reads)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the checkpoint")
-    parser.add_argument("--base", default=DEFAULT_BASE, help=f"CLIPSeg model folder or hub id (default {DEFAULT_BASE})")
+    parser.add_argument(
+        "--protocol", choices=("ours", "paper"), default="ours",
+        help="defaults: ours, or the TuneVLSeg reference code's (base, epochs, batch, selection on val Dice, "
+        "early stopping, augmentation, method internals, test-split report); see the README table",
+    )  # fmt: skip
+    parser.add_argument("--base", help=f"CLIPSeg model folder or hub id (default {OURS.base_model}; paper: {PAPER.base_model})")
     parser.add_argument("--texts", type=Path, help="JSON text-prompt overlay {'default': ..., 'texts': {id: phrase}}")
+    parser.add_argument("--prompt-key", default=DEFAULT_PROMPT_KEY, help="which per-image text prompt of a tunevlseg "
+                        f"folder to use: p0, p1, ... or 'random' (default {DEFAULT_PROMPT_KEY})")  # fmt: skip
     parser.add_argument("--layout", help="dataset layout (default: detected)")
     parser.add_argument("--val-split", default=None, help="validation split name (default: 'val', else 'test')")
+    parser.add_argument("--test-split", default=None, help="test split to report the kept checkpoint on (default: 'test' "
+                        "when the dataset has one; paper: required, 10%% seeded from the held-out part without split files)")  # fmt: skip
     parser.add_argument("--limit", type=int, help="use at most this many images per split (quick runs)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--epochs", type=int, help="default 100 (paper: 20)")
+    parser.add_argument("--batch-size", type=int, help="default 4 (paper: 32; MaPLe and shared methods 16)")
+    parser.add_argument("--accumulate-batches", type=int, help="optimizer step every N batches (default 1; paper: 2 "
+                        "for MaPLe and shared methods)")  # fmt: skip
+    parser.add_argument("--lr", type=float, help="default 2e-4")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay on Linear / conv weights (default 0)")
     parser.add_argument("--image-size", type=int, default=352, help="side of the square the model sees (default 352)")
     parser.add_argument("--n-ctx", type=int, help="number of prompt vectors (default 4)")
-    parser.add_argument("--depth", type=int, help="prompt depth (default: 1; vpt-deep / maple: 9, clipped to the model)")
+    parser.add_argument("--depth", type=int, help="prompt depth (default: 1; ours: vpt-deep / maple 9, clipped to the model)")
     parser.add_argument("--heads", type=int, help="shared-attn: attention heads (default 16)")
+    parser.add_argument("--extra-layer", action=argparse.BooleanOptionalAction, default=None,
+                        help="TuneVLSeg's extra last layer (x16 upsample + 5x5 conv, learnable 0.5 residual); "
+                        "default off (paper: on for maple)")  # fmt: skip
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    parser.add_argument("--seed", type=int, help="default 0 (paper: 12345)")
+    parser.add_argument("--search", action="store_true", help="search lr, weight decay and prompt depth with Optuna TPE")
+    parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"--search: trials (default {DEFAULT_TRIALS})")
+    parser.add_argument("--resume", action="store_true", help="continue the run (or search) in --out where it stopped")
     parser.set_defaults(func=run)
 
 
-def _split(dataset, name: str | None):
-    if name is not None:
-        return dataset.split(name)
-    for candidate in ("val", "test"):
-        try:
-            return dataset.split(candidate)
-        except DatasetError:
-            continue
-    raise DatasetError(f"{dataset.name}: no 'val' or 'test' split; name one with --val-split")
-
-
-def _limited(dataset, limit: int | None):
-    return dataset if limit is None else dataset.subset(list(dataset.ids)[:limit])
-
-
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..datasets import open_dataset
-    from ..tuning import TextOverlay, TrainConfig, TunedCLIPSeg, build_pairs, load_base, train
+    from ..tuning import TextOverlay, TunedCLIPSeg, load_base
+    from ..tuning.protocol import get_protocol
+    from ..tuning.run import headline, load_run_data, run_tuning
+    from ..tuning.search import run_search
 
     if args.limit is not None and args.limit < 1:
         raise SegpromptError(f"--limit {args.limit}: must be at least 1")
     if args.image_size < 16:
         raise SegpromptError(f"--image-size {args.image_size}: must be at least 16")
     check_writable_dir(args.out)
+    protocol = get_protocol(args.protocol)
+    overrides = {name: getattr(args, name) for name in _TRAIN_OPTIONS if getattr(args, name) is not None}
+    config = protocol.train_config(args.method, augment=not args.no_augment, **overrides)
+    config.check()
     overlay = TextOverlay.read(args.texts) if args.texts is not None else None
     dataset = open_dataset(args.data, layout=args.layout)
-    train_pairs = build_pairs(_limited(dataset.split("train"), args.limit), args.image_size, overlay)
-    val_pairs = build_pairs(_limited(_split(dataset, args.val_split), args.limit), args.image_size, overlay)
-    base_model = str(Path(args.base).resolve()) if Path(args.base).exists() else args.base
-    hyperparameters = {key: getattr(args, option) for option, key in _METHOD_OPTIONS.items() if getattr(args, option) is not None}
-    tuned = TunedCLIPSeg.create(load_base(args.base), base_model, args.method, args.image_size, **hyperparameters)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=not args.no_augment, seed=args.seed)
+    data = load_run_data(
+        dataset, protocol, args.image_size, overlay=overlay, val_split=args.val_split, test_split=args.test_split,
+        limit=args.limit, prompt_key=args.prompt_key,
+    )  # fmt: skip
+    base_id = args.base or protocol.base_model
+    base_model = str(Path(base_id).resolve()) if Path(base_id).exists() else base_id
+    base = load_base(base_id)
+    given = {key: getattr(args, option) for option, key in _METHOD_OPTIONS.items() if getattr(args, option) is not None}
+    options = protocol.model_options(args.method, args.extra_layer)
+
+    def build(params: dict) -> TunedCLIPSeg:
+        torch.manual_seed(config.seed)  # the same initial prompts for the same seed
+        hyperparameters = protocol.method_hyperparameters(args.method, **given, **params)
+        return TunedCLIPSeg.create(base, base_model, args.method, args.image_size, options, **hyperparameters)
+
+    tuned = build({})
+    sizes = data.description["pairs"]
+    test = "" if sizes["test"] is None else f" / {sizes['test']} test"
     print(
-        f"tune {args.method}: {tuned.net.method.num_trainable():,} trainable parameters, "
-        f"{len(train_pairs)} training / {len(val_pairs)} validation pairs"
+        f"tune {args.method} ({protocol.name} protocol): {tuned.net.num_trainable():,} trainable parameters, "
+        f"{sizes['train']} training / {sizes['val']} validation{test} pairs"
     )
-    with tqdm_progress(unit="epoch") as progress:
-        result = train(tuned, train_pairs, val_pairs, args.out, config, progress, resume=args.resume)
-    best = result.history[result.best_epoch - 1]
-    print(
-        f"best epoch {result.best_epoch}: val Dice {best['val_dice']:.3f}, IoU {best['val_iou']:.3f}; "
-        f"checkpoint in {args.out}"
-    )
+    if args.search:
+        model_config = base.model.config
+        max_depth = None if args.method == "vpt-shallow" or "prompt_depth" in given else min(
+            model_config.text_config.num_hidden_layers, model_config.vision_config.num_hidden_layers
+        )
+        with tqdm_progress(unit="trial") as progress:
+            summary = run_search(
+                build, data, args.out, config, max_depth=max_depth, objective=protocol.search_objective,
+                seed=protocol.search_seed(args.method, config.seed), trials=args.trials, progress=progress, resume=args.resume,
+            )  # fmt: skip
+        print(f"best trial {summary['search']['best_trial']}: {summary['search']['trials'][summary['search']['best_trial']]['params']}")
+    else:
+        with tqdm_progress(unit="epoch") as progress:
+            summary = run_tuning(tuned, data, args.out, config, progress, resume=args.resume)
+    print(f"best epoch {summary['best_epoch']} (on {summary['selected_on']}): {headline(summary)}; checkpoint in {args.out}")
     return 0
 
 

@@ -42,6 +42,7 @@ class TuneVLSegLayout(Layout):
     name = "tunevlseg"
     summary = "TuneVLSeg / medvlsm: images/ + masks/ + anns/<split>.json tasks with per-image text prompts (p0, p1, ...)"
     specificity = 20
+    domain = "medical"  # the medvlsm datasets (a domain.txt overrides it)
 
     @classmethod
     def detect(cls, root: Path) -> bool:

@@ -6,12 +6,17 @@
 * :mod:`~segprompt.tuning.tuned`: :class:`TunedCLIPSeg`, tokenizer + normalisation + checkpoint files;
 * :mod:`~segprompt.tuning.data`: image / text / mask pairs from any :mod:`segprompt.datasets` folder;
 * :mod:`~segprompt.tuning.train`: the training loop (resumable);
+* :mod:`~segprompt.tuning.protocol`: our defaults and the paper's (TuneVLSeg's reference code);
+* :mod:`~segprompt.tuning.run`: a run end to end (data parts, training, test report, ``summary.json``);
+* :mod:`~segprompt.tuning.search`: the Optuna search over lr, weight decay and prompt depth (resumable);
 * :mod:`~segprompt.tuning.segmenter`: a tuned checkpoint as a text-prompted :class:`~segprompt.backends.Segmenter`.
 """
 
-from .data import Pair, TextOverlay, build_pairs
+from .data import Pair, TextOverlay, build_pairs, tuning_parts
 from .methods import BaseDims, PromptMethod, PromptSet, create_method, method_names
-from .model import DEFAULT_BASE, PromptedCLIPSeg, load_base
+from .model import DEFAULT_BASE, ModelOptions, PromptedCLIPSeg, load_base
+from .protocol import Protocol, get_protocol
+from .run import RunData, load_run_data, run_tuning
 from .train import Evaluation, TrainConfig, TrainResult, dice_bce_loss, evaluate, train
 from .tuned import TunedCLIPSeg
 
@@ -19,10 +24,13 @@ __all__ = [
     "DEFAULT_BASE",
     "BaseDims",
     "Evaluation",
+    "ModelOptions",
     "Pair",
     "PromptMethod",
     "PromptSet",
     "PromptedCLIPSeg",
+    "Protocol",
+    "RunData",
     "TextOverlay",
     "TrainConfig",
     "TrainResult",
@@ -31,7 +39,11 @@ __all__ = [
     "create_method",
     "dice_bce_loss",
     "evaluate",
+    "get_protocol",
     "load_base",
+    "load_run_data",
     "method_names",
+    "run_tuning",
     "train",
+    "tuning_parts",
 ]
