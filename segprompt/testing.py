@@ -67,13 +67,15 @@ def _tiny_clip_towers() -> dict[str, dict[str, int]]:
     return {"text_config": dict(layers), "vision_config": {**layers, "image_size": 64, "patch_size": 16}}
 
 
-def random_clipseg(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+def random_clipseg(size: Size = "tiny", seed: int = 0, refined: bool = True) -> PretrainedModel:
     """A random ``CLIPSegForImageSegmentation`` and its processor (CLIP tokenizer, ImageNet-normalising ViT processor).
 
     ``"tiny"``: 2-layer, width-32 towers (about 1.7 M parameters, mostly the
     real 49 408-token embedding table), vision input 64 x 64 fed 96 x 96.
     ``"full"``: the architecture of ``CIDAS/clipseg-rd64-refined`` (ViT-B/16
     vision tower, 64-wide decoder, processor side 352).
+    ``refined=False``: the decoder of ``CIDAS/clipseg-rd64`` instead, one plain
+    transposed convolution (``use_complex_transposed_convolution=False``).
     """
     from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
 
@@ -85,11 +87,11 @@ def random_clipseg(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
             reduce_dim=16,
             decoder_num_attention_heads=2,
             decoder_intermediate_size=32,
-            use_complex_transposed_convolution=True,
+            use_complex_transposed_convolution=refined,
         )
         side = TINY_CLIPSEG_PROCESSOR_SIDE
     else:
-        config = CLIPSegConfig(vision_config={"patch_size": 16}, use_complex_transposed_convolution=True)
+        config = CLIPSegConfig(vision_config={"patch_size": 16}, use_complex_transposed_convolution=refined)
         side = 352
     image_processor = ViTImageProcessor(
         size={"height": side, "width": side}, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)
@@ -221,9 +223,9 @@ def random_seggpt(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
     return _pretrained(model, processor, size, seed)
 
 
-def tiny_clipseg_dir(directory: str | Path, seed: int = 0) -> Path:
+def tiny_clipseg_dir(directory: str | Path, seed: int = 0, refined: bool = True) -> Path:
     """Save the tiny :func:`random_clipseg` into ``directory``."""
-    return save_model_dir(random_clipseg("tiny", seed), directory)
+    return save_model_dir(random_clipseg("tiny", seed, refined), directory)
 
 
 def tiny_owlv2_dir(directory: str | Path, seed: int = 0) -> Path:

@@ -96,6 +96,24 @@ def tiny_clipseg_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def tiny_clipseg_base(tiny_clipseg_folder):
+    """:func:`tiny_clipseg_folder` loaded as a ``PretrainedModel`` (model + processor), the base prompt tuning wraps."""
+    from segprompt.tuning import load_base
+
+    return load_base(tiny_clipseg_folder)
+
+
+@pytest.fixture(scope="module")
+def clipseg_batch(tiny_clipseg_base):
+    """``(pixels (2, 3, 64, 64), input_ids, attention_mask)``: random pixels and two texts of different lengths."""
+    import torch
+
+    tokens = tiny_clipseg_base.processor.tokenizer(["polyp", "a skin lesion on the arm"], padding=True, return_tensors="pt")
+    torch.manual_seed(1)
+    return torch.randn(2, 3, 64, 64), tokens.input_ids, tokens.attention_mask
+
+
+@pytest.fixture(scope="module")
 def tiny_clipseg(tiny_clipseg_folder):
     """The ``"clipseg"`` backend loaded from :func:`tiny_clipseg_folder`, one per module."""
     from segprompt.backends import create

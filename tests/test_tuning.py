@@ -6,60 +6,47 @@ import pytest
 import torch
 
 from segprompt.errors import SegpromptError
-from segprompt.tuning import PromptedCLIPSeg, TunedCLIPSeg, create_method, dice_bce_loss, load_base, method_names
+from segprompt.tuning import PromptedCLIPSeg, TunedCLIPSeg, create_method, dice_bce_loss, method_names
 
 SIDE = 64
-TEXTS = ["polyp", "a skin lesion on the arm"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def base(tiny_clipseg_folder):
-    return load_base(tiny_clipseg_folder)
-
-
-@pytest.fixture(scope="module")
-def inputs(base):
-    tokens = base.processor.tokenizer(TEXTS, padding=True, return_tensors="pt")
-    torch.manual_seed(1)
-    return torch.randn(2, 3, SIDE, SIDE), tokens.input_ids, tokens.attention_mask
 
 
 def test_registry_lists_every_method():
     assert method_names() == ["coop", "cocoop", "vpt-shallow", "vpt-deep", "maple", "shared-attn", "shared-sep"]
 
 
-def test_without_prompts_the_logits_equal_clipseg_bit_for_bit(base, inputs):
-    pixels, ids, mask = inputs
+def test_without_prompts_the_logits_equal_clipseg_bit_for_bit(tiny_clipseg_base, clipseg_batch):
+    pixels, ids, mask = clipseg_batch
     assert mask[0].sum() < mask.shape[1]  # the batch really has padding
     with torch.no_grad():
-        expected = base.model(input_ids=ids, pixel_values=pixels, attention_mask=mask).logits
-        got = PromptedCLIPSeg(base.model, None)(pixels, ids, mask)
+        expected = tiny_clipseg_base.model(input_ids=ids, pixel_values=pixels, attention_mask=mask).logits
+        got = PromptedCLIPSeg(tiny_clipseg_base.model, None)(pixels, ids, mask)
     assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("name", ["coop", "cocoop", "vpt-shallow", "vpt-deep", "maple", "shared-attn", "shared-sep"])
-def test_method_changes_the_output_and_only_prompts_get_gradients(base, inputs, name):
-    pixels, ids, mask = inputs
+def test_method_changes_the_output_and_only_prompts_get_gradients(tiny_clipseg_base, clipseg_batch, name):
+    pixels, ids, mask = clipseg_batch
     with torch.no_grad():
-        plain = PromptedCLIPSeg(base.model, None)(pixels, ids, mask)
+        plain = PromptedCLIPSeg(tiny_clipseg_base.model, None)(pixels, ids, mask)
     torch.manual_seed(0)
-    dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
-    net = PromptedCLIPSeg(base.model, create_method(name, dims)).train()
+    dims = PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
+    net = PromptedCLIPSeg(tiny_clipseg_base.model, create_method(name, dims)).train()
     logits = net(pixels, ids, mask)
     assert logits.shape == (2, SIDE, SIDE)
     assert (logits - plain).abs().max() > 1e-3
     target = torch.zeros_like(logits)
     dice_bce_loss(logits, target, torch.ones_like(logits)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.method.parameters())
-    assert all(not p.requires_grad and p.grad is None for p in base.model.parameters())
-    assert not base.model.training
+    assert all(not p.requires_grad and p.grad is None for p in tiny_clipseg_base.model.parameters())
+    assert not tiny_clipseg_base.model.training
 
 
-def test_trainable_counts_match_hand_computed_sizes(base):
-    dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
+def test_trainable_counts_match_hand_computed_sizes(tiny_clipseg_base):
+    dims = PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
     # tiny model: text width 32, vision width 32, projection 16, 2 layers per tower
     count = {name: create_method(name, dims).num_trainable() for name in method_names()}
     assert count["coop"] == 4 * 32
@@ -72,37 +59,37 @@ def test_trainable_counts_match_hand_computed_sizes(base):
     assert count["shared-attn"] == 4 * 64 + sum(p.numel() for p in layer.parameters())
 
 
-def test_coop_starts_from_the_embedding_of_a_photo_of_a(base):
-    dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
+def test_coop_starts_from_the_embedding_of_a_photo_of_a(tiny_clipseg_base):
+    dims = PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
     torch.manual_seed(0)
     coop = create_method("coop", dims, prompt_depth=2)
-    table = base.model.clip.text_model.embeddings.token_embedding.weight
+    table = tiny_clipseg_base.model.clip.text_model.embeddings.token_embedding.weight
     # CLIP ids of "a photo of a": a=320, photo=1125, of=539
     assert torch.equal(coop.context[0].detach(), table[[320, 1125, 539, 320]])
     assert 0.01 < coop.context[1].detach().std() < 0.03  # deeper context: N(0, 0.02)
 
 
-def test_context_makes_room_in_clips_77_positions(base):
-    tuned = TunedCLIPSeg.create(base, "tiny", "coop", image_size=SIDE)
+def test_context_makes_room_in_clips_77_positions(tiny_clipseg_base):
+    tuned = TunedCLIPSeg.create(tiny_clipseg_base, "tiny", "coop", image_size=SIDE)
     ids, _ = tuned.tokenize(["polyp " * 100])
     assert ids.shape[1] == 77 - 4
     assert ids[0, 0] == 49406 and ids[0, -1] == 49407  # truncation keeps BOS and EOS (the pooled token)
     assert tuned.logits([torch.zeros(SIDE, SIDE, 3, dtype=torch.uint8).numpy()], ["polyp " * 100]).shape == (1, SIDE, SIDE)
 
 
-def test_visual_prompts_are_stripped_before_the_decoder(base, inputs):
-    pixels, _, _ = inputs
-    dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
-    net = PromptedCLIPSeg(base.model, create_method("vpt-deep", dims))
-    plain = PromptedCLIPSeg(base.model, None).encode_image(pixels, [], with_features=False)
+def test_visual_prompts_are_stripped_before_the_decoder(tiny_clipseg_base, clipseg_batch):
+    pixels, _, _ = clipseg_batch
+    dims = PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
+    net = PromptedCLIPSeg(tiny_clipseg_base.model, create_method("vpt-deep", dims))
+    plain = PromptedCLIPSeg(tiny_clipseg_base.model, None).encode_image(pixels, [], with_features=False)
     prompted = net.encode_image(pixels, net.method().vision, with_features=False)
     assert [a.shape for a in prompted.activations] == [a.shape for a in plain.activations] == [(2, 17, 32)] * 2
 
 
-def test_cocoop_shifts_the_context_per_image(base, inputs):
-    pixels, _, _ = inputs
-    dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
-    net = PromptedCLIPSeg(base.model, create_method("cocoop", dims))
+def test_cocoop_shifts_the_context_per_image(tiny_clipseg_base, clipseg_batch):
+    pixels, _, _ = clipseg_batch
+    dims = PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
+    net = PromptedCLIPSeg(tiny_clipseg_base.model, create_method("cocoop", dims))
     features = net.encode_image(pixels, [], with_features=True).image_features
     context = net.method(features).text[0]
     assert context.shape == (2, 4, 32)
@@ -121,8 +108,8 @@ def test_cocoop_shifts_the_context_per_image(base, inputs):
         ("coop", {"colour": 1}, "unexpected keyword argument 'colour'"),
     ],
 )
-def test_bad_method_options_are_user_errors(base, name, options, message):
-    dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
+def test_bad_method_options_are_user_errors(tiny_clipseg_base, name, options, message):
+    dims = PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
     with pytest.raises(SegpromptError, match=message):
         create_method(name, dims, **options)
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from segprompt.datasets import open_dataset
 from segprompt.errors import CheckpointError, SegpromptError
-from segprompt.tuning import ModelOptions, PromptedCLIPSeg, TrainConfig, TunedCLIPSeg, build_pairs, create_method, get_protocol, load_base
+from segprompt.tuning import ModelOptions, PromptedCLIPSeg, TrainConfig, TunedCLIPSeg, build_pairs, create_method, get_protocol
 from segprompt.tuning.data import (
     PAPER_AFFINE_P,
     PAPER_JITTER_P,
@@ -34,20 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def base(tiny_clipseg_folder):
-    return load_base(tiny_clipseg_folder)
-
-
-@pytest.fixture(scope="module")
-def dims(base):
-    return PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
-
-
-@pytest.fixture(scope="module")
-def inputs(base):
-    tokens = base.processor.tokenizer(["polyp", "a skin lesion"], padding=True, return_tensors="pt")
-    torch.manual_seed(1)
-    return torch.randn(2, 3, SIDE, SIDE), tokens.input_ids, tokens.attention_mask
+def dims(tiny_clipseg_base):
+    return PromptedCLIPSeg.dims_of(tiny_clipseg_base.model, tiny_clipseg_base.processor.tokenizer)
 
 
 @pytest.fixture
@@ -185,7 +173,7 @@ def test_reference_shared_attention_leaves_tokens_unmixed(dims):
         assert torch.allclose(got, expected.detach(), atol=1e-6)
 
 
-def test_reference_internals_of_shared_separate_cocoop_and_maple(dims, base):
+def test_reference_internals_of_shared_separate_cocoop_and_maple(dims, tiny_clipseg_base):
     torch.manual_seed(0)
     separate = create_method("shared-sep", dims, projection_norm=False)
     assert all(type(m) is nn.Linear for m in (*separate.to_text, *separate.to_vision))
@@ -201,7 +189,7 @@ def test_reference_internals_of_shared_separate_cocoop_and_maple(dims, base):
     assert torch.allclose(ours(features).text[0], ours(2 * features).text[0], atol=1e-5)
 
     maple = create_method("maple", dims, **get_protocol("paper").method_hyperparameters("maple"))
-    table = base.model.clip.text_model.embeddings.token_embedding.weight
+    table = tiny_clipseg_base.model.clip.text_model.embeddings.token_embedding.weight
     assert maple.hyperparameters["prompt_depth"] == 1 and maple.hyperparameters["context_init"] is None
     assert not torch.equal(maple.context[0].detach(), table[[320, 1125, 539, 320]])  # not "a photo of a"
     assert 0.01 < maple.context.detach().std() < 0.03  # N(0, 0.02)
@@ -212,11 +200,11 @@ def test_reference_internals_of_shared_separate_cocoop_and_maple(dims, base):
 
 
 @pytest.mark.parametrize(("mix", "expected"), [("blend", lambda plain: 0.5 * plain + 0.5 * 2.0), ("add", lambda plain: plain + 2.0)])
-def test_extra_last_layer_joins_the_logits(base, inputs, mix, expected):
-    pixels, ids, mask = inputs
+def test_extra_last_layer_joins_the_logits(tiny_clipseg_base, clipseg_batch, mix, expected):
+    pixels, ids, mask = clipseg_batch
     with torch.no_grad():
-        plain = PromptedCLIPSeg(base.model, None)(pixels, ids, mask)
-        net = PromptedCLIPSeg(base.model, None, ModelOptions(extra_layer=mix))
+        plain = PromptedCLIPSeg(tiny_clipseg_base.model, None)(pixels, ids, mask)
+        net = PromptedCLIPSeg(tiny_clipseg_base.model, None, ModelOptions(extra_layer=mix))
         net.extra_layer.conv.weight.zero_()
         net.extra_layer.conv.bias.fill_(2.0)  # the conv then outputs 2 everywhere
         got = net(pixels, ids, mask)
@@ -225,12 +213,12 @@ def test_extra_last_layer_joins_the_logits(base, inputs, mix, expected):
     assert (net.num_trainable() == 16 * 25 + 1 + 1) if mix == "blend" else (net.num_trainable() == 16 * 25 + 1)
 
 
-def test_visual_prompts_reach_the_decoder_layers_only_in_the_reference_order(base, inputs, dims):
-    pixels, ids, mask = inputs
+def test_visual_prompts_reach_the_decoder_layers_only_in_the_reference_order(tiny_clipseg_base, clipseg_batch, dims):
+    pixels, ids, mask = clipseg_batch
     torch.manual_seed(0)
     method = create_method("vpt-deep", dims)
-    stripped = PromptedCLIPSeg(base.model, method)
-    kept = PromptedCLIPSeg(base.model, method, ModelOptions(prompts_in_decoder=True))
+    stripped = PromptedCLIPSeg(tiny_clipseg_base.model, method)
+    kept = PromptedCLIPSeg(tiny_clipseg_base.model, method, ModelOptions(prompts_in_decoder=True))
     with torch.no_grad():
         acts = kept.encode_image(pixels, method().vision, with_features=False).activations
         assert [a.shape for a in acts] == [(2, 17 + 4, 32)] * 2
@@ -240,18 +228,18 @@ def test_visual_prompts_reach_the_decoder_layers_only_in_the_reference_order(bas
     assert a.shape == b.shape == (2, SIDE, SIDE) and not torch.allclose(a, b)
 
 
-def test_extra_layer_is_saved_resumed_and_reloaded(base, tiny_clipseg_folder, kvasir, tmp_path):
+def test_extra_layer_is_saved_resumed_and_reloaded(tiny_clipseg_base, tiny_clipseg_folder, kvasir, tmp_path):
     options = get_protocol("paper").model_options("maple")
     assert options == ModelOptions(extra_layer="blend", prompts_in_decoder=True)
     torch.manual_seed(0)
-    tuned = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "maple", SIDE, options)
+    tuned = TunedCLIPSeg.create(tiny_clipseg_base, str(tiny_clipseg_folder), "maple", SIDE, options)
     config = TrainConfig(epochs=1, batch_size=4, lr=1e-2)
     train(tuned, kvasir[:4], kvasir[4:], tmp_path, config)
-    reloaded = TunedCLIPSeg.load(tmp_path, base)
+    reloaded = TunedCLIPSeg.load(tmp_path, tiny_clipseg_base)
     assert reloaded.net.options == options
     assert torch.equal(reloaded.net.extra_layer.residual_ratio, tuned.net.extra_layer.residual_ratio)
     assert tuned.net.extra_layer.residual_ratio.item() != 0.5  # it learns
-    other = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "maple", SIDE)
+    other = TunedCLIPSeg.create(tiny_clipseg_base, str(tiny_clipseg_folder), "maple", SIDE)
     with pytest.raises(CheckpointError, match="model options"):
         train(other, kvasir[:4], kvasir[4:], tmp_path, TrainConfig(epochs=2, batch_size=4), resume=True)
 
@@ -259,18 +247,18 @@ def test_extra_layer_is_saved_resumed_and_reloaded(base, tiny_clipseg_folder, kv
 # --- training loop rules -------------------------------------------------------------------------------------------
 
 
-def test_resuming_under_another_protocol_is_refused_naming_it(base, tiny_clipseg_folder, kvasir, tmp_path):
+def test_resuming_under_another_protocol_is_refused_naming_it(tiny_clipseg_base, tiny_clipseg_folder, kvasir, tmp_path):
     torch.manual_seed(0)
-    tuned = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "coop", SIDE)
+    tuned = TunedCLIPSeg.create(tiny_clipseg_base, str(tiny_clipseg_folder), "coop", SIDE)
     train(tuned, kvasir[:4], kvasir[4:], tmp_path, TrainConfig(epochs=1, batch_size=4))
     with pytest.raises(CheckpointError, match="used protocol 'ours', not 'paper'; use another --out or --protocol ours"):
         train(tuned, kvasir[:4], kvasir[4:], tmp_path, TrainConfig(protocol="paper", epochs=2, batch_size=4), resume=True)
 
 
-def test_two_accumulated_batches_of_two_step_like_one_batch_of_four(base, tiny_clipseg_folder, kvasir, tmp_path):
+def test_two_accumulated_batches_of_two_step_like_one_batch_of_four(tiny_clipseg_base, tiny_clipseg_folder, kvasir, tmp_path):
     def trained(batch_size: int, accumulate: int):
         torch.manual_seed(0)
-        tuned = TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "coop", SIDE)
+        tuned = TunedCLIPSeg.create(tiny_clipseg_base, str(tiny_clipseg_folder), "coop", SIDE)
         config = TrainConfig(epochs=1, batch_size=batch_size, accumulate_batches=accumulate, lr=1e-2, augment=False)
         train(tuned, kvasir[:4], kvasir[4:], tmp_path / f"{batch_size}x{accumulate}", config)
         return tuned.net.method.context.detach()
@@ -327,7 +315,7 @@ def test_paper_parts_are_a_seeded_three_way_split(shared_data):
 # --- search --------------------------------------------------------------------------------------------------------
 
 
-def test_a_killed_search_resumes_to_the_same_trials(base, tiny_clipseg_folder, kvasir, tmp_path):
+def test_a_killed_search_resumes_to_the_same_trials(tiny_clipseg_base, tiny_clipseg_folder, kvasir, tmp_path):
     data = RunData(kvasir[:4], kvasir[4:6], kvasir[6:], {"dataset": "kvasir_seg"})
     config = TrainConfig(protocol="paper", epochs=1, batch_size=4, select_on="val_dice")
     calls = []
@@ -337,7 +325,7 @@ def test_a_killed_search_resumes_to_the_same_trials(base, tiny_clipseg_folder, k
         if len(calls) == fail_at:
             raise KeyboardInterrupt  # the process is killed while trial 1 starts
         torch.manual_seed(0)
-        return TunedCLIPSeg.create(base, str(tiny_clipseg_folder), "coop", SIDE, **params)
+        return TunedCLIPSeg.create(tiny_clipseg_base, str(tiny_clipseg_folder), "coop", SIDE, **params)
 
     options = dict(max_depth=2, objective="last_val_loss", seed=12345, trials=3)
     straight = run_search(build, data, tmp_path / "straight", config, **options)

@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
                 build, data, args.out, config, max_depth=max_depth, objective=protocol.search_objective,
                 seed=protocol.search_seed(args.method, config.seed), trials=args.trials, progress=progress, resume=args.resume,
             )  # fmt: skip
-        print(f"best trial {summary['search']['best_trial']}: {summary['search']['trials'][summary['search']['best_trial']]['params']}")
+        best = summary["search"]["best_trial"]
+        print(f"best trial {best}: {summary['search']['trials'][best]['params']}")
     else:
         with tqdm_progress(unit="epoch") as progress:
             summary = run_tuning(tuned, data, args.out, config, progress, resume=args.resume)

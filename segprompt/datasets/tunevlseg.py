@@ -63,11 +63,14 @@ class TuneVLSegLayout(Layout):
                 if entry is None:
                     problems.append(Problem(str(path), f"task {index}: {reason}"))
                 elif entry.id in entries and entries[entry.id] != entry:
-                    problems.append(Problem(str(path), f"task {index}: mask {task['mask_name']!r} is listed with another image or prompts"))
+                    reason = f"task {index}: mask {task['mask_name']!r} is listed with another image or prompts"
+                    problems.append(Problem(str(path), reason))
                 else:
                     entries[entry.id] = entry
                     ids.append(entry.id)
-        return LazyDataset(root.name, self.name, (CLASS_NAME,), entries.values(), _read, on_error=on_error, problems=problems, splits=splits)
+        return LazyDataset(
+            root.name, self.name, (CLASS_NAME,), entries.values(), _read, on_error=on_error, problems=problems, splits=splits
+        )
 
 
 def _read_tasks(path: Path) -> tuple[list[Any], Problem | None]:

@@ -124,16 +124,18 @@ def sample_phrases(sample: Sample, prompt_key: str = DEFAULT_PROMPT_KEY) -> tupl
     elif prompt_key in prompts:
         keys = [prompt_key]
     else:
-        raise DatasetError(f"{sample.source or sample.id}: no text prompt {prompt_key!r} (has {', '.join(sorted(prompts, key=_prompt_order))})")
+        known = ", ".join(sorted(prompts, key=_prompt_order))
+        raise DatasetError(f"{sample.source or sample.id}: no text prompt {prompt_key!r} (has {known})")
     phrases = [phrase for key in keys for phrase in ([prompts[key]] if isinstance(prompts[key], str) else prompts[key])]
     if not phrases:
         raise DatasetError(f"{sample.source or sample.id}: text prompt {prompt_key!r} has no phrase")
     return tuple(phrases)
 
 
-def _prompt_order(key: str) -> tuple[int, str]:
+def _prompt_order(key: str) -> tuple[float, str]:
+    """``p2`` before ``p10``; keys of another form last."""
     digits = key[1:]
-    return (int(digits), key) if digits.isdigit() else (math.inf, key)  # type: ignore[return-value]
+    return (int(digits), key) if digits.isdigit() else (math.inf, key)
 
 
 def with_full_stop(phrase: str) -> str:

@@ -100,7 +100,9 @@ class ExtraLastLayer(nn.Module):
     (its VPT model).
     """
 
-    def __init__(self, reduce_dim: int, patch_size: int, mix: str = "blend", kernel_size: int = 5, residual_ratio: float = 0.5) -> None:
+    def __init__(
+        self, reduce_dim: int, patch_size: int, mix: str = "blend", kernel_size: int = 5, residual_ratio: float = 0.5
+    ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.mix = mix

@@ -141,7 +141,8 @@ def run_search(
     def run_trial(number: int, params: dict[str, Any]) -> float:
         folder = out / TRIALS_DIR / f"{number:03d}"
         trial_config = replace(config, lr=params["lr"], weight_decay=params["weight_decay"])
-        result = train(build(_method_params(params)), data.train, data.val, folder, trial_config, resume=(folder / LAST_STATE).exists())
+        resume_trial = (folder / LAST_STATE).exists()
+        result = train(build(_method_params(params)), data.train, data.val, folder, trial_config, resume=resume_trial)
         return _objective(result, objective)
 
     for interrupted in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -168,7 +169,8 @@ def run_search(
         "space": settings["space"],
         "best_trial": best.number,
         "trials": [
-            {"number": t.number, "params": t.params, "value": t.value, "state": t.state.name} for t in study.get_trials(deepcopy=False)
+            {"number": t.number, "params": t.params, "value": t.value, "state": t.state.name}
+            for t in study.get_trials(deepcopy=False)
         ],
     }
     return report(tuned, data, out, best_config, result, extra={"search": record})

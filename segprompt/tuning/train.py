@@ -184,7 +184,9 @@ def dice_bce_loss(
     return dice_weight * soft_dice.mean() + bce_weight * bce / valid.sum().clamp_min(1.0)
 
 
-def mask_scores(preds: Sequence[np.ndarray], targets: Sequence[np.ndarray], valid: Sequence[np.ndarray]) -> tuple[float, float, float]:
+def mask_scores(
+    preds: Sequence[np.ndarray], targets: Sequence[np.ndarray], valid: Sequence[np.ndarray]
+) -> tuple[float, float, float]:
     """``(mean Dice, mean IoU, accumulated Jaccard)`` of binary masks.
 
     Dice and IoU are per mask (1 when prediction and target are both empty,
