@@ -20,9 +20,9 @@ OUTSIDE = ("napari_plugin", "benchmarks", "tests")
 #: Inner to outer. An entry names a module or a package (every module below it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("errors", "atomic", "progress", "registry", "paths", "metrics", "geometry")),
-    ("data model", ("io", "prompts", "text_tokenizer")),
+    ("data model", ("io", "prompts", "text_tokenizer", "export")),
     ("models and data", ("hub", "checkpoints", "datasets")),
-    ("segmentation", ("backends", "instances", "cache", "compose", "semantic", "annotation")),
+    ("segmentation", ("backends", "instances", "cache", "compose", "semantic", "annotation", "everything")),
     ("evaluation and workflows", ("evaluation", "baselines", "distributed", "pointprompt", "showortell", "tuning", "testing")),
     ("front ends", ("cli", "__main__")),
 )
