@@ -268,6 +268,54 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _commit_all([item])
 
 
+def _fsync_tree(root: Path) -> None:
+    """``fsync`` every file and folder under ``root`` (folders after their contents)."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path`` for a folder store (Zarr); on success it replaces ``path``.
+
+    The folder is created with a plain :func:`os.mkdir` (the umask applies as
+    for any new folder) under ``.<name>.<pid>-<8 hex>.tmp``. After the body an
+    existing ``path`` is moved aside, the new folder renamed onto ``path`` and
+    the old one deleted: a reader finds the old store, the new one or (for the
+    instant between two renames) none, never a half-written one (every file
+    and folder inside is ``fsync``-ed before the rename). On an
+    exception the new folder is removed and ``path`` is left as it was; an
+    :class:`OSError` of the body becomes a :class:`StorageError` naming ``path``.
+    """
+    import shutil
+
+    target = _target(path)
+    with storage_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        temp.mkdir()
+    try:
+        with storage_errors(target):
+            yield temp
+            _fsync_tree(temp)
+            if target.exists():
+                old = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.old")
+                os.replace(target, old)
+                os.replace(temp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(temp, target)
+            fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def _check_creatable(target: Path, named: Path, probed: set[Path]) -> None:
     """Raise (naming ``named``) unless a file could be created at ``target``; ``probed`` holds folders already tried."""
     with storage_errors(named):
@@ -313,6 +361,7 @@ def check_writable_dir(folder: str | os.PathLike) -> None:
 
 __all__ = [
     "STALE_TEMP_SECONDS",
+    "atomic_directory",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
