@@ -7,7 +7,8 @@ Where a model comes from, first match wins:
 2. ``<cache root>/models/<owner>--<name>`` (see :func:`local_model_dir`; the
    cache root is ``$SEGPROMPT_CACHE``, see :func:`segprompt.paths.cache_root`),
    e.g. ``~/.cache/segprompt/models/CIDAS--clipseg-rd64-refined``: a copy
-   made with ``save_pretrained`` or ``huggingface-cli download --local-dir``.
+   made with ``save_pretrained`` or ``hf download <hub id> --local-dir <folder>``
+   (the ``hf`` command of ``huggingface_hub``).
 3. Online: the hub id itself (``from_pretrained`` downloads into the Hugging
    Face cache). Offline (``HF_HUB_OFFLINE=1`` or no connection to the hub): a
    copy already in the Hugging Face cache (``local_files_only``).
@@ -85,7 +86,12 @@ def _folder_id(folder: Path) -> str:
 
 
 def load_pretrained(
-    model_class: Any, processor_class: Any, hub_id: str, model_dir: str | Path | None = None
+    model_class: Any,
+    processor_class: Any,
+    hub_id: str,
+    model_dir: str | Path | None = None,
+    *,
+    access_note: str = "",
 ) -> PretrainedModel:
     """Load the model and processor of ``hub_id`` by the rules in the module docstring.
 
@@ -94,6 +100,8 @@ def load_pretrained(
         processor_class: its processor or image-processor class (e.g. ``CLIPSegProcessor``).
         hub_id: e.g. ``"CIDAS/clipseg-rd64-refined"``.
         model_dir: a local model folder that overrides every other source.
+        access_note: added to the offline error, e.g. that the weights are
+            gated behind a licence to accept on the hub before downloading.
 
     Raises:
         CheckpointError: ``model_dir`` is not a model folder, offline without a
@@ -121,9 +129,10 @@ def load_pretrained(
             processor = processor_class.from_pretrained(hub_id, local_files_only=not online)
     except (OSError, ValueError) as exc:
         if source is None and not online:
+            note = f" {access_note.strip()}" if access_note.strip() else ""
             raise CheckpointError(
                 f"model {hub_id} is not available offline; put a copy (save_pretrained or "
-                f"`huggingface-cli download {hub_id} --local-dir {local}`) in {local} or pass --model-dir"
+                f"`hf download {hub_id} --local-dir {local}`) in {local} or pass --model-dir.{note}"
             ) from exc
         raise CheckpointError(f"cannot load model {hub_id} from {source or 'the hub'}: {exc}") from exc
     return PretrainedModel(model.eval(), processor, model_id)

@@ -241,3 +241,269 @@ def tiny_grounding_dino_dir(directory: str | Path, seed: int = 0) -> Path:
 def tiny_seggpt_dir(directory: str | Path, seed: int = 0) -> Path:
     """Save the tiny :func:`random_seggpt` into ``directory``."""
     return save_model_dir(random_seggpt("tiny", seed), directory)
+
+
+# -- the transformers SAM family and SAM 3 ------------------------------------------------------
+#
+# Tiny configurations keep the real input frames (1024 x 1024; SAM 3: 1008 x 1008 with 14-pixel
+# patches), so the processors, point scaling and low-resolution logits (256 / 288) are the
+# released models' exactly; only the widths and depths shrink.
+
+#: Width of the tiny SAM-family prompt encoders, mask decoders and feature necks.
+TINY_SAM_WIDTH = 32
+
+
+def _tiny_sam_decoder() -> dict[str, dict[str, int]]:
+    """``prompt_encoder_config`` and ``mask_decoder_config`` of a tiny SAM 2-style model."""
+    width = TINY_SAM_WIDTH
+    return {
+        "prompt_encoder_config": {"hidden_size": width},
+        "mask_decoder_config": {"hidden_size": width, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": width},
+    }
+
+
+def random_sam2(size: Size = "tiny", seed: int = 0, variant: str = "large") -> PretrainedModel:
+    """A random ``Sam2Model`` and its ``Sam2Processor``.
+
+    ``"tiny"``: a 5-block Hiera of widths 8-64 (one block per stage, two in
+    the last, the second with global attention), width-32 neck and decoder,
+    1024 input.
+    ``"full"``: the architecture of ``facebook/sam2.1-hiera-<variant>``
+    (``tiny``, ``small``, ``base-plus``, ``large``).
+    """
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    if size == "tiny":
+        backbone = {
+            "hidden_size": 8,
+            "blocks_per_stage": [1, 1, 1, 2],
+            "embed_dim_per_stage": [8, 16, 32, 64],
+            "num_attention_heads_per_stage": [1, 1, 2, 2],
+            "global_attention_blocks": [4],  # not a stage's first block: those pool queries in windows
+            "window_positional_embedding_background_size": [4, 4],
+        }
+        vision = {"backbone_channel_list": [64, 32, 16, 8], "fpn_hidden_size": TINY_SAM_WIDTH}
+        config = Sam2Config(vision_config=_sam2_vision(backbone, **vision), **_tiny_sam_decoder())
+    else:
+        hiera = SAM2_HIERA[variant]
+        config = Sam2Config(vision_config=_sam2_vision(hiera, backbone_channel_list=_channels(hiera)))
+    torch.manual_seed(seed)
+    return _pretrained(Sam2Model(config), Sam2Processor(image_processor=Sam2ImageProcessor()), size, seed)
+
+
+#: Hiera hyper-parameters of the released SAM 2.1 sizes (transformers' ``convert_sam2_to_hf.get_config``).
+SAM2_HIERA: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "hidden_size": 96,
+        "blocks_per_stage": [1, 2, 7, 2],
+        "embed_dim_per_stage": [96, 192, 384, 768],
+        "num_attention_heads_per_stage": [1, 2, 4, 8],
+        "global_attention_blocks": [5, 7, 9],
+        "window_positional_embedding_background_size": [7, 7],
+    },
+    "base-plus": {
+        "hidden_size": 112,
+        "blocks_per_stage": [2, 3, 16, 3],
+        "embed_dim_per_stage": [112, 224, 448, 896],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "global_attention_blocks": [12, 16, 20],
+        "window_positional_embedding_background_size": [14, 14],
+    },
+    "large": {
+        "hidden_size": 144,
+        "blocks_per_stage": [2, 6, 36, 4],
+        "embed_dim_per_stage": [144, 288, 576, 1152],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "global_attention_blocks": [23, 33, 43],
+        "window_positional_embedding_background_size": [7, 7],
+        "window_size_per_stage": [8, 4, 16, 8],
+    },
+}
+SAM2_HIERA["small"] = {**SAM2_HIERA["tiny"], "blocks_per_stage": [1, 2, 11, 2], "global_attention_blocks": [7, 10, 13]}
+
+
+def _channels(backbone: dict[str, Any]) -> list[int]:
+    return list(reversed(backbone["embed_dim_per_stage"]))
+
+
+def _sam2_vision(backbone: dict[str, Any], **vision: Any) -> dict[str, Any]:
+    """A ``Sam2VisionConfig`` dict around Hiera hyper-parameters."""
+    return {"model_type": "sam2_vision_model", "backbone_config": {"model_type": "sam2_hiera_det_model", **backbone}, **vision}
+
+
+def random_sam_hq(size: Size = "tiny", seed: int = 0, variant: str = "vit_b") -> PretrainedModel:
+    """A random ``SamHQModel`` and its ``SamHQProcessor`` (segment-anything's padded 1024 frame).
+
+    ``"tiny"``: a 2-layer ViT of width 32 (global attention in the second),
+    width-32 decoder. ``"full"``: the architecture of
+    ``syscv-community/sam-hq-vit-<base|large|huge>`` for ``variant`` ``vit_b``/``vit_l``/``vit_h``.
+    """
+    from transformers import SamHQConfig, SamHQModel, SamHQProcessor, SamImageProcessor
+
+    if size == "tiny":
+        width = TINY_SAM_WIDTH
+        vision = {
+            "hidden_size": width,
+            "output_channels": width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "global_attn_indexes": [1],
+            "mlp_dim": 64,
+            "num_pos_feats": width // 2,
+        }
+        decoder = {**_tiny_sam_decoder()["mask_decoder_config"], "vit_dim": width}
+        config = SamHQConfig(vision_config=vision, prompt_encoder_config={"hidden_size": width}, mask_decoder_config=decoder)
+    else:
+        vision = SAM_HQ_VIT[variant]
+        config = SamHQConfig(vision_config=vision, mask_decoder_config={"vit_dim": vision["hidden_size"]})
+    torch.manual_seed(seed)
+    return _pretrained(SamHQModel(config), SamHQProcessor(image_processor=SamImageProcessor()), size, seed)
+
+
+#: ViT hyper-parameters of SAM's (and SAM-HQ's) released sizes.
+SAM_HQ_VIT: dict[str, dict[str, Any]] = {
+    "vit_b": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "global_attn_indexes": [2, 5, 8, 11]},
+    "vit_l": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "global_attn_indexes": [5, 11, 17, 23]},
+    "vit_h": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "global_attn_indexes": [7, 15, 23, 31]},
+}
+
+
+def random_edgetam(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``EdgeTamModel`` and its ``Sam2Processor`` (timm backbone, built offline with ``pretrained=False``).
+
+    ``"tiny"``: timm's ``test_convnext`` (0.2 M parameters, strides 4-32) with a
+    width-32 neck and decoder. ``"full"``: the architecture of
+    ``yonigozlan/EdgeTAM-hf`` (timm ``repvit_m1``; note that transformers'
+    default ``EdgeTamConfig`` builds a ResNet-50 instead, its ``architecture``
+    key being misspelt, so it is named here).
+    """
+    from transformers import EdgeTamConfig, EdgeTamModel, EdgeTamVisionConfig, Sam2ImageProcessor, Sam2Processor
+    from transformers import TimmWrapperConfig
+
+    architecture, channels = ("test_convnext", [64, 48, 32, 24]) if size == "tiny" else ("repvit_m1", [384, 192, 96, 48])
+    backbone = TimmWrapperConfig(
+        architecture=architecture, model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]}
+    )
+    if size == "tiny":
+        vision = EdgeTamVisionConfig(backbone_config=backbone, backbone_channel_list=channels, fpn_hidden_size=TINY_SAM_WIDTH)
+        config = EdgeTamConfig(vision_config=vision, **_tiny_sam_decoder())
+    else:
+        config = EdgeTamConfig(vision_config=EdgeTamVisionConfig(backbone_config=backbone, backbone_channel_list=channels))
+    torch.manual_seed(seed)
+    return _pretrained(EdgeTamModel(config), Sam2Processor(image_processor=Sam2ImageProcessor()), size, seed)
+
+
+def _sam3_configs(size: Size) -> tuple[Any, Any]:
+    """``(Sam3Config, Sam3TrackerConfig)`` sharing one vision configuration (the backbone both read)."""
+    from transformers import Sam3Config, Sam3TrackerConfig
+
+    if size == "full":
+        return Sam3Config(), Sam3TrackerConfig()
+    width = TINY_SAM_WIDTH
+    layers = {"hidden_size": width, "num_attention_heads": 2, "intermediate_size": 64}
+    vit = {"model_type": "sam3_vit_model", **layers, "num_hidden_layers": 2, "global_attn_indexes": [1]}
+    vision = {"model_type": "sam3_vision_model", "backbone_config": vit, "fpn_hidden_size": width}
+    text = {
+        "model_type": "clip_text_model",
+        **layers,
+        "vocab_size": 49408,  # OpenAI CLIP's vocabulary: real token ids
+        "projection_dim": width,
+        "num_hidden_layers": 1,
+        "max_position_embeddings": 32,
+    }
+    detector = Sam3Config(
+        vision_config=vision,
+        text_config=text,
+        geometry_encoder_config={**layers, "num_layers": 1},
+        detr_encoder_config={**layers, "num_layers": 1},
+        detr_decoder_config={**layers, "num_layers": 1, "num_queries": 20},
+        mask_decoder_config={"hidden_size": width, "num_attention_heads": 2},
+    )
+    tracker = Sam3TrackerConfig(vision_config=vision, **_tiny_sam_decoder())
+    return detector, tracker
+
+
+def _sam3_processor() -> Any:
+    from transformers import Sam3ImageProcessor, Sam3Processor
+
+    return Sam3Processor(image_processor=Sam3ImageProcessor(), tokenizer=clip_tokenizer(model_max_length=32))
+
+
+def random_sam3(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``Sam3Model`` (the concept detector) and its ``Sam3Processor``.
+
+    ``"tiny"``: 2-layer width-32 ViT (1008 input, 14-pixel patches), a 1-layer
+    width-32 CLIP text tower over the real 49 408-token vocabulary, 1-layer
+    DETR encoder/decoder with 20 queries. ``"full"``: the architecture of
+    ``facebook/sam3`` (ViT with 32 layers of width 1024, 24-layer text tower,
+    200 queries; about 0.85 B parameters).
+    """
+    from transformers import Sam3Model
+
+    detector, _ = _sam3_configs(size)
+    torch.manual_seed(seed)
+    return _pretrained(Sam3Model(detector), _sam3_processor(), size, seed)
+
+
+def random_sam3_tracker(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``Sam3TrackerModel`` and its ``Sam3TrackerProcessor`` (sizes as :func:`random_sam3`)."""
+    from transformers import Sam3ImageProcessor, Sam3TrackerModel, Sam3TrackerProcessor
+
+    _, tracker = _sam3_configs(size)
+    torch.manual_seed(seed)
+    return _pretrained(Sam3TrackerModel(tracker), Sam3TrackerProcessor(image_processor=Sam3ImageProcessor()), size, seed)
+
+
+def tiny_sam3_dir(directory: str | Path, seed: int = 0) -> Path:
+    """A tiny random SAM 3 checkpoint laid out like ``facebook/sam3``; both ``sam3`` and ``sam3-tracker`` load it.
+
+    As in the release, one ``sam3_video`` configuration holds the detector
+    and the tracker, the tracker reads the detector's ViT backbone through its
+    own neck, and the weights are stored under ``detector_model.``,
+    ``tracker_model.`` and ``tracker_neck.``. The state dict is written
+    directly: ``Sam3VideoModel.save_pretrained`` in transformers 5.25 doubles
+    the ``tracker_model.`` prefix, which the loaders then do not find.
+    """
+    from safetensors.torch import save_file
+    from transformers import Sam3VideoConfig, Sam3VideoModel
+
+    detector, tracker = _sam3_configs("tiny")
+    tracker_video = {**tracker.to_dict(), "model_type": "sam3_tracker_video", **_TINY_SAM3_MEMORY}
+    torch.manual_seed(seed)
+    video = Sam3VideoModel(Sam3VideoConfig(detector_config=detector, tracker_config=tracker_video))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    video.config.save_pretrained(str(directory))
+    weights = {key: value.detach().contiguous() for key, value in video.state_dict().items()}
+    save_file(weights, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    _sam3_processor().save_pretrained(str(directory))
+    return directory
+
+
+#: The tiny checkpoint's video-memory modules (unused on single images, but part of the release layout).
+_TINY_SAM3_MEMORY = {
+    "memory_attention_hidden_size": TINY_SAM_WIDTH,
+    "memory_attention_num_layers": 1,
+    "memory_attention_feed_forward_hidden_size": 64,
+    "memory_encoder_hidden_size": TINY_SAM_WIDTH,
+    "memory_encoder_output_channels": 16,
+    "mask_downsampler_embed_dim": TINY_SAM_WIDTH,
+    "memory_fuser_embed_dim": TINY_SAM_WIDTH,
+    "memory_fuser_intermediate_dim": 64,
+    "memory_fuser_num_layers": 1,
+}
+
+
+def tiny_sam2_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_sam2` into ``directory``."""
+    return save_model_dir(random_sam2("tiny", seed), directory)
+
+
+def tiny_sam_hq_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_sam_hq` into ``directory``."""
+    return save_model_dir(random_sam_hq("tiny", seed), directory)
+
+
+def tiny_edgetam_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_edgetam` into ``directory``."""
+    return save_model_dir(random_edgetam("tiny", seed), directory)

@@ -29,6 +29,11 @@ BACKENDS: Registry[type[Segmenter]] = Registry(
         "owlv2-sam": "segprompt.backends.owlv2_sam",
         "grounding-dino-sam": "segprompt.backends.grounding_dino_sam",
         "seggpt": "segprompt.backends.seggpt",
+        "sam2": "segprompt.backends.sam2",
+        "sam-hq": "segprompt.backends.sam_hq",
+        "edgetam": "segprompt.backends.edgetam",
+        "sam3-tracker": "segprompt.backends.sam3_tracker",
+        "sam3": "segprompt.backends.sam3",
         "clipseg-tuned": "segprompt.tuning.segmenter",
     },
 )

@@ -52,19 +52,21 @@ _MASK_PROMPT_EPS = 1e-3
 _LOW_RES_STRIDE = IMAGE_SIZE // LOW_RES_SIDE
 
 
-def binary_mask_to_logits(mask: np.ndarray) -> np.ndarray:
-    """Convert an ``(H, W)`` bool mask in image pixels to SAM ``(256, 256)`` float32 mask-input logits.
+def binary_mask_to_logits(mask: np.ndarray, side: int = LOW_RES_SIDE, keep_aspect: bool = True) -> np.ndarray:
+    """Convert an ``(H, W)`` bool mask in image pixels to SAM ``(side, side)`` float32 mask-input logits.
 
-    The mask is resized the way SAM resizes the image (longest side to 256
-    instead of 1024, area averaging so each cell holds the covered fraction
-    ``p``), placed in the top-left corner like SAM pads its input, and turned
-    into logits ``log(p / (1 - p))`` with ``p`` clipped to ``[1e-3, 1 - 1e-3]``.
-    The padding counts as background.
+    The mask is resized the way the model resizes the image, with area
+    averaging so each cell holds the covered fraction ``p``: with
+    ``keep_aspect`` (SAM, SAM-HQ) the longest side to ``side`` (256 instead of
+    1024), placed in the top-left corner like SAM pads its input, the padding
+    counting as background; without it (SAM 2.1, EdgeTAM, SAM 3's tracker,
+    whose processors squash the image to a square) to ``side x side``. The
+    result is ``log(p / (1 - p))`` with ``p`` clipped to ``[1e-3, 1 - 1e-3]``.
     """
     height, width = mask.shape
-    new_h, new_w = ResizeLongestSide.get_preprocess_shape(height, width, LOW_RES_SIDE)
+    new_h, new_w = ResizeLongestSide.get_preprocess_shape(height, width, side) if keep_aspect else (side, side)
     fraction = cv2.resize(mask.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA)
-    padded = np.zeros((LOW_RES_SIDE, LOW_RES_SIDE), np.float32)
+    padded = np.zeros((side, side), np.float32)
     padded[:new_h, :new_w] = fraction
     p = np.clip(padded, _MASK_PROMPT_EPS, 1.0 - _MASK_PROMPT_EPS)
     return np.log(p / (1.0 - p)).astype(np.float32)

@@ -1,12 +1,15 @@
 """``segprompt segment``: one image, one prompt, one mask.
 
 Prompts come from flags (``--point X,Y[,LABEL]`` repeated, ``--box
-X0,Y0,X1,Y1``, ``--mask-prompt MASK``) and/or a saved prompt file
-(``--prompt-file``, :meth:`segprompt.prompts.Prompt.to_json`); flags replace
-the file's part of the same kind. Coordinates are original-image pixels,
-``x`` = column, ``y`` = row. The best-scoring candidate is written as a 0/255
-mask, atomically; ``--overlay`` adds a coloured overlay and
-``--save-prompt`` the prompt actually used, as JSON.
+X0,Y0,X1,Y1``, ``--mask-prompt MASK``, ``--exemplar X0,Y0,X1,Y1[,LABEL]``
+repeated) and/or a saved prompt file (``--prompt-file``,
+:meth:`segprompt.prompts.Prompt.to_json`); flags replace the file's part of the
+same kind. Coordinates are original-image pixels, ``x`` = column, ``y`` = row.
+The best-scoring candidate is written as a 0/255 mask, atomically; a concept
+backend (``sam3``) writes every instance instead, as a label map (0
+background, 1..N best first) with ``<out>.instances.json`` (label, score, box,
+class name). ``--overlay`` adds a coloured overlay and ``--save-prompt`` the
+prompt actually used, as JSON.
 
 Prompt building lives in :func:`prompt_from_args`, the one place new prompt
 flags (text, references, classes) plug into.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -26,8 +30,9 @@ from ..backends import backend_names, create
 from ..backends.base import Segmenter
 from ..errors import PromptError, SegpromptError
 from ..atomic import check_writable, write_files
+from ..instances import Instances, InstancesPrediction
 from ..io import MASK_SUFFIXES, check_output_type, image_bytes, mask_bytes, overlay, read_image, read_mask
-from ..prompts import Box, MaskPrompt, Points, Prompt
+from ..prompts import Box, Exemplars, MaskPrompt, Points, Prompt
 from . import semantic_flags
 from .progress import tqdm_progress
 from .tune import add_tuned_argument, tuned_prompt, tuned_segmenter
@@ -61,6 +66,18 @@ def parse_box(value: str) -> Box:
     return Box(*_numbers(value, "--box", (4,)))
 
 
+def parse_exemplar(value: str) -> tuple[Box, int]:
+    """``"X0,Y0,X1,Y1"`` or ``"X0,Y0,X1,Y1,LABEL"`` (LABEL 1 positive, default; 0 negative) -> ``(box, label)``."""
+    numbers = _numbers(value, "--exemplar", (4, 5))
+    label = numbers[4] if len(numbers) == 5 else 1.0
+    if label not in (0.0, 1.0):
+        raise PromptError(f"--exemplar {value!r}: label must be 1 (positive) or 0 (negative), got {label:g}")
+    try:
+        return Box(*numbers[:4]), int(label)
+    except PromptError as exc:
+        raise PromptError(f"--exemplar {value!r}: {exc}") from exc
+
+
 def read_prompt_file(path: Path) -> Prompt:
     """A :class:`Prompt` from a JSON file written by :meth:`Prompt.to_json`."""
     try:
@@ -88,6 +105,9 @@ def prompt_from_args(args: argparse.Namespace) -> Prompt:
         parts["points"] = Points(np.array([p[:2] for p in points]), np.array([p[2] for p in points]))
     if args.box:
         parts["box"] = parse_box(args.box)
+    if args.exemplar:
+        exemplars = [parse_exemplar(value) for value in args.exemplar]
+        parts["exemplars"] = Exemplars(np.array([b.as_array() for b, _ in exemplars]), np.array([lab for _, lab in exemplars]))
     if args.mask_prompt:
         try:
             parts["mask"] = MaskPrompt(read_mask(args.mask_prompt))
@@ -105,6 +125,12 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box (x1, y1 exclusive)")
     group.add_argument("--mask-prompt", type=Path, metavar="MASK", help="a 0/255 mask to refine")
+    group.add_argument(
+        "--exemplar",
+        action="append",
+        metavar="X0,Y0,X1,Y1[,LABEL]",
+        help="an example box of the concept (sam3); LABEL 1 positive (default) or 0 negative; repeatable",
+    )
     group.add_argument("--prompt-file", type=Path, metavar="PROMPT.json", help="a saved prompt; flags override its parts")
 
 
@@ -151,6 +177,8 @@ def output_paths(args: argparse.Namespace) -> dict[str, Path]:
         outputs["--overlay"] = Path(args.overlay)
     if getattr(args, "save_prompt", None):
         outputs["--save-prompt"] = Path(args.save_prompt)
+    if getattr(args, "backend", None) in CONCEPT_BACKENDS:
+        outputs["--out (instances)"] = instances_path(args.out)
     return outputs
 
 
@@ -175,6 +203,47 @@ def check_outputs(args: argparse.Namespace) -> None:
     check_writable(outputs.values())
 
 
+#: Backends whose embeddings ``segment`` keeps in the embedding cache (a few MB per image; SAM 3's are ~110 MB).
+CACHED_BACKENDS = ("sam", "sam2", "sam-hq", "edgetam", "sam3-tracker")
+#: Backends answering with every instance of a concept: ``--out`` gets a label map and an instances table.
+CONCEPT_BACKENDS = ("sam3",)
+
+
+def instances_path(out: str | Path) -> Path:
+    """``labels.png`` -> ``labels.instances.json``: one row per instance label."""
+    return Path(out).with_suffix(".instances.json")
+
+
+def instance_rows(instances: Instances) -> list[dict[str, Any]]:
+    """``label``, ``score``, ``box`` (x0, y0, x1, y1), ``class_name`` and ``area`` of each instance."""
+    return [
+        {
+            "label": int(label),
+            "score": float(score),
+            "box": [float(v) for v in box],
+            "class_name": None if instances.class_names is None else instances.class_names[index],
+            "area": int(instances.masks[index].sum()),
+        }
+        for index, (label, score, box) in enumerate(zip(instances.labels, instances.scores, instances.boxes))
+    ]
+
+
+def write_instances(args: argparse.Namespace, image: np.ndarray, prompt: Prompt, instances: Instances, backend: str) -> None:
+    """Write every instance, all files or none: ``--out`` label map (1..N best first), its instances table,
+    ``--overlay`` and ``--save-prompt``."""
+    labels = instances.to_label_map()
+    files = {
+        args.out: mask_bytes(args.out, labels),
+        instances_path(args.out): (json.dumps(instance_rows(instances), indent=1) + "\n").encode("utf-8"),
+    }
+    if args.overlay:
+        files[args.overlay] = image_bytes(args.overlay, overlay(image, labels))
+    if args.save_prompt:
+        files[args.save_prompt] = prompt.to_json(indent=1).encode("utf-8")
+    write_files(files)
+    print(f"{args.out}: {len(instances)} instances ({backend})", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     check_outputs(args)
     image = read_image(args.image, plane=args.plane)
@@ -185,15 +254,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     prompt = tuned_prompt(args, prompt_from_args(args))
     if prompt.is_empty():
-        raise PromptError("no prompt: give --point, --box, --mask-prompt, --prompt-file, --text, --reference or --classes")
+        raise PromptError(
+            "no prompt: give --point, --box, --mask-prompt, --exemplar, --prompt-file, --text, --reference or --classes"
+        )
     prompt.validate_for(image.shape[:2])
     from ..cache import EmbeddingCache
 
     with tqdm_progress("step") as progress:
         segmenter = make_segmenter(args, progress)
         segmenter.check_prompt(prompt)
-        embedding = EmbeddingCache().embed(segmenter, image, progress) if args.backend == "sam" else segmenter.embed(image, progress)
+        cached = args.backend in CACHED_BACKENDS
+        embedding = EmbeddingCache().embed(segmenter, image, progress) if cached else segmenter.embed(image, progress)
     prediction = segmenter.predict(embedding, prompt, multimask=args.multimask)
+    if isinstance(prediction, InstancesPrediction) and prediction.instances is not None:
+        write_instances(args, image, prompt, prediction.instances, segmenter.name)
+        return 0
     mask = prediction.best_mask
     files = {args.out: mask_bytes(args.out, mask)}
     if args.overlay:

@@ -19,7 +19,9 @@ see :mod:`segprompt.compose`.
 
 Model flags of these backends: ``--model-dir`` is the local model folder of a
 transformers backend (``clipseg``, ``owlv2-sam``, ``grounding-dino-sam``,
-``seggpt``; default: the hub cache, see :mod:`segprompt.hub`);
+``seggpt``, ``sam2``, ``sam-hq``, ``edgetam``, ``sam3-tracker``, ``sam3``;
+default: the hub cache, see :mod:`segprompt.hub`); ``--variant`` picks the
+released size of ``sam2`` / ``sam-hq`` without a folder;
 ``--model-type`` / ``--checkpoint`` pick the SAM inside ``persam``,
 ``persam-f``, the detector + SAM backends and the ``sam`` refiner, which the
 proposer shares.
@@ -46,12 +48,15 @@ from ..prompts import Text, VisualReference
 from ..semantic import SemanticSegmentation, segment_classes
 
 
+#: The transformers SAM family and SAM 3: a model folder and, for some, a released size (``--variant``).
+SAM_FAMILY = ("sam2", "sam-hq", "edgetam", "sam3-tracker", "sam3")
+_VARIANTS = ("sam2", "sam-hq")
 #: Backends :func:`make_segmenter` builds (they take the model flags of this module).
-BACKENDS = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", "persam", "persam-f", "composed")
+BACKENDS = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", "persam", "persam-f", "composed", *SAM_FAMILY)
 _SAM_INSIDE = {"persam": "sam", "persam-f": "sam", "owlv2-sam": "sam", "grounding-dino-sam": "sam"}
-_MODEL_DIR = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt")
+_MODEL_DIR = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", *SAM_FAMILY)
 #: The flags forbidding a combination with ``--classes``.
-_SINGLE_PROMPT_FLAGS = ("point", "box", "mask_prompt", "prompt_file", "text", "reference", "reference_mask")
+_SINGLE_PROMPT_FLAGS = ("point", "box", "mask_prompt", "exemplar", "prompt_file", "text", "reference", "reference_mask")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +91,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--model-dir", type=Path, metavar="DIR", help=f"local model folder of {', '.join(_MODEL_DIR)} (or the proposer)"
+    )
+    group.add_argument(
+        "--variant",
+        metavar="SIZE",
+        help="released size of sam2 (tiny, small, base-plus, large; default large) or sam-hq (vit_b, vit_l, vit_h; "
+        "default vit_b), used without --model-dir",
+    )
+    group.add_argument(
+        "--min-score", type=float, metavar="T", help="sam3: minimum instance score, detection x presence (default 0.5)"
     )
     group.add_argument("--proposer", default="clipseg", help="composed: the text/reference backend (default clipseg)")
     group.add_argument("--refiner", default="sam", help="composed: the points/box/mask backend, or none (default sam)")
@@ -150,6 +164,12 @@ def _options(name: str, args: argparse.Namespace, sam: Segmenter | None) -> tupl
     if name in _MODEL_DIR:
         options["model_dir"] = args.model_dir
         used.add("model_dir")
+    if name in _VARIANTS:
+        options["variant"] = args.variant
+        used.add("variant")
+    if name == "sam3" and args.min_score is not None:
+        options["threshold"] = args.min_score
+        used.add("min_score")
     if name in _SAM_INSIDE:
         if sam is not None:
             options["sam"] = sam
@@ -173,7 +193,7 @@ def make_segmenter(args: argparse.Namespace) -> Segmenter:
     else:
         names = [args.backend]
     used = set().union(*(_options(name, args, None)[1] for name in names))
-    for flag in ("model_dir", "checkpoint"):
+    for flag in ("model_dir", "checkpoint", "variant", "min_score"):
         if getattr(args, flag) is not None and flag not in used:
             raise SegpromptError(f"--{flag.replace('_', '-')} is not used by the {' / '.join(map(repr, names))} backend")
     if args.backend != "composed":

@@ -1,0 +1,267 @@
+"""The transformers SAM family: SAM 2.1, EdgeTAM, SAM 3's tracker and SAM-HQ behind one :class:`Segmenter`.
+
+These models share SAM's promptable design: an image encoder run once per
+image, then a prompt encoder and a two-way mask decoder per prompt. They
+differ in the encoder (Hiera, RepViT, SAM 3's ViT, SAM's ViT) and in the frame
+the processor puts the image in. :class:`SamFamilySegmenter` holds the common
+part once; each backend module names its model classes, hub ids and frame.
+
+Frames (``H x W`` original image, ``S`` the model's input side):
+
+* ``"square"`` (SAM 2.1, EdgeTAM, SAM 3's tracker; ``Sam2Processor``): the image
+  is resized to ``S x S`` without keeping its aspect ratio (1024, SAM 3: 1008);
+  a point ``(x, y)`` goes to ``(x * S / W, y * S / H)``.
+* ``"padded"`` (SAM-HQ; ``SamHQProcessor``, like segment-anything): the longest
+  side is resized to ``S`` (``h x w``), the rest padded at the bottom and right;
+  a point goes to ``(x * w / W, y * h / H)``.
+
+Low-resolution logits (``Prediction.low_res_logits``, a ``"logits"`` mask
+prompt) are ``L x L`` with ``L = 4 x`` the feature grid (256; 288 for SAM 3's
+tracker) and cover the model input (``S x S``, padding included). A binary
+mask prompt is put into that frame by :func:`~segprompt.backends.sam.binary_mask_to_logits`.
+
+Masks and scores are those of the transformers pipeline (processor -> model
+-> ``processor.post_process_masks``, threshold 0): the encoder runs in
+:meth:`SamFamilySegmenter.embed` (``get_image_embeddings``), each prompt
+through the model's ``forward`` with those embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import PromptError, SegpromptError
+from ..hub import PretrainedModel, load_pretrained
+from ..prompts import Prompt
+from ..progress import ProgressCallback, no_progress
+from .base import Embedding, Prediction, Segmenter
+from .sam import binary_mask_to_logits
+
+Frame = Literal["square", "padded"]
+
+_FEATURE = "image_embeddings."
+_INTERMEDIATE = "intermediate_embeddings."
+
+
+@dataclass
+class SamFamilyFeatures:
+    """What the mask decoder of a transformers SAM-family model reads for one image (the cached embedding).
+
+    Attributes:
+        image_embeddings: the encoder's outputs in the order the model's
+            ``forward(image_embeddings=...)`` takes them: SAM 2 family
+            ``((1, C/8, 4g, 4g), (1, C/4, 2g, 2g), (1, C, g, g))`` (two
+            high-resolution maps already projected by the decoder's
+            ``conv_s0``/``conv_s1``, then the ``g x g`` image embedding);
+            SAM-HQ ``((1, C, 64, 64),)``.
+        intermediate_embeddings: SAM-HQ only: the ViT's global-attention
+            layers' outputs ``(1, 64, 64, D)`` the HQ decoder fuses; ``()`` otherwise.
+        input_hw: ``(h, w)`` of the image inside the model input after resizing
+            (``(S, S)`` in the square frame).
+    """
+
+    image_embeddings: tuple[torch.Tensor, ...]
+    intermediate_embeddings: tuple[torch.Tensor, ...]
+    input_hw: tuple[int, int]
+
+    def to_data(self) -> dict[str, Any]:
+        """The :attr:`Embedding.data` holding these features (tensors and plain values only: cacheable)."""
+        data: dict[str, Any] = {"input_hw": self.input_hw}
+        data.update({f"{_FEATURE}{i}": tensor for i, tensor in enumerate(self.image_embeddings)})
+        data.update({f"{_INTERMEDIATE}{i}": tensor for i, tensor in enumerate(self.intermediate_embeddings)})
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "SamFamilyFeatures":
+        def ordered(prefix: str) -> tuple[torch.Tensor, ...]:
+            keys = sorted((int(key[len(prefix) :]), key) for key in data if key.startswith(prefix))
+            return tuple(data[key] for _, key in keys)
+
+        height, width = data["input_hw"]
+        return cls(ordered(_FEATURE), ordered(_INTERMEDIATE), (int(height), int(width)))
+
+    def to(self, device: torch.device) -> "SamFamilyFeatures":
+        return SamFamilyFeatures(
+            tuple(t.to(device) for t in self.image_embeddings),
+            tuple(t.to(device) for t in self.intermediate_embeddings),
+            self.input_hw,
+        )
+
+
+@dataclass
+class PromptTensors:
+    """One prompt (or a batch of ``P`` prompts of the same parts and point count) in the model's input frame.
+
+    Attributes:
+        points: ``(1, P, N, 2)`` float32 ``(x, y)`` in input pixels, or ``None``.
+        labels: ``(1, P, N)`` int64, 1 include / 0 exclude, or ``None``.
+        boxes: ``(1, P, 4)`` float32 ``(x0, y0, x1, y1)`` in input pixels, or ``None``.
+        masks: ``(1, 1, L, L)`` float32 low-resolution logits, or ``None``
+            (the models take one dense prompt per image, shared by the batch).
+    """
+
+    points: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+    def as_kwargs(self) -> dict[str, torch.Tensor | None]:
+        return {"input_points": self.points, "input_labels": self.labels, "input_boxes": self.boxes, "input_masks": self.masks}
+
+
+class SamFamilySegmenter(Segmenter):
+    """Base of the transformers SAM-family backends (points, box, mask prompts).
+
+    Subclasses set :attr:`name`, :attr:`description`, :attr:`hub_ids`
+    (variant -> hub id), :attr:`default_variant`, :attr:`frame` and
+    :meth:`model_classes`; SAM-HQ overrides the encoder/decoder hooks.
+
+    Args:
+        model_dir: a local model folder (``save_pretrained`` layout); default
+            see :mod:`segprompt.hub`.
+        variant: which released size to use without ``model_dir``
+            (a key of :attr:`hub_ids`).
+        hub_id: a hub model overriding ``variant``.
+        device: torch device.
+        pretrained: an already loaded model and processor (e.g. random-init);
+            overrides ``model_dir``, ``variant`` and ``hub_id``.
+    """
+
+    accepts = frozenset({"points", "box", "mask"})
+    #: Variant -> hub id of the released weights.
+    hub_ids: ClassVar[dict[str, str]]
+    default_variant: ClassVar[str]
+    frame: ClassVar[Frame] = "square"
+    #: Said when the weights cannot be found offline (e.g. SAM 3's licence gate).
+    access_note: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        variant: str | None = None,
+        hub_id: str | None = None,
+        device: str = "cpu",
+        pretrained: PretrainedModel | None = None,
+    ) -> None:
+        variant = self.default_variant if variant is None else variant
+        if hub_id is None:
+            if variant not in self.hub_ids:
+                raise SegpromptError(f"{self.name}: unknown variant {variant!r}; known: {', '.join(self.hub_ids)}")
+            hub_id = self.hub_ids[variant]
+        if pretrained is None:
+            model_class, processor_class = self.model_classes()
+            pretrained = load_pretrained(model_class, processor_class, hub_id, model_dir, access_note=self.access_note)
+        self.model = pretrained.model.to(device).eval()
+        self.processor = pretrained.processor
+        self.device = torch.device(device)
+        self._model_id = pretrained.model_id
+        self.hub_id = hub_id
+
+    @classmethod
+    def model_classes(cls) -> tuple[Any, Any]:
+        """``(model class, processor class)`` of the family member."""
+        raise NotImplementedError
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def low_res_side(self) -> int:
+        """``L``: side of the low-resolution logits (4 x the prompt encoder's feature grid)."""
+        return int(self.model.prompt_encoder.mask_input_size[0])
+
+    # -- the per-family hooks -------------------------------------------------------------------
+
+    def encode(self, rgb: np.ndarray) -> SamFamilyFeatures:
+        """Run the processor and the image encoder on an ``(H, W, 3)`` uint8 image."""
+        inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
+        side = int(inputs["pixel_values"].shape[-1])
+        with torch.inference_mode():
+            embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
+        return SamFamilyFeatures(tuple(embeddings), (), (side, side))
+
+    def forward(self, features: SamFamilyFeatures, prompt: PromptTensors, multimask: bool) -> Any:
+        """The model's forward on cached features; returns its output (``pred_masks``, ``iou_scores``)."""
+        return self.model(image_embeddings=list(features.image_embeddings), multimask_output=multimask, **prompt.as_kwargs())
+
+    def post_process(self, pred_masks: torch.Tensor, image_hw: tuple[int, int], features: SamFamilyFeatures) -> torch.Tensor:
+        """``(1, P, K, L, L)`` logits -> ``(P, K, H, W)`` upsampled logits (the processor's ``post_process_masks``)."""
+        return self.processor.post_process_masks(pred_masks.cpu(), [list(image_hw)], binarize=False)[0]
+
+    # -- Segmenter ----------------------------------------------------------------------------
+
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
+        """Encode the image once; ``data`` holds :class:`SamFamilyFeatures` (see :meth:`SamFamilyFeatures.to_data`)."""
+        rgb = self._rgb(image)
+        progress(0, 1, f"{self.name}: encoding the image")
+        features = self.encode(rgb)
+        progress(1, 1, f"{self.name}: image encoded")
+        return Embedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, features.to_data())
+
+    def features(self, embedding: Embedding) -> SamFamilyFeatures:
+        """The :class:`SamFamilyFeatures` inside ``embedding``, on this backend's device."""
+        return SamFamilyFeatures.from_data(embedding.data).to(self.device)
+
+    def prompt_tensors(self, prompts: Sequence[Prompt], image_hw: tuple[int, int], input_hw: tuple[int, int]) -> PromptTensors:
+        """The model inputs of ``P`` prompts with the same parts (one mask at most, shared), in the input frame."""
+        first = prompts[0]
+        tensors = PromptTensors()
+        if first.points is not None or first.box is not None:
+            tensors.points, tensors.labels, tensors.boxes = self.geometry_tensors(prompts, image_hw, input_hw)
+        if first.mask is not None:
+            tensors.masks = torch.as_tensor(self.mask_logits(first, image_hw), device=self.device)[None, None]
+        return tensors
+
+    def geometry_tensors(
+        self, prompts: Sequence[Prompt], image_hw: tuple[int, int], input_hw: tuple[int, int]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """``(points, labels, boxes)`` of ``P`` prompts, converted by the family's processor.
+
+        The square family's processor scales the coordinates itself
+        (``x * S / W``, ``y * S / H``, in float32) and pads prompts with fewer
+        points (label -10), so prompts of different point counts batch.
+        """
+        first = prompts[0]
+        kwargs: dict[str, Any] = {"original_sizes": [list(image_hw)], "return_tensors": "pt"}
+        if first.points is not None:
+            kwargs["input_points"] = [[p.points.xy.tolist() for p in prompts]]
+            kwargs["input_labels"] = [[p.points.labels.tolist() for p in prompts]]
+        if first.box is not None:
+            kwargs["input_boxes"] = [[p.box.as_array().tolist() for p in prompts]]
+        encoded = self.processor(**kwargs)
+        points, labels, boxes = (encoded.get(key) for key in ("input_points", "input_labels", "input_boxes"))
+        return tuple(None if t is None else t.to(self.device) for t in (points, labels, boxes))  # type: ignore[return-value]
+
+    def mask_logits(self, prompt: Prompt, image_hw: tuple[int, int]) -> np.ndarray:
+        """``(L, L)`` float32 low-resolution logits of the prompt's mask, in this model's frame."""
+        side = self.low_res_side
+        mask = prompt.mask
+        if mask.kind == "logits":
+            if mask.data.shape != (side, side):
+                raise PromptError(
+                    f"mask.data: backend {self.name!r} takes ({side}, {side}) logits (its low-resolution frame), "
+                    f"got {mask.data.shape}"
+                )
+            return np.array(mask.data, np.float32)  # a writable copy for torch
+        return binary_mask_to_logits(mask.data, side=side, keep_aspect=self.frame == "padded")
+
+    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
+        features = self.features(embedding)
+        with torch.inference_mode():
+            output = self.forward(features, self.prompt_tensors([prompt], embedding.image_hw, features.input_hw), multimask)
+            logits = self.post_process(output.pred_masks, embedding.image_hw, features)[0]
+        return Prediction(
+            masks=(logits > 0).numpy(),
+            scores=output.iou_scores[0, 0].float().cpu().numpy(),
+            low_res_logits=output.pred_masks[0, 0].float().cpu().numpy(),
+        )
+
+
+__all__ = ["PromptTensors", "SamFamilyFeatures", "SamFamilySegmenter"]
