@@ -44,13 +44,15 @@ from qtpy.QtWidgets import (
 from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
 from segprompt.backends import Segmenter, backend_names, create_from_options, get_backend_class
 from segprompt.backends.base import Embedding
+from segprompt.backends.sam_family import SamFamilySegmenter
 from segprompt.progress import ProgressCallback
 from segprompt.cache import EmbeddingCache
 from segprompt.checkpoints import SAM_CHECKPOINTS, official_checkpoint
 from segprompt.errors import SegpromptError
+from segprompt.hub import local_model_dir
 from segprompt.io import OVERLAY_COLOURS
 from segprompt.prompts import Points as PointsPrompt
-from segprompt.prompts import Prompt, Text, VisualReference
+from segprompt.prompts import Exemplars, Prompt, Text, VisualReference
 from segprompt.semantic import SemanticSegmentation, segment_classes
 
 if TYPE_CHECKING:
@@ -135,7 +137,9 @@ class SegpromptWidget(QWidget):
         self.image_layer: Image | None = None
         self.points_layer: Points | None = None
         self.boxes_layer: Shapes | None = None
+        self.exemplars_layer: Shapes | None = None
         self.preview_layer: Labels | None = None
+        self._preview_shows_instances = False
         self.objects_layer: Labels | None = None
         self.worker: FunctionWorker | None = None  # the one background job at a time
         self._preview_worker: FunctionWorker | None = None  # the one decoder run at a time
@@ -171,6 +175,8 @@ class SegpromptWidget(QWidget):
         self.backend_combo.setCurrentText("sam" if official_checkpoint("vit_b").path.is_file() else "classical")
         self.model_type_combo = QComboBox()
         self.model_type_combo.addItems(sorted(SAM_CHECKPOINTS))  # vit_b (the smallest) first
+        self.variant_combo = QComboBox()  # the released sizes of the chosen backend (sam2, sam-hq), if several
+        self.variant_combo.setToolTip("released size, used when no model folder is given")
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("default (SAM: official checkpoint)")
         self.checkpoint_edit.setToolTip("a SAM checkpoint file (.pth), or a transformers model folder")
@@ -190,12 +196,14 @@ class SegpromptWidget(QWidget):
         form.addRow("image", self.image_combo)
         form.addRow("backend", self.backend_combo)
         form.addRow("SAM model", self.model_type_combo)
+        form.addRow("size", self.variant_combo)
         form.addRow("weights", checkpoint_row)
         form.addRow(self.checkpoint_status)
         form.addRow(self.embed_button)
         form.addRow(self.progress_bar)
         form.addRow(self.status_label)
-        for combo in (self.backend_combo, self.model_type_combo):
+        self.backend_combo.currentTextChanged.connect(self._update_variants)
+        for combo in (self.backend_combo, self.model_type_combo, self.variant_combo):
             combo.currentTextChanged.connect(self._update_checkpoint_status)
         self.checkpoint_edit.textChanged.connect(self._update_checkpoint_status)
         layout.addWidget(model_box)
@@ -205,7 +213,7 @@ class SegpromptWidget(QWidget):
         self.include_button = QPushButton()
         self.include_button.clicked.connect(self.toggle_include)
         self.text_edit = QLineEdit()
-        self.text_edit.setPlaceholderText("e.g. polyp (text backends)")
+        self.text_edit.setPlaceholderText("e.g. polyp (text backends; sam3: every instance)")
         self.text_edit.editingFinished.connect(self.schedule_preview)
         self.reference_image_combo = QComboBox()
         self.reference_mask_combo = QComboBox()
@@ -262,7 +270,23 @@ class SegpromptWidget(QWidget):
         self.setMaximumWidth(420)  # leave the canvas most of the window
 
         self._show_include()
+        self._update_variants()
         self._update_checkpoint_status()
+
+    def _update_variants(self, *_: Any) -> None:
+        """Offer the chosen backend's released sizes (``hub_ids``), its default first; none for other backends."""
+        try:
+            cls = get_backend_class(self.backend_combo.currentText())
+        except SegpromptError:
+            cls = None
+        variants = dict(cls.hub_ids) if cls is not None and issubclass(cls, SamFamilySegmenter) else {}
+        self.variant_combo.blockSignals(True)
+        self.variant_combo.clear()
+        if len(variants) > 1:
+            default = cls.default_variant
+            self.variant_combo.addItems([default] + [v for v in variants if v != default])
+        self.variant_combo.setEnabled(len(variants) > 1)
+        self.variant_combo.blockSignals(False)
 
     def _refresh_layer_choices(self, *_: Any) -> None:
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
@@ -304,6 +328,11 @@ class SegpromptWidget(QWidget):
             info = official_checkpoint(self.model_type_combo.currentText())
             state = "in cache" if info.path.is_file() else f"not downloaded (needs internet, or put it at {info.path})"
             weights = f"{info.filename}: {state}"
+        elif issubclass(cls, SamFamilySegmenter):
+            hub_id = cls.hub_ids[self.variant_combo.currentText() or cls.default_variant]
+            folder = local_model_dir(hub_id)
+            state = "in cache" if folder.is_dir() else f"not here (needs internet, or `hf download {hub_id} --local-dir {folder}`)"
+            weights = f"{hub_id}: {state}"
         else:
             weights = "its default weights"
         self.checkpoint_status.setText(f"accepts {', '.join(sorted(cls.accepts))}; {weights}")
@@ -363,11 +392,12 @@ class SegpromptWidget(QWidget):
         folder (transformers backends) when it names a folder.
         """
         backend, model_type = self.backend_combo.currentText(), self.model_type_combo.currentText()
+        variant = self.variant_combo.currentText() if self.variant_combo.isEnabled() else None
         path = self.checkpoint_edit.text().strip()
-        key = (backend, model_type, path)
+        key = (backend, variant or model_type, path)
         if key in self._segmenters:
             return key, functools.partial(self._segmenters.__getitem__, key)
-        options: dict[str, Any] = {"model_type": model_type}
+        options: dict[str, Any] = {"model_type": model_type, "variant": variant}
         if path:
             options["model_dir" if Path(path).expanduser().is_dir() else "checkpoint"] = path
         return key, functools.partial(create_from_options, backend, **options)
@@ -463,6 +493,7 @@ class SegpromptWidget(QWidget):
             self.preview_layer = self.viewer.add_labels(
                 np.zeros(image_hw, np.uint8), name="segprompt preview", opacity=0.5, colormap=PREVIEW_COLOURMAP
             )
+            self._preview_shows_instances = False
         else:
             self.preview_layer.data = np.zeros(image_hw, np.uint8)
         if self.boxes_layer is None or self.boxes_layer not in layers:
@@ -482,6 +513,18 @@ class SegpromptWidget(QWidget):
             )
             self.points_layer.events.data.connect(self.schedule_preview)
             self._show_include()
+        accepts_exemplars = self.session is not None and "exemplars" in self.session.segmenter.accepts
+        if accepts_exemplars and (self.exemplars_layer is None or self.exemplars_layer not in layers):
+            # Example boxes of the concept (SAM 3): positive or negative by the include toggle, like points.
+            self.exemplars_layer = self.viewer.add_shapes(
+                ndim=2,
+                name="segprompt exemplars",
+                features={"positive": np.zeros(0, bool)},
+                face_color="transparent",
+                edge_width=2,
+            )
+            self.exemplars_layer.events.data.connect(self.schedule_preview)
+            self._show_include()
         self.points_layer.mode = "add"
         self.viewer.layers.selection.active = self.points_layer
 
@@ -495,13 +538,21 @@ class SegpromptWidget(QWidget):
         self.include_button.setStyleSheet(f"color: {POINT_COLOURS[self._include]}")
         if self.points_layer is not None:
             self.points_layer.feature_defaults["include"] = self._include
+        if self.exemplars_layer is not None:
+            # napari's Shapes colour cycles map categories in order of appearance, so the colour is set directly
+            # (with no shape selected, so it only applies to the next ones).
+            self.exemplars_layer.selected_data = set()
+            self.exemplars_layer.feature_defaults["positive"] = self._include
+            self.exemplars_layer.current_edge_color = POINT_COLOURS[self._include]
 
     # -- prompts and preview -----------------------------------------------
 
     def current_prompt(self) -> Prompt | None:
         """The prompt the layers and fields describe, in segprompt ``(x, y)`` pixels; ``None`` if empty.
 
-        Only the last drawn box is used (a segprompt prompt holds one box).
+        Only the last drawn box is used (a segprompt prompt holds one box);
+        every shape of the exemplars layer is an exemplar box, positive or
+        negative as drawn.
         """
         if self.session is None:
             return None
@@ -511,6 +562,11 @@ class SegpromptWidget(QWidget):
             parts["points"] = PointsPrompt(rowcol_to_xy(self.points_layer.data), labels)
         if self.boxes_layer is not None and len(self.boxes_layer.data):
             parts["box"] = box_from_vertices(self.boxes_layer.data[-1], self.session.image_hw)
+        exemplars = self.exemplars_layer
+        if exemplars is not None and exemplars in self.viewer.layers and len(exemplars.data):
+            boxes = [box_from_vertices(vertices, self.session.image_hw).as_array() for vertices in exemplars.data]
+            labels = exemplars.features["positive"].to_numpy(dtype=np.int64)  # 1 positive, 0 negative
+            parts["exemplars"] = Exemplars(np.array(boxes), labels)
         if self.text_edit.text().strip():
             parts["text"] = Text(self.text_edit.text())
         reference_image, reference_mask = self.reference_image_combo.currentText(), self.reference_mask_combo.currentText()
@@ -589,12 +645,23 @@ class SegpromptWidget(QWidget):
             self._show_preview()
 
     def _show_preview(self) -> None:
+        """Show the chosen candidate (yellow), or every instance of a concept answer (one colour each)."""
         session = self.session
         mask = None if session is None else session.preview
+        instances = None if session is None else session.instances
         if self.preview_layer is not None and session is not None:
-            self.preview_layer.data = np.zeros(session.image_hw, np.uint8) if mask is None else mask.astype(np.uint8)
+            if (instances is not None) != self._preview_shows_instances:  # swap colourmaps only on a change of kind
+                self._preview_shows_instances = instances is not None
+                self.preview_layer.colormap = _overlay_colormap() if instances is not None else PREVIEW_COLOURMAP
+            if instances is not None:
+                self.preview_layer.data = instances.to_label_map()
+            else:
+                self.preview_layer.data = np.zeros(session.image_hw, np.uint8) if mask is None else mask.astype(np.uint8)
         if mask is None:
             self.candidate_label.setText("no preview")
+        elif instances is not None:
+            best = f", best score {instances.scores[0]:.3f}" if len(instances) else ""
+            self.candidate_label.setText(f"{len(instances)} instances{best}; accept [K] adds each as its own object")
         else:
             self.candidate_label.setText(
                 f"candidate {session.candidate + 1}/{session.n_candidates}, score {session.preview_score:.3f} [N / ⇧N]"
@@ -607,7 +674,7 @@ class SegpromptWidget(QWidget):
         self._preview_request += 1  # a running decoder's answer is now stale
         self._preview_answered = self._preview_request  # the empty preview answers the empty prompt
         self._accept_when_ready = False
-        for layer in (self.points_layer, self.boxes_layer):
+        for layer in (self.points_layer, self.boxes_layer, self.exemplars_layer):
             if layer is not None and len(layer.data):
                 with layer.events.data.blocker(self.schedule_preview):
                     layer.data = [] if isinstance(layer, Shapes) else np.zeros((0, 2))

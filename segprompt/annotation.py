@@ -27,6 +27,7 @@ import numpy as np
 
 from .backends.base import Embedding, Prediction, Segmenter
 from .errors import ImageError, PromptError, SegpromptError
+from .instances import Instances, InstancesPrediction
 from .io import atomic_write_text, read_mask, write_mask
 from .prompts import Box, Prompt
 
@@ -115,7 +116,10 @@ class AnnotationSession:
             so a non-contiguous view works too. A new zero map when ``None``.
 
     Accepted objects only take background (``0``) pixels: an object never
-    overwrites one accepted before it.
+    overwrites one accepted before it. A concept answer
+    (:class:`~segprompt.instances.InstancesPrediction`, e.g. SAM 3's) is
+    accepted whole: every instance becomes its own object, best first, and
+    one undo takes them all back.
     """
 
     def __init__(self, segmenter: Segmenter, embedding: Embedding, labels: np.ndarray | None = None) -> None:
@@ -129,6 +133,9 @@ class AnnotationSession:
         self.labels = labels
         self.objects: list[AcceptedObject] = []
         self._redo: list[AcceptedObject] = []
+        #: How many objects each accept added (one per instance of a concept answer), for undo/redo.
+        self._accepted_counts: list[int] = []
+        self._redo_counts: list[int] = []
         self.prompt: Prompt | None = None
         self.prediction: Prediction | None = None
         self._order: np.ndarray = np.zeros(0, np.int64)
@@ -188,6 +195,13 @@ class AnnotationSession:
         return self.prediction.masks[self._order[self._candidate]]
 
     @property
+    def instances(self) -> Instances | None:
+        """Every object of the previewed concept answer, best first; ``None`` for a single-object answer."""
+        if isinstance(self.prediction, InstancesPrediction):
+            return self.prediction.instances
+        return None
+
+    @property
     def preview_score(self) -> float:
         if self.prediction is None:
             return float("nan")
@@ -209,7 +223,9 @@ class AnnotationSession:
     def accept(self) -> int:
         """Write the preview into :attr:`labels` as :attr:`next_label`; return that id.
 
-        Clears the prompt and the preview and forgets the redo history.
+        For a concept answer every instance is written, best first, each as
+        the next id (the first id is returned). Clears the prompt and the
+        preview and forgets the redo history.
 
         Raises:
             SegpromptError: there is no preview, or it covers no background pixel.
@@ -217,36 +233,53 @@ class AnnotationSession:
         preview = self.preview
         if preview is None:
             raise SegpromptError("accept: there is no preview to accept; add a prompt first")
-        pixels = np.flatnonzero(preview.ravel() & (self.labels.ravel() == 0))
-        if pixels.size == 0:
+        instances = self.instances
+        if instances is not None and len(instances):
+            masks, scores = instances.masks, instances.scores
+        else:
+            masks, scores = preview[None], np.array([self.preview_score])
+        added = []
+        for mask, score in zip(masks, scores):
+            pixels = np.flatnonzero(mask.ravel() & (self.labels.ravel() == 0))
+            if pixels.size:
+                label = self.next_label
+                self.labels.flat[pixels] = label
+                added.append(AcceptedObject(label, self.prompt, float(score), pixels))
+                self.objects.append(added[-1])
+        if not added:
             raise SegpromptError("accept: the preview is empty or lies entirely on objects accepted before")
-        label = self.next_label
-        self.labels.flat[pixels] = label
-        self.objects.append(AcceptedObject(label, self.prompt, self.preview_score, pixels))
+        self._accepted_counts.append(len(added))
         self._redo.clear()
+        self._redo_counts.clear()
         self.clear()
-        return label
+        return added[0].label
 
     def undo(self) -> int | None:
-        """Remove the last accepted object; return its id, or ``None`` if there is none."""
+        """Remove the last accepted object (all instances of a concept accept); return its (first) id, or ``None``."""
         if not self.objects:
             return None
-        obj = self.objects.pop()
-        # Only pixels still carrying the id: a later manual edit of the label map wins.
-        mine = obj.pixels[self.labels.flat[obj.pixels] == obj.label]
-        self.labels.flat[mine] = 0
-        self._redo.append(obj)
-        return obj.label
+        count = self._accepted_counts.pop() if self._accepted_counts else 1
+        undone = [self.objects.pop() for _ in range(min(count, len(self.objects)))]
+        for obj in undone:
+            # Only pixels still carrying the id: a later manual edit of the label map wins.
+            mine = obj.pixels[self.labels.flat[obj.pixels] == obj.label]
+            self.labels.flat[mine] = 0
+        self._redo.extend(undone)
+        self._redo_counts.append(len(undone))
+        return undone[-1].label
 
     def redo(self) -> int | None:
-        """Put back the last undone object (on pixels still free); return its id or ``None``."""
+        """Put back the last undone object(s) (on pixels still free); return the (first) id or ``None``."""
         if not self._redo:
             return None
-        obj = self._redo.pop()
-        free = obj.pixels[self.labels.flat[obj.pixels] == 0]
-        self.labels.flat[free] = obj.label
-        self.objects.append(AcceptedObject(obj.label, obj.prompt, obj.score, free))
-        return obj.label
+        count = self._redo_counts.pop() if self._redo_counts else 1
+        restored = [self._redo.pop() for _ in range(min(count, len(self._redo)))]
+        for obj in restored:
+            free = obj.pixels[self.labels.flat[obj.pixels] == 0]
+            self.labels.flat[free] = obj.label
+            self.objects.append(AcceptedObject(obj.label, obj.prompt, obj.score, free))
+        self._accepted_counts.append(len(restored))
+        return restored[0].label
 
     @property
     def can_redo(self) -> bool:
@@ -319,7 +352,9 @@ class AnnotationSession:
             objects.append(AcceptedObject(label, entry["prompt"], score, pixels))
         self.labels[...] = flat.reshape(self.labels.shape)
         self.objects = objects
+        self._accepted_counts = [1] * len(objects)
         self._redo.clear()
+        self._redo_counts.clear()
         self.clear()
 
 

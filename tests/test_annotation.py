@@ -203,3 +203,31 @@ def test_undo_keeps_manual_edits_and_works_on_views(sam_and_embedding):
     assert session.undo() == 1
     np.testing.assert_array_equal(np.flatnonzero(session.labels), edited)
     assert (session.labels.flat[edited] == 9).all()
+
+
+def test_a_concept_answer_is_accepted_as_one_object_per_instance_and_undone_at_once(session):
+    from segprompt.instances import Instances, InstancesPrediction
+
+    height, width = session.image_hw
+    masks = np.zeros((3, height, width), bool)
+    masks[0, 10:30, 10:40] = True
+    masks[1, 20:50, 30:60] = True  # overlaps instance 0: the better one keeps the shared pixels
+    masks[2, 60:70, 100:110] = True
+    instances = Instances(masks, np.array([0.5, 0.9, 0.7]))
+    prompt = Prompt(text=Text("cell"))
+    session.set_preview(prompt, InstancesPrediction.from_instances(instances))
+    assert len(session.instances) == 3
+    first = session.accept()
+    assert first == 1 and [o.label for o in session.objects] == [1, 2, 3]
+    assert [o.score for o in session.objects] == pytest.approx([0.9, 0.7, 0.5])  # best first
+    np.testing.assert_array_equal(session.labels == 1, masks[1])
+    np.testing.assert_array_equal(session.labels == 3, masks[0] & ~masks[1])
+    assert all(o.prompt == prompt for o in session.objects)
+    before = session.labels.copy()
+    assert session.undo() == 1 and not session.labels.any() and not session.objects
+    assert session.redo() == 1
+    np.testing.assert_array_equal(session.labels, before)
+    session.update(Prompt(points=Points.from_lists([[100, 20]])))
+    assert session.instances is None
+    label = session.accept()
+    assert label == 4 and session.undo() == 4 and len(session.objects) == 3  # a single accept undoes alone

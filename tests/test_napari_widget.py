@@ -316,3 +316,69 @@ def test_plugin_menu_docks_the_widget_and_opens_samples(make_napari_viewer):
     viewer.open_sample("segprompt", "coffee")
     assert viewer.layers["coffee"].data.shape == (400, 600, 3)
     assert widget.image_combo.currentText() == "coffee"  # the picker follows the layer list
+
+
+def test_sam3_text_and_exemplar_boxes_give_every_instance_its_own_label(qtbot, make_napari_viewer, tmp_path):
+    from segprompt.testing import tiny_sam3_dir
+
+    sam3 = create("sam3", model_dir=tiny_sam3_dir(tmp_path / "sam3"), threshold=0.0)
+    embedding = sam3.embed(IMAGE)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(IMAGE, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    widget.start_session(layer, sam3, embedding)
+    assert widget.exemplars_layer is not None  # made because the backend takes exemplars
+
+    widget.text_edit.setText("cup")
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.exemplars_layer.add_rectangles(np.array([[5.0, 40.0], [60.0, 110.0]]))  # (row, col) corners
+    widget.toggle_include()
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.exemplars_layer.add_rectangles(np.array([[60.0, 0.0], [79.0, 30.0]]))
+    qtbot.waitUntil(lambda: not widget.preview_pending(), timeout=WAIT_MS)
+    prompt = widget.session.prompt
+    assert prompt.text.phrase == "cup"
+    np.testing.assert_array_equal(prompt.exemplars.boxes, [[40, 5, 110, 60], [0, 60, 30, 79]])
+    np.testing.assert_array_equal(prompt.exemplars.labels, [1, 0])
+    np.testing.assert_allclose(widget.exemplars_layer.edge_color[:, :3], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # lime, red
+    expected = sam3.predict(embedding, prompt).instances
+    assert len(expected) == 20
+    np.testing.assert_array_equal(widget.preview_layer.data, expected.to_label_map())
+    assert "20 instances" in widget.candidate_label.text()
+
+    with qtbot.waitSignal(widget.objects_changed, timeout=WAIT_MS):
+        widget.accept()
+    objects = widget.objects_layer.data
+    visible = [k for k in range(len(expected)) if (expected.masks[k] & ~expected.masks[:k].any(axis=0)).any()]
+    assert len(widget.session.objects) == len(visible) and objects.max() == len(visible)
+    np.testing.assert_array_equal(objects > 0, expected.union())
+    np.testing.assert_array_equal(objects == 1, expected.masks[0])  # the best instance is object 1, whole
+    assert [o.score for o in widget.session.objects] == [float(expected.scores[k]) for k in visible]
+    assert len(widget.exemplars_layer.data) == 0
+    widget.undo()  # one undo takes the whole concept answer back
+    assert not objects.any() and not widget.session.objects
+    widget.redo()
+    assert objects.max() == len(visible)
+
+
+def test_the_backend_picker_offers_every_backend_and_its_sizes(make_napari_viewer, tmp_path):
+    from segprompt.backends import backend_names
+    from segprompt.testing import tiny_sam2_dir
+
+    viewer = make_napari_viewer()
+    widget = SegpromptWidget(viewer)
+    names = [widget.backend_combo.itemText(i) for i in range(widget.backend_combo.count())]
+    assert names == backend_names() and {"sam2", "sam-hq", "edgetam", "sam3-tracker", "sam3"} <= set(names)
+    widget.backend_combo.setCurrentText("sam2")
+    sizes = [widget.variant_combo.itemText(i) for i in range(widget.variant_combo.count())]
+    assert sizes == ["large", "tiny", "small", "base-plus"] and widget.variant_combo.isEnabled()
+    assert widget.checkpoint_status.text().startswith("accepts box, mask, points; facebook/sam2.1-hiera-large: not here")
+    widget.variant_combo.setCurrentText("tiny")
+    assert "facebook/sam2.1-hiera-tiny" in widget.checkpoint_status.text()
+    widget.backend_combo.setCurrentText("sam3")
+    assert not widget.variant_combo.isEnabled() and widget.checkpoint_status.text().startswith("accepts exemplars, text")
+    widget.backend_combo.setCurrentText("sam2")
+    widget.checkpoint_edit.setText(str(tiny_sam2_dir(tmp_path / "sam2")))  # a folder: the model folder
+    _, make = widget._segmenter_factory()
+    segmenter = make()
+    assert segmenter.name == "sam2" and segmenter.model.config.vision_config.fpn_hidden_size == 32

@@ -64,6 +64,7 @@ def create(name: str, **options: Any) -> Segmenter:
 #: User-facing option -> the constructor parameter names that mean it, in order of preference.
 _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
     "model_dir": ("model_dir",),
+    "variant": ("variant",),
     "model_type": ("model_type", "sam_model_type"),
     "checkpoint": ("checkpoint", "sam_checkpoint"),
     "device": ("device",),
@@ -73,7 +74,8 @@ _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
 def create_from_options(name: str, **options: Any) -> Segmenter:
     """Instantiate backend ``name`` from the generic user options of the CLI and napari.
 
-    ``options`` may hold ``model_dir`` (transformers backends), ``model_type``
+    ``options`` may hold ``model_dir`` (transformers backends), ``variant``
+    (the released size of ``sam2`` / ``sam-hq``), ``model_type``
     and ``checkpoint`` (SAM, or the SAM stage of a detector backend) and
     ``device``. Each is passed under the name the backend's constructor uses;
     ``None`` values and options the backend has no use for are dropped, so one
