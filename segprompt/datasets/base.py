@@ -15,6 +15,7 @@ band, CamVid's "Unlabelled").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -104,6 +105,7 @@ class Dataset(Protocol):
     name: str
     layout: str
     class_names: tuple[str, ...]
+    root: Path | None
 
     def __len__(self) -> int: ...
 
@@ -116,5 +118,9 @@ class Dataset(Protocol):
 
     @property
     def problems(self) -> list[Problem]: ...
+
+    def files(self, index: int) -> tuple[Path, ...]: ...
+
+    def shared_files(self) -> tuple[Path, ...]: ...
 
     def split(self, name: str) -> "Dataset": ...

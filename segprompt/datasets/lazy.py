@@ -14,6 +14,10 @@ files when the sample is accessed. What goes wrong is reported as a
 Problems found while listing (a mask without an image, an image without a
 mask) are reported when the dataset is built, so ``len`` counts only samples
 whose files exist.
+
+:meth:`LazyDataset.files` and :meth:`LazyDataset.shared_files` say which files
+a sample is read from, so a benchmark run can record their content
+(:mod:`segprompt.runstore`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from .splits import seeded_split
 
 OnError = Literal["skip", "raise"]
 ON_ERROR_CHOICES: tuple[OnError, ...] = ("skip", "raise")
+#: Suffixes of the dataset-wide files at a dataset's root (prompts.json, classes.txt, index and split lists).
+SHARED_SUFFIXES = frozenset({".json", ".txt", ".csv", ".yaml", ".yml"})
 
 
 class DatasetWarning(UserWarning):
@@ -69,6 +75,17 @@ class Entry:
 Loader = Callable[[Entry], Sample]
 
 
+def _paths_in(value: Any) -> Iterator[Path]:
+    if isinstance(value, Path):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _paths_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _paths_in(item)
+
+
 class LazyDataset:
     """A list of entries read on access; see the module docstring for errors.
 
@@ -76,6 +93,7 @@ class LazyDataset:
         name: dataset name (folder name).
         layout: the layout name it was read with.
         class_names: every class the dataset can contain.
+        root: the folder (or COCO JSON) it was opened from, ``None`` when unknown.
     """
 
     def __init__(
@@ -90,6 +108,7 @@ class LazyDataset:
         problems: Iterable[Problem] = (),
         splits: Mapping[str, Sequence[str]] | None = None,
         prompts: Mapping[str, Mapping[str, list[Prompt]]] | None = None,
+        root: Path | None = None,
         _shared_problems: list[Problem] | None = None,
     ) -> None:
         if on_error not in ON_ERROR_CHOICES:
@@ -98,6 +117,7 @@ class LazyDataset:
         self.layout = layout
         self.class_names = tuple(class_names)
         self.on_error: OnError = on_error
+        self.root = None if root is None else Path(root)
         self._entries = list(entries)
         self._load = load
         self._splits = {key: tuple(value) for key, value in (splits or {}).items()}
@@ -133,6 +153,35 @@ class LazyDataset:
     def split_names(self) -> tuple[str, ...]:
         """Split names from the layout's own split files (empty when it has none)."""
         return tuple(self._splits)
+
+    def files(self, index: int) -> tuple[Path, ...]:
+        """The files sample ``index`` is read from: every path of its entry (image, mask, annotation JSON,
+        prompt files...) that is not a folder; a path may name a file that does not exist (yet)."""
+        entry = self._entries[index]
+        return tuple(p for p in dict.fromkeys(_paths_in([entry.path, entry.info])) if not p.is_dir())
+
+    def shared_files(self) -> tuple[Path, ...]:
+        """The dataset-wide files every sample may depend on: the metadata files at :attr:`root`
+        (``prompts.json``, ``classes.txt``, index files...) and ``splits/*.txt``; the JSON itself when
+        the dataset was opened from one. Empty when :attr:`root` is unknown."""
+        if self.root is None:
+            return ()
+        if self.root.is_file():
+            folder, own = self.root.parent, [self.root]
+        else:
+            folder, own = self.root, []
+        found = [
+            p for p in sorted(folder.iterdir())
+            if p.suffix.lower() in SHARED_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        ] if folder.is_dir() else []
+        splits = sorted((folder / "splits").glob("*.txt")) if (folder / "splits").is_dir() else []
+        return tuple(dict.fromkeys([*own, *found, *splits]))
+
+    def located(self, root: str | Path) -> "LazyDataset":
+        """The same dataset, recorded as opened from ``root``."""
+        derived = self._derived(self._entries, splits=self._splits)
+        derived.root = Path(root)
+        return derived
 
     def __getitem__(self, index: int) -> Sample:
         """Read sample ``index``.
@@ -231,6 +280,7 @@ class LazyDataset:
             on_error=self.on_error,
             splits=splits,
             prompts=self._prompts if prompts is None else prompts,
+            root=self.root,
             _shared_problems=self._problems,
         )
 

@@ -137,7 +137,9 @@ class PointPrompt(Layout):
                 count = min(count, label_count)
             annotators = sorted(p for p in (root / RESULTS_FOLDER / category).glob("st*") if p.is_dir())
             for index in range(count):
-                info = {"category": category, "index": index, "labels": labels, "annotators": annotators}
+                # the human clicks that become prompts, named so that a run can record them (LazyDataset.files)
+                clicks = [folder / "points" / f"{index}_{colour}.npy" for folder in annotators for colour in ("green", "red")]
+                info = {"category": category, "index": index, "labels": labels, "annotators": annotators, "prompt_files": clicks}
                 entries.append(Entry(f"{category}/{index}", samples, info=info))
         return LazyDataset(root.name, self.name, tuple(categories), entries, _read, on_error=on_error, problems=problems)
 

@@ -124,7 +124,7 @@ def open_dataset(path: str | os.PathLike, layout: str | None = None, on_error: O
         layout = detect_layout(root) if root.is_dir() else "coco"
     if layout not in known:
         raise DatasetError(f"unknown layout {layout!r}; known: {', '.join(sorted(known))}")
-    dataset = known[layout]().open(root, on_error)
+    dataset = known[layout]().open(root, on_error).located(root)
     prompts_path = (root if root.is_dir() else root.parent) / PROMPTS_FILE
     if prompts_path.is_file():
         dataset = dataset.with_prompts(read_prompts_json(prompts_path))
