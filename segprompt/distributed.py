@@ -1,15 +1,18 @@
-"""Shard per-image work over worker processes with Dask distributed, merge the rows into one CSV.
+"""Shard per-image work over worker processes with Dask distributed.
 
-A benchmark over many images maps one function over the images; each call
-returns the rows of its image (``dict``s, e.g. one per prompt strategy and
-timestep). :func:`map_images` runs the calls on a
-``dask.distributed.LocalCluster`` (one thread per worker by default, so torch
-in each worker does not fight the others for cores), gathers rows as tasks
-finish, drops duplicate rows by their key columns (a repeated item or a
-retried task yields the same key twice; the first row is kept) and writes one
-CSV sorted by key, atomically. ``on_rows`` hands each finished item's new rows
-to the caller as they arrive, so a benchmark can append them to its own
-crash-safe results file and resume after an interruption.
+A benchmark over many images maps one function over the images.
+:func:`stream_results` runs the calls on a ``dask.distributed.LocalCluster``
+and hands each result to a callback as its task finishes, keeping none of
+them: a benchmark appends rows to its crash-safe run store
+(:mod:`segprompt.runstore`) as they arrive, so memory does not grow with the
+run. Each worker process caps its torch and OpenCV threads once, at start-up
+(``compute_threads``; :func:`worker_threads` splits this machine's usable
+cores between the workers), so the workers do not oversubscribe the cores.
+
+:func:`map_images` is the collecting form for small jobs: it gathers every
+row, drops duplicate rows by their key columns (a repeated item or a retried
+task yields the same key twice; the first row is kept) and returns them, and
+optionally writes them to one CSV sorted by key, atomically.
 
 The function and items must be picklable (module-level function, plain data):
 they are shipped to the worker processes.
@@ -19,14 +22,18 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from .atomic import atomic_write_text
 from .progress import ProgressCallback, no_progress
 
 T = TypeVar("T")
+R = TypeVar("R")
 Row = dict[str, Any]
 
 
@@ -67,9 +74,119 @@ def write_rows_csv(path: str | os.PathLike, rows: Sequence[Row]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def torch_threads_per_worker(n_workers: int) -> int:
-    """Torch intra-op threads for each of ``n_workers`` processes on this machine, so they share the cores."""
-    return max(1, (os.cpu_count() or 1) // n_workers)
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def cgroup_cpu_limit(cgroup_root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """CPUs this process's cgroup may use (its CPU quota / period), or ``None`` when unlimited or unknown.
+
+    Reads cgroup v2's ``cpu.max`` (``"QUOTA PERIOD"`` or ``"max PERIOD"``) of
+    this process's group and of every group above it, else cgroup v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; the tightest limit wins.
+    """
+    membership = _read_text(self_cgroup) or ""
+    limits: list[float] = []
+    for line in membership.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, group = parts
+        relative = Path(group.strip().lstrip("/"))
+        if controllers == "":  # v2 unified hierarchy
+            for folder in [cgroup_root / relative, *[cgroup_root / p for p in relative.parents]]:
+                fields = (_read_text(folder / "cpu.max") or "").split()
+                if len(fields) == 2 and fields[0] != "max":
+                    limits.append(int(fields[0]) / int(fields[1]))
+        elif "cpu" in controllers.split(","):
+            for base in (cgroup_root / "cpu", cgroup_root / "cpu,cpuacct"):
+                folder = base / relative
+                quota = (_read_text(folder / "cpu.cfs_quota_us") or "").strip()
+                period = (_read_text(folder / "cpu.cfs_period_us") or "").strip()
+                if quota.lstrip("-").isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
+                    limits.append(int(quota) / int(period))
+                    break
+    return min(limits) if limits else None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its CPU affinity, capped by its cgroup's CPU quota (rounded up)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, max(1, math.ceil(limit)))
+    return max(1, count)
+
+
+def worker_threads(n_workers: int) -> int:
+    """Torch / OpenCV threads for each of ``n_workers`` processes, so that together they fill the usable cores."""
+    return max(1, available_cpus() // n_workers)
+
+
+def _cap_compute_threads(threads: int) -> None:
+    import cv2
+    import torch
+
+    cv2.setNumThreads(threads)
+    torch.set_num_threads(threads)
+
+
+class ComputeThreads(WorkerPlugin):
+    """Caps a worker process's torch and OpenCV threads once, when the worker starts (never around calls)."""
+
+    idempotent = True
+    name = "segprompt-compute-threads"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def setup(self, worker: Any) -> None:
+        _cap_compute_threads(self.threads)
+
+
+def stream_results(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    n_workers: int = 2,
+    *,
+    on_result: Callable[[R], None],
+    compute_threads: int | None = None,
+    threads_per_worker: int = 1,
+    progress: ProgressCallback = no_progress,
+) -> None:
+    """Run ``fn(item)`` for every item on a local Dask cluster, handing each result to ``on_result`` as it finishes.
+
+    Results are not kept: each is released on the workers and here once
+    ``on_result`` returns, so memory holds the results in flight only.
+
+    Args:
+        fn: per-item function (picklable).
+        items: what to map over.
+        n_workers: worker processes of the ``LocalCluster``.
+        on_result: called in this process with each result, in completion order;
+            an exception it raises stops the run.
+        compute_threads: torch and OpenCV threads per worker process, set once
+            at worker start-up (default :func:`worker_threads`).
+        threads_per_worker: Dask threads per worker process.
+        progress: ``progress(done, len(items), message)`` as tasks finish.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    threads = worker_threads(n_workers) if compute_threads is None else compute_threads
+    with LocalCluster(
+        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster) as client:
+        client.register_plugin(ComputeThreads(threads))
+        pending = as_completed(client.map(fn, list(items), pure=False))
+        for done, future in enumerate(pending, start=1):
+            result = future.result()
+            future.release()
+            on_result(result)
+            del result, future
+            progress(done, len(items), "images done")
 
 
 def map_images(
@@ -79,11 +196,11 @@ def map_images(
     *,
     key: Sequence[str],
     out_csv: str | os.PathLike | None = None,
-    on_rows: Callable[[list[Row]], None] | None = None,
+    compute_threads: int | None = None,
     threads_per_worker: int = 1,
     progress: ProgressCallback = no_progress,
 ) -> list[Row]:
-    """Run ``fn(item)`` for every item on a local Dask cluster; return the merged rows.
+    """Run ``fn(item)`` for every item on a local Dask cluster; return the merged rows (all held in memory).
 
     Args:
         fn: per-image function returning that image's rows.
@@ -91,35 +208,18 @@ def map_images(
         n_workers: worker processes of the ``LocalCluster``.
         key: columns that identify a row; duplicates are dropped.
         out_csv: where to write the merged rows (atomically), if given.
-        on_rows: called in this process with each finished item's rows, in
-            the order ``fn`` returned them, less the rows whose key was already seen.
-        threads_per_worker: Dask threads per worker process.
+        compute_threads, threads_per_worker: as for :func:`stream_results`.
         progress: ``progress(done, len(items), message)`` as tasks finish.
 
     Returns:
         The unique rows, sorted by ``key``.
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    batches: list[Iterable[Row]] = []
-    seen: set[tuple] = set()
-    with LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
-    ) as cluster, Client(cluster) as client:
-        futures = client.map(fn, list(items), pure=False)
-        for done, future in enumerate(as_completed(futures), start=1):
-            batch = list(future.result())
-            batches.append(batch)
-            if on_rows is not None:
-                fresh = []
-                for row in batch:
-                    row_key = tuple(row.get(name) for name in key)
-                    if row_key not in seen:
-                        seen.add(row_key)
-                        fresh.append(row)
-                if fresh:
-                    on_rows(fresh)
-            progress(done, len(futures), "images done")
+    batches: list[list[Row]] = []
+    stream_results(
+        fn, items, n_workers,
+        on_result=lambda rows: batches.append(list(rows)),
+        compute_threads=compute_threads, threads_per_worker=threads_per_worker, progress=progress,
+    )
     rows, dropped = merge_rows(batches, key)
     if dropped:
         progress(len(items), len(items), f"dropped {dropped} duplicate rows")
@@ -128,4 +228,6 @@ def map_images(
     return rows
 
 
-__all__ = ["map_images", "merge_rows", "torch_threads_per_worker", "write_rows_csv"]
+__all__ = [
+    "available_cpus", "cgroup_cpu_limit", "map_images", "merge_rows", "stream_results", "worker_threads", "write_rows_csv",
+]

@@ -16,9 +16,10 @@ from segprompt.cache import EmbeddingCache
 from segprompt.datasets import open_dataset, write_prompts_json
 from segprompt.io import write_image, write_mask
 from segprompt.pointprompt import BenchmarkConfig, PointCounts, run_benchmark
-from segprompt.pointprompt.results import COLUMNS, ResultsError, ResultsFile, read_rows
+from segprompt.pointprompt.results import COLUMNS, RESULTS_FORMAT, read_rows
 from segprompt.pointprompt.runner import feature_grid
 from segprompt.prompts import Points, Prompt
+from segprompt.runstore import DamagedRunFileError, RowLog, RunStoreError
 
 TIMING = {"embed_seconds", "select_seconds", "predict_seconds"}
 CONFIG = BenchmarkConfig(strategies=("random", "distance_centre"), counts=PointCounts((2, 1)), seed=3)
@@ -108,7 +109,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(dataset_dir, segmen
     run_benchmark(dataset, segmenter, tmp_path / "full", CONFIG, cache=cache)
     assert len(read_rows(tmp_path / "full" / "results.csv")) == len(full_rows)
 
-    with pytest.raises(ResultsError, match="seed"):
+    with pytest.raises(RunStoreError, match="seed"):
         run_benchmark(dataset, segmenter, tmp_path / "full", BenchmarkConfig(strategies=("random",), seed=4))
 
 
@@ -121,20 +122,20 @@ def test_feature_grid_crops_sam_features_to_the_image(segmenter):
 
 def test_torn_lines_and_partial_units_are_dropped_on_reopen(tmp_path):
     path = tmp_path / "results.csv"
-    results = ResultsFile(path)
+    results = RowLog(path, RESULTS_FORMAT)
     row = {"dataset": "d", "image_id": "a", "object_id": "a", "category": "c", "source": "auto", "iou": 0.5}
     results.append([{**row, "strategy": "random", "timestep": 0, "unit_rows": 1}])
     results.append([{**row, "strategy": "error_driven", "timestep": 0, "unit_rows": 3},
                     {**row, "strategy": "error_driven", "timestep": 1, "unit_rows": 3}])
     with path.open("a") as handle:
         handle.write("d,b,b,c,auto,random,0,1,0.")  # killed inside a write
-    reopened = ResultsFile(path)
-    assert reopened.done_units() == {("a", "a", "random")}
+    reopened = RowLog(path, RESULTS_FORMAT)
+    assert reopened.done == {("a", "a", "random")}
     assert path.read_text().endswith("\n")
     with path.open("w") as handle:
         handle.write("image_id,iou\n")
-    with pytest.raises(ResultsError, match="columns"):
-        ResultsFile(path)
+    with pytest.raises(DamagedRunFileError, match="columns"):
+        RowLog(path, RESULTS_FORMAT)
     assert len(COLUMNS) == len(set(COLUMNS))
 
 

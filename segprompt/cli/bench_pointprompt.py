@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import SegpromptError
 from ..pointprompt.counts import PointCounts
-from ..pointprompt.runner import PAPER_STRATEGIES, BenchmarkConfig, WorkerSetup, run_benchmark
+from ..pointprompt.runner import PAPER_STRATEGIES, BenchmarkConfig, RunSource, run_benchmark
 from ..pointprompt.strategies import strategy_names
 from .progress import tqdm_progress
 
@@ -43,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true", help="do not use the on-disk embedding cache")
     parser.add_argument("--workers", type=int, default=1,
                         help="shard the images over this many worker processes (local Dask cluster; default 1: none)")
+    parser.add_argument("--move-damaged", action="store_true",
+                        help="when a file of the --out run is damaged, rename it to NAME.damaged-TIME and start afresh")
     parser.add_argument("--finetune", action="store_true",
                         help="then finetune SAM's prompt encoder on each strategy's prompts (sam backend); "
                         "writes finetune.json with validation IoU before/after")
@@ -61,15 +63,6 @@ def _strategies(names: list[str]) -> tuple[str, ...]:
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = None if args.checkpoint is None else str(args.checkpoint)
     return {"model_type": args.model_type, "checkpoint": checkpoint, "device": args.device}
-
-
-def _segmenter(args: argparse.Namespace) -> Any:
-    from ..backends import create_from_options
-
-    segmenter = create_from_options(args.backend, **_backend_options(args))
-    if "points" not in segmenter.accepts:
-        raise SegpromptError(f"backend {args.backend!r} does not take point prompts; this benchmark needs one that does")
-    return segmenter
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -91,8 +84,6 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import open_dataset
-
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
     if args.workers < 1:
@@ -107,29 +98,19 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         multimask=MULTIMASK[args.multimask],
     )
-    dataset = open_dataset(args.data, layout=args.layout)
-    segmenter = _segmenter(args)
-    cache = None
+    cache_root = None
     if not args.no_cache:
         from ..cache import EmbeddingCache
 
-        cache = EmbeddingCache()
-    worker_setup = None
-    if args.workers > 1:
-        from ..distributed import torch_threads_per_worker
-
-        worker_setup = WorkerSetup(
-            data=str(args.data),
-            layout=args.layout,
-            backend=args.backend,
-            backend_options=tuple(_backend_options(args).items()),
-            cache_root=None if cache is None else str(cache.root),
-            torch_threads=torch_threads_per_worker(args.workers),
-        )
+        cache_root = str(EmbeddingCache().root)
+    source = RunSource(str(args.data), args.layout, args.backend, _backend_options(args), cache_root)
+    dataset, segmenter, cache = source.build()
+    if "points" not in segmenter.accepts:
+        raise SegpromptError(f"backend {args.backend!r} does not take point prompts; this benchmark needs one that does")
     with tqdm_progress("image") as progress:
         summary = run_benchmark(
             dataset, segmenter, args.out, config, cache=cache, progress=progress,
-            workers=args.workers, worker_setup=worker_setup,
+            workers=args.workers, source=source, move_damaged=args.move_damaged,
         )
         _print_summary(summary, args.out)
         if args.finetune:

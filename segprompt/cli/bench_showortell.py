@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 from typing import Any
 
 from ..errors import SegpromptError
 from ..showortell.protocol import DEFAULT_TEMPLATES
-from ..showortell.runner import (
-    EvalDataset,
-    Method,
-    ReferenceDraws,
-    RunSettings,
-    ShardItem,
-    dataset_domain,
-    prepare_dataset,
-    run_show_or_tell,
-    score_shard_item,
-)
+from ..showortell.runner import RunSettings, RunSource, parse_method, run_show_or_tell
 from .progress import tqdm_progress
-
-MODALITIES = ("text", "visual")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,43 +47,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-images", type=int, help="score only the first N test images of each dataset")
     parser.add_argument("--workers", type=int, default=1,
                         help="shard the test images over this many worker processes (local Dask cluster; default 1: none)")
+    parser.add_argument("--move-damaged", action="store_true",
+                        help="when a file of the --out run is damaged, rename it to NAME.damaged-TIME and start afresh")
     parser.set_defaults(func=run)
 
 
-def parse_method(spec: str) -> tuple[str, str]:
-    backend, sep, modality = spec.partition(":")
-    if not sep or not backend or modality not in MODALITIES:
-        raise SegpromptError(f"--method {spec!r}: expected BACKEND:MODALITY with MODALITY one of {', '.join(MODALITIES)}")
-    return backend, modality
-
-
-def parse_model_dirs(values: list[str]) -> dict[str | None, Path]:
-    """``["DIR"]`` -> ``{None: DIR}``; ``["clipseg=DIR"]`` -> ``{"clipseg": DIR}``."""
-    out: dict[str | None, Path] = {}
+def parse_model_dirs(values: list[str]) -> dict[str, str]:
+    """``["DIR"]`` -> ``{"": DIR}`` (every backend); ``["clipseg=DIR"]`` -> ``{"clipseg": DIR}``."""
+    out: dict[str, str] = {}
     for value in values:
         backend, sep, folder = value.partition("=")
-        out[backend if sep else None] = Path(folder if sep else value)
+        out[backend if sep else ""] = folder if sep else value
     return out
-
-
-def build_methods(args: argparse.Namespace) -> list[Method]:
-    from ..backends import create_from_options
-
-    model_dirs = parse_model_dirs(args.model_dir)
-    segmenters: dict[str, Any] = {}
-    methods = []
-    for spec in args.method:
-        backend, modality = parse_method(spec)
-        if backend not in segmenters:
-            segmenters[backend] = create_from_options(
-                backend,
-                model_dir=model_dirs.get(backend, model_dirs.get(None)),
-                model_type=args.model_type,
-                checkpoint=args.checkpoint,
-                device=args.device,
-            )
-        methods.append(Method(f"{backend}:{modality}", segmenters[backend], modality))
-    return methods
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -113,54 +75,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
             print(f"  {'oracle (best of text/visual per class)':<28} {oracle:.2f}")
 
 
-def _prepare(args: argparse.Namespace) -> tuple[list[EvalDataset], list[Method], RunSettings]:
-    """The datasets, methods and settings a run's arguments describe."""
-    from ..datasets import open_dataset
-
-    methods = build_methods(args)
-    datasets = []
-    for folder in args.data:
-        dataset = open_dataset(folder, layout=args.layout)
-        datasets.append(
-            prepare_dataset(
-                dataset,
-                domain=args.domain or dataset_domain(dataset, folder),
-                background=args.background,
-                min_reference_area=args.min_ref_area,
-            )
-        )
-    settings = RunSettings(
-        seeds=tuple(args.seeds),
-        n_prompts=args.nprompts,
-        templates=tuple(args.templates or DEFAULT_TEMPLATES),
-        resize=args.resize,
-        max_images=args.max_images,
-    )
-    return datasets, methods, settings
-
-
-def _frozen(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_run(options: tuple[tuple[str, Any], ...]) -> tuple[list[EvalDataset], list[Method], RunSettings, ReferenceDraws]:
-    """A worker process's datasets, methods, settings and reference draws, built once from the run's options."""
-    import torch
-
-    from ..distributed import torch_threads_per_worker
-
-    args = argparse.Namespace(**dict(options))
-    torch.set_num_threads(torch_threads_per_worker(args.workers))
-    datasets, methods, settings = _prepare(args)
-    return datasets, methods, settings, ReferenceDraws(settings.n_prompts)
-
-
-def score_image_in_worker(options: tuple[tuple[str, Any], ...], item: ShardItem) -> list[dict[str, Any]]:
-    """The per-image task of ``--workers``: rows of one test image (see :func:`~.runner.score_shard_item`)."""
-    return score_shard_item(*_worker_run(options), item)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
@@ -168,13 +82,26 @@ def run(args: argparse.Namespace) -> int:
         raise SegpromptError(f"--min-ref-area must lie in [0, 1), got {args.min_ref_area}")
     if args.workers < 1:
         raise SegpromptError(f"--workers must be at least 1, got {args.workers}")
-    datasets, methods, settings = _prepare(args)
-    # plain, hashable data for the workers: they rebuild the datasets and methods from it
-    options = tuple(sorted((name, _frozen(value)) for name, value in vars(args).items() if name != "func"))
+    for spec in args.method:
+        parse_method(spec)
+    source = RunSource(
+        data=[str(folder) for folder in args.data], methods=list(args.method), layout=args.layout, domain=args.domain,
+        background=args.background, min_reference_area=args.min_ref_area, model_dirs=parse_model_dirs(args.model_dir),
+        model_type=args.model_type, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
+        device=args.device,
+    )
+    datasets, methods = source.build()
+    settings = RunSettings(
+        seeds=tuple(args.seeds),
+        n_prompts=args.nprompts,
+        templates=tuple(args.templates or DEFAULT_TEMPLATES),
+        resize=args.resize,
+        max_images=args.max_images,
+    )
     with tqdm_progress("image") as progress:
         summary = run_show_or_tell(
             datasets, methods, args.out, settings, progress,
-            workers=args.workers, worker_task=functools.partial(score_image_in_worker, options),
+            workers=args.workers, source=source, move_damaged=args.move_damaged,
         )
     _print_summary(summary)
     print(f"results: {args.out / 'results.csv'}, summary: {args.out / 'summary.json'}")

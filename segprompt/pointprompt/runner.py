@@ -6,34 +6,35 @@ automatic strategy and each human prompt set at every timestep on that one
 embedding: all prompts of an object in one batched call where the backend has
 ``score_prompts`` (SAM), else one ``predict`` each. Output folder::
 
-    run.json          settings (a resumed run must use the same ones)
+    run.json          settings: the run identity (a resumed run must use the same) and options
     results.csv       one row per (image, object, strategy, timestep), see results.py
+    inputs.jsonl      the dataset files the rows were scored on (see segprompt.runstore)
     summary.json      scoring.summarize + regression.regress_iou
     iou_by_category.png, human_vs_auto.png (when human prompts exist), feature_importance.png
 
 Interrupt it at any point (Ctrl-C, kill) and run it again with the same
 arguments: finished (image, object, strategy) units are skipped, so the final
-``results.csv`` equals that of an uninterrupted run.
+``results.csv`` equals that of an uninterrupted run. A resume with other
+settings (:func:`run_identity`) or on changed dataset files is refused.
 
 With ``workers > 1`` the images are sharded over that many worker processes
-of a local Dask cluster (:func:`segprompt.distributed.map_images`); each
-worker rebuilds the dataset, segmenter and embedding cache once from a
-:class:`WorkerSetup`, this process appends every finished unit to the same
-``results.csv`` (skipping keys already written) and finally puts the rows in
-dataset order, so the file holds what a one-process run writes.
+of a local Dask cluster (:func:`segprompt.distributed.stream_results`); each
+worker rebuilds the dataset, segmenter and embedding cache once from the
+:class:`RunSource` and settings that ``run.json`` records
+(:func:`pointprompt_worker`), this process appends every finished unit to the
+same ``results.csv`` (skipping keys already written) and finally puts the rows
+in dataset order, so the file holds what a one-process run writes.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -44,11 +45,12 @@ from ..errors import PromptError
 from ..io import atomic_write_text
 from ..metrics import iou
 from ..prompts import Prompt
+from ..runstore import FileDigests, RunStore, ScoredItem, WorkerJob, check_rebuilt
 from .counts import PointCounts, human_reference
 from .features import object_features, prompt_features
 from .plots import plot_categories, plot_human_vs_auto, plot_importance
 from .regression import regress_iou
-from .results import UNIT_KEY, ResultsError, ResultsFile, read_rows
+from .results import RESULTS_FILE, RESULTS_FORMAT, read_rows
 from .scoring import AUTO, HUMAN, summarize
 from .strategies import PointSet, Strategy, Target, create_strategy, strategy_names, strategy_rng
 
@@ -83,61 +85,87 @@ class BenchmarkConfig:
     multimask: bool | None = None
 
     def identity(self) -> dict[str, Any]:
-        """The settings a resumed run must share (the others may change between runs)."""
-        return {"counts": self.counts.describe(), "seed": self.seed, "multimask": self.multimask}
+        """Every setting that changes a row: a resumed run must give the same (``max_images`` may change)."""
+        return {
+            "strategies": list(self.strategies),
+            "human": self.human,
+            "counts": self.counts.describe(),
+            "seed": self.seed,
+            "multimask": self.multimask,
+        }
+
+    @classmethod
+    def from_identity(cls, identity: Mapping[str, Any], max_images: int | None = None) -> "BenchmarkConfig":
+        """The config whose :meth:`identity` is ``identity``."""
+        return cls(
+            strategies=tuple(identity["strategies"]),
+            counts=PointCounts.parse(identity["counts"]),
+            seed=int(identity["seed"]),
+            human=bool(identity["human"]),
+            max_images=max_images,
+            multimask=identity["multimask"],
+        )
+
+
+def run_identity(dataset: Dataset, segmenter: Segmenter, config: BenchmarkConfig) -> dict[str, Any]:
+    """What a run's rows depend on besides the dataset's files: the data's name, the model and the config."""
+    return {"dataset": dataset.name, "backend": segmenter.name, "model": segmenter.model_id, **config.identity()}
 
 
 @dataclass(frozen=True)
-class WorkerSetup:
-    """How a worker process rebuilds a run's dataset, segmenter and embedding cache.
+class RunSource:
+    """Where a run's dataset, segmenter and embedding cache come from, as plain data.
 
-    Plain data, so Dask can ship it to the workers; each worker builds the
-    heavy objects once (:func:`_worker_objects`) and reuses them for every image.
+    ``run.json`` records it, and every worker process of a sharded run
+    rebuilds its objects from that record (:func:`pointprompt_worker`).
 
     Attributes:
         data, layout: dataset folder and layout, as :func:`segprompt.datasets.open_dataset` takes.
         backend: segmenter backend name.
-        backend_options: ``(option, value)`` pairs for
-            :func:`segprompt.backends.create_from_options`.
+        backend_options: options for :func:`segprompt.backends.create_from_options`.
         cache_root: embedding cache folder, or ``None`` for no cache.
-        torch_threads: torch intra-op threads per worker (workers x threads
-            should not exceed the cores).
     """
 
     data: str
-    layout: str | None
-    backend: str
-    backend_options: tuple[tuple[str, Any], ...] = ()
+    layout: str | None = None
+    backend: str = "classical"
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
     cache_root: str | None = None
-    torch_threads: int = 1
+
+    def build(self) -> tuple[Dataset, Segmenter, Any]:
+        """The dataset, segmenter and embedding cache (or ``None``) this source describes."""
+        from ..backends import create_from_options
+        from ..cache import EmbeddingCache
+        from ..datasets import open_dataset
+
+        dataset = open_dataset(self.data, layout=self.layout)
+        segmenter = create_from_options(self.backend, **dict(self.backend_options))
+        cache = None if self.cache_root is None else EmbeddingCache(self.cache_root)
+        return dataset, segmenter, cache
 
 
-@functools.lru_cache(maxsize=1)
-def _worker_objects(setup: WorkerSetup, config: "BenchmarkConfig") -> tuple[Dataset, Segmenter, dict[str, Strategy], Any]:
-    """The dataset, segmenter, strategies and cache of ``setup``, built once per worker process."""
-    import torch
+def pointprompt_worker(settings: Mapping[str, Any]) -> Callable[[tuple[int, frozenset[tuple[str, ...]]]], ScoredItem]:
+    """A worker process's scorer, built once from the run's ``run.json``.
 
-    from ..backends import create_from_options
-    from ..cache import EmbeddingCache
-    from ..datasets import open_dataset
-
-    torch.set_num_threads(setup.torch_threads)
-    dataset = open_dataset(setup.data, layout=setup.layout)
-    segmenter = create_from_options(setup.backend, **dict(setup.backend_options))
+    The worker's dataset, segmenter and config come from the record alone and
+    must have the recorded identity. Each call scores sample ``item[0]`` less
+    the units in ``item[1]`` (already written) and returns its rows with the
+    states of the files read.
+    """
+    options = settings["options"]
+    dataset, segmenter, cache = RunSource(**options["source"]).build()
+    config = BenchmarkConfig.from_identity(settings["identity"], options["max_images"])
+    check_rebuilt(settings, run_identity(dataset, segmenter, config))
     strategies = {name: create_strategy(name) for name in config.strategies}
-    cache = None if setup.cache_root is None else EmbeddingCache(setup.cache_root)
-    return dataset, segmenter, strategies, cache
+    digests = FileDigests()
 
+    def score(item: tuple[int, frozenset[tuple[str, ...]]]) -> ScoredItem:
+        index, done = item
+        rows: list[dict[str, Any]] = []
+        _score_sample(dataset[index], dataset.name, segmenter, strategies, config, set(done), rows.extend, cache)
+        return ScoredItem(rows, digests.states(dataset, dataset.files(index)))
 
-def score_image_in_worker(
-    setup: WorkerSetup, config: "BenchmarkConfig", item: tuple[int, frozenset[tuple[str, ...]]]
-) -> list[dict[str, Any]]:
-    """Rows of sample ``item[0]``, less the units in ``item[1]`` (already written): the per-image task of a sharded run."""
-    index, done = item
-    dataset, segmenter, strategies, cache = _worker_objects(setup, config)
-    rows: list[dict[str, Any]] = []
-    _score_sample(dataset[index], dataset.name, segmenter, strategies, config, set(done), rows.extend, cache)
-    return rows
+    return score
 
 
 def feature_grid(embedding: Embedding) -> np.ndarray | None:
@@ -275,17 +303,6 @@ def _unit_rows(
     ]
 
 
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        fixed = ("dataset", "backend", "model_id", "config")
-        changed = [k for k in fixed if previous.get(k) != settings[k]]
-        if changed:
-            details = "; ".join(f"{k}: was {previous.get(k)!r}, now {settings[k]!r}" for k in changed)
-            raise ResultsError(f"{path.parent}: this folder holds a run with other settings ({details}); use another --out")
-    atomic_write_text(path, json.dumps(settings, indent=1))
-
-
 def run_benchmark(
     dataset: Dataset,
     segmenter: Segmenter,
@@ -295,68 +312,58 @@ def run_benchmark(
     cache: EmbeddingSource | None = None,
     progress: ProgressCallback = no_progress,
     workers: int = 1,
-    worker_setup: WorkerSetup | None = None,
+    source: RunSource | None = None,
+    move_damaged: bool = False,
 ) -> dict[str, Any]:
     """Score every sample, append rows to ``out_dir/results.csv``, then summarise.
 
-    Resumes a run found in ``out_dir`` (same dataset, backend, model and
-    settings). ``progress(done, total, image id)`` is called after each image
-    (``"images done"`` in place of the id with workers); an exception it
+    Resumes a run found in ``out_dir`` when it has the same identity
+    (:func:`run_identity`) and the dataset files it read are unchanged;
+    otherwise raises :class:`~segprompt.runstore.RunStoreError` naming the
+    setting or file. ``progress(done, total, image id)`` is called after each
+    image (``"images done"`` in place of the id with workers); an exception it
     raises (e.g. ``KeyboardInterrupt``) stops the run with every finished unit
-    on disk. ``workers > 1`` shards the images over that many processes,
-    which rebuild ``dataset`` and ``segmenter`` from ``worker_setup``.
+    on disk. ``workers > 1`` shards the images over that many processes, which
+    rebuild ``dataset`` and ``segmenter`` from ``source`` as ``run.json``
+    records it. ``move_damaged`` moves damaged run files aside and starts afresh.
 
     Returns:
         the summary also written to ``summary.json``.
     """
+    if workers > 1 and source is None:
+        raise ValueError("workers > 1 needs a source to rebuild the dataset and segmenter in each worker")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    strategies = {name: create_strategy(name) for name in config.strategies}
-    _check_settings(out / "run.json", {
-        "dataset": dataset.name,
-        "backend": segmenter.name,
-        "model_id": segmenter.model_id,
-        "config": config.identity(),
-        "strategies": list(config.strategies),
-        "human": config.human,
-    })
-    results = ResultsFile(out / "results.csv")
-    done = results.done_units()
+    store = RunStore(
+        out, benchmark="pointprompt", identity=run_identity(dataset, segmenter, config),
+        options={"max_images": config.max_images, "source": None if source is None else asdict(source)},
+        rows_file=RESULTS_FILE, rows=RESULTS_FORMAT, datasets=[dataset], move_damaged=move_damaged,
+    )
     total = len(dataset) if config.max_images is None else min(len(dataset), config.max_images)
     if workers > 1:
-        if worker_setup is None:
-            raise ValueError("workers > 1 needs a worker_setup to rebuild the dataset and segmenter in each worker")
-        _run_sharded(dataset, results, done, total, config, workers, worker_setup, progress)
+        _run_sharded(store, dataset, total, workers, progress)
         return summarize_run(out)
+    strategies = {name: create_strategy(name) for name in config.strategies}
     for index in range(total):
         sample = dataset[index]
-        _score_sample(sample, dataset.name, segmenter, strategies, config, done, results.append, cache)
+        store.note_sample(dataset, index)
+        _score_sample(sample, dataset.name, segmenter, strategies, config, store.log.done, store.log.append, cache)
         progress(index + 1, total, sample.id)
     return summarize_run(out)
 
 
-def _run_sharded(
-    dataset: Dataset, results: ResultsFile, done: set[tuple[str, ...]], total: int, config: BenchmarkConfig,
-    workers: int, setup: WorkerSetup, progress: ProgressCallback,
-) -> None:
-    from ..distributed import map_images
+def _run_sharded(store: RunStore, dataset: Dataset, total: int, workers: int, progress: ProgressCallback) -> None:
+    from ..distributed import stream_results
 
     done_by_image: dict[str, set[tuple[str, ...]]] = {}
-    for unit in done:
+    for unit in store.log.done:
         done_by_image.setdefault(unit[0], set()).add(unit)
     ids = list(dataset.ids)[:total]
     items = [(index, frozenset(done_by_image.get(ids[index], ()))) for index in range(total)]
-
-    def append_units(rows: list[dict[str, Any]]) -> None:
-        # a worker emits each unit's rows together, so consecutive rows with one key form a unit
-        for _, unit_rows in itertools.groupby(rows, key=lambda row: tuple(row[key] for key in UNIT_KEY)):
-            results.append(list(unit_rows))
-
-    map_images(
-        functools.partial(score_image_in_worker, setup, config), items, n_workers=workers,
-        key=(*UNIT_KEY, "timestep"), on_rows=append_units, progress=progress,
-    )
-    results.sort_by_image(dataset.ids)
+    job = WorkerJob(pointprompt_worker, store.settings_json)
+    stream_results(job, items, n_workers=workers, on_result=store.add, progress=progress)
+    # workers finish in any order: put the rows where a one-process run writes them
+    position = {image_id: index for index, image_id in enumerate(dataset.ids)}
+    store.log.reorder(lambda row: position.get(row["image_id"], len(position)))
 
 
 def _score_sample(

@@ -5,16 +5,19 @@ classes at once: a confidence map per class (text: averaged over the
 templates; visual: averaged over the ``n_prompts`` references drawn for that
 class and seed), merged by :func:`segprompt.semantic.merge_confidences`
 (confidence <= 0.2 -> 0, background map at index 0, argmax), and its confusion
-matrix against the ground truth is appended to ``per_image.jsonl`` (flushed and
-fsynced). A killed run resumes from that file and skips the finished
-``(dataset, method, seed, image)`` keys; nothing is lost or counted twice.
+matrix against the ground truth is appended to ``per_image.jsonl`` through the
+run store (:mod:`segprompt.runstore`: fsync per row, ``run.json`` with the
+run's identity, ``inputs.jsonl`` with the dataset files read). A killed run
+resumes from that file and skips the finished ``(dataset, method, seed,
+image)`` keys; nothing is lost or counted twice; a resume with other settings
+(:func:`run_identity`) or changed dataset files is refused by name.
 ``results.csv`` (method, dataset, domain, class, seed, IoU) and
 ``summary.json`` are written atomically from the per-image rows at the end.
 
 With ``workers > 1`` the test images are sharded over that many worker
-processes of a local Dask cluster (:func:`segprompt.distributed.map_images`):
-each runs a picklable ``worker_task`` that rebuilds the datasets and methods
-once per process and scores one image with :func:`score_shard_item`; this
+processes of a local Dask cluster (:func:`segprompt.distributed.stream_results`):
+each rebuilds the datasets and methods once from the :class:`RunSource` and
+settings that ``run.json`` records (:func:`show_or_tell_worker`); this
 process appends the rows to the same ``per_image.jsonl`` (a key already there
 is never written twice).
 """
@@ -27,9 +30,9 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -41,6 +44,7 @@ from ..datasets.lazy import BadFileError
 from ..errors import SegpromptError
 from ..io import atomic_write_text
 from ..prompts import Prompt
+from ..runstore import FileDigests, JsonRows, RunStore, ScoredItem, WorkerJob, check_rebuilt
 from ..semantic import class_confidence, merge_confidences
 from .metrics import ConfusionMatrix
 from .protocol import (
@@ -138,14 +142,93 @@ class RunSettings:
     resize: int | None = None
     max_images: int | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
+        """The settings that change a row (``max_images`` may change between runs)."""
         return {
             "seeds": list(self.seeds),
             "n_prompts": self.n_prompts,
             "templates": list(self.templates),
             "resize": self.resize,
-            "max_images": self.max_images,
         }
+
+    @classmethod
+    def from_identity(cls, identity: Mapping[str, Any], max_images: int | None = None) -> "RunSettings":
+        """The settings whose :meth:`identity` is ``identity``."""
+        return cls(tuple(identity["seeds"]), identity["n_prompts"], tuple(identity["templates"]), identity["resize"], max_images)
+
+
+def run_identity(datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings) -> dict[str, Any]:
+    """What a run's rows depend on besides the dataset files: datasets' protocol, methods' models, settings."""
+    return {
+        "datasets": [{"name": d.name, "domain": d.domain, "classes": list(d.space.names), "background": d.space.background,
+                      "min_reference_area": d.min_reference_area, "test_ids": list(d.test.ids)} for d in datasets],
+        "methods": [{"name": m.name, "backend": m.segmenter.name, "model": m.segmenter.model_id,
+                     "modality": m.modality} for m in methods],
+        **settings.identity(),
+    }
+
+
+MODALITIES: tuple[Modality, ...] = ("text", "visual")
+
+
+def parse_method(spec: str) -> tuple[str, Modality]:
+    """``"clipseg:text"`` -> ``("clipseg", "text")``."""
+    backend, sep, modality = spec.partition(":")
+    if not sep or not backend or modality not in MODALITIES:
+        raise SegpromptError(f"--method {spec!r}: expected BACKEND:MODALITY with MODALITY one of {', '.join(MODALITIES)}")
+    return backend, modality  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """Where a run's datasets and methods come from, as plain data.
+
+    ``run.json`` records it, and every worker process of a sharded run
+    rebuilds its datasets and methods from that record (:func:`show_or_tell_worker`).
+
+    Attributes:
+        data: dataset folders.
+        methods: ``"BACKEND:MODALITY"`` specs (see :func:`parse_method`).
+        layout, domain, background, min_reference_area: as :func:`prepare_dataset` takes
+            (``domain`` ``None``: ``domain.txt`` in the folder, else by layout).
+        model_dirs: model folder per backend name; key ``""`` for every transformers backend.
+        model_type, checkpoint, device: SAM options for SAM-based backends.
+    """
+
+    data: Sequence[str]
+    methods: Sequence[str]
+    layout: str | None = None
+    domain: str | None = None
+    background: str = "auto"
+    min_reference_area: float | None = None
+    model_dirs: Mapping[str, str] = field(default_factory=dict)
+    model_type: str | None = None
+    checkpoint: str | None = None
+    device: str = "cpu"
+
+    def build(self) -> tuple[list[EvalDataset], list[Method]]:
+        """The evaluation datasets and methods this source describes."""
+        from ..backends import create_from_options
+        from ..datasets import open_dataset
+
+        segmenters: dict[str, Segmenter] = {}
+        methods = []
+        for spec in self.methods:
+            backend, modality = parse_method(spec)
+            if backend not in segmenters:
+                segmenters[backend] = create_from_options(
+                    backend, model_dir=self.model_dirs.get(backend, self.model_dirs.get("")),
+                    model_type=self.model_type, checkpoint=self.checkpoint, device=self.device,
+                )
+            methods.append(Method(f"{backend}:{modality}", segmenters[backend], modality))
+        datasets = []
+        for folder in self.data:
+            dataset = open_dataset(folder, layout=self.layout)
+            datasets.append(prepare_dataset(
+                dataset, domain=self.domain or dataset_domain(dataset, folder), background=self.background,  # type: ignore[arg-type]
+                min_reference_area=self.min_reference_area,
+            ))
+        return datasets, methods
 
 
 def _resize_case(image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, side: int | None):
@@ -161,47 +244,21 @@ def _resize_case(image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, side
 
 #: Identifies a row of ``per_image.jsonl``.
 ROW_KEY = ("dataset", "method", "seed", "image")
+ROWS_FILE = "per_image.jsonl"
 
 
-class _RowLog:
-    """Append-only JSON-lines log of finished images; tolerant of a torn last line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict[str, Any]] = []
-        if path.exists():
-            raw = path.read_bytes()
-            complete = raw[: raw.rfind(b"\n") + 1]  # a kill mid-write leaves at most one partial line
-            if len(complete) != len(raw):
-                path.write_bytes(complete)
-            self.rows = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
-        self.done = {self.key(r) for r in self.rows}
-
-    @staticmethod
-    def key(row: dict[str, Any]) -> tuple[str, str, int, str]:
-        dataset, method, seed, image = (row[name] for name in ROW_KEY)
-        return (dataset, method, int(seed), image)
-
-    def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.rows.append(row)
-        self.done.add(self.key(row))
+def _check_row(row: dict[str, Any]) -> None:
+    matrix = row["matrix"]
+    if not (isinstance(matrix, list) and matrix and all(isinstance(r, list) and len(r) == len(matrix) for r in matrix)):
+        raise ValueError("'matrix' is not a square confusion matrix")
+    if not all(isinstance(v, int) and v >= 0 for r in matrix for v in r):
+        raise ValueError("'matrix' holds a value that is not a count")
+    if not isinstance(row["seed"], int) or not isinstance(row["seconds"], (int, float)):
+        raise ValueError("'seed' or 'seconds' is not a number")
 
 
-def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
-    path = out_dir / "run.json"
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != settings:
-            raise SegpromptError(
-                f"{out_dir} holds a Show-or-Tell run with other settings ({path}); use a new --out or the same settings"
-            )
-    else:
-        atomic_write_text(path, json.dumps(settings, indent=2))
-
+#: ``per_image.jsonl``: one JSON row per (dataset, method, seed, image).
+ROWS_FORMAT = JsonRows(ROW_KEY, required=("domain", "modality", "seconds", "matrix"), check=_check_row)
 
 #: A sharded run's per-image task: ``(dataset index, image index, keys already written)``.
 ShardItem = tuple[int, int, frozenset[tuple[str, str, int, str]]]
@@ -214,49 +271,56 @@ def run_show_or_tell(
     settings: RunSettings = RunSettings(),
     progress: ProgressCallback = no_progress,
     workers: int = 1,
-    worker_task: Callable[[ShardItem], list[dict[str, Any]]] | None = None,
+    source: RunSource | None = None,
+    move_damaged: bool = False,
 ) -> dict[str, Any]:
     """Score every method on every dataset; write ``results.csv``, ``summary.json`` and plots.
 
-    ``workers > 1`` shards the test images over that many processes, each
-    running ``worker_task`` (picklable; it rebuilds these datasets and methods
-    and calls :func:`score_shard_item`).
+    ``workers > 1`` shards the test images over that many processes, which
+    rebuild the datasets and methods from ``source`` as ``run.json`` records
+    it. ``move_damaged`` moves damaged run files aside and starts afresh.
 
     Returns:
         The summary (also written to ``summary.json``).
+
+    Raises:
+        RunStoreError: ``out_dir`` holds a run with other settings or on
+            changed dataset files (naming them), or a damaged run file.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise SegpromptError(f"method names must be unique, got {names}")
-    _check_settings(
-        out,
-        {
-            "datasets": [{"name": d.name, "classes": list(d.space.names), "background": d.space.background,
-                          "min_reference_area": d.min_reference_area, "test_ids": list(d.test.ids)} for d in datasets],
-            "methods": [{"name": m.name, "backend": m.segmenter.name, "model": m.segmenter.model_id,
-                         "modality": m.modality} for m in methods],
-            **settings.as_dict(),
-        },
+    if workers > 1 and source is None:
+        raise ValueError("workers > 1 needs a source to rebuild the datasets and methods in each worker")
+    out = Path(out_dir)
+    store = RunStore(
+        out, benchmark="show-or-tell", identity=run_identity(datasets, methods, settings),
+        options={"max_images": settings.max_images, "source": None if source is None else asdict(source)},
+        rows_file=ROWS_FILE, rows=ROWS_FORMAT, datasets=[d.test for d in datasets], move_damaged=move_damaged,
     )
-    log = _RowLog(out / "per_image.jsonl")
     references = ReferenceDraws(settings.n_prompts)
+    if any(m.modality == "visual" for m in methods):
+        for data in datasets:
+            # the reference pool reads every training sample: their files are inputs of every visual row
+            store.inputs.note(data.train, [path for i in range(len(data.train)) for path in data.train.files(i)])
+            for seed in settings.seeds:
+                for class_name in data.space.names:
+                    references.get(data, class_name, seed)
     jobs = [(d, i) for d, data in enumerate(datasets) for i in range(min(len(data.test), settings.max_images or len(data.test)))]
     if workers > 1:
-        if worker_task is None:
-            raise ValueError("workers > 1 needs a worker_task that rebuilds the datasets and methods in each worker")
-        _run_sharded(datasets, methods, settings, jobs, log, references, workers, worker_task, progress)
+        _run_sharded(datasets, jobs, store, workers, progress)
     else:
         for done, (d, index) in enumerate(jobs):
             data = datasets[d]
-            _score_image(data, index, methods, settings, log.done, log.append, references)
+            _score_image(data, index, methods, settings, store.log.done, lambda row: store.log.append([row]), references,
+                         on_read=lambda: store.note_sample(data.test, index))
             progress(done + 1, len(jobs), f"{data.name} {data.test.ids[index]}")
     drawn = references.record()
     if drawn:
         atomic_write_text(out / "references.json", json.dumps(drawn, indent=2))
-    summary = summarise(datasets, methods, log.rows)
-    _write_results(out, datasets, log.rows)
+    rows = list(store.log.rows())
+    summary = summarise(datasets, methods, rows)
+    _write_results(out, datasets, rows)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     from .plots import plot_domains, plot_text_vs_visual
 
@@ -292,42 +356,44 @@ class ReferenceDraws:
 
 
 def _run_sharded(
-    datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings, jobs: list[tuple[int, int]],
-    log: _RowLog, references: ReferenceDraws, workers: int, worker_task: Callable, progress: ProgressCallback,
+    datasets: Sequence[EvalDataset], jobs: list[tuple[int, int]], store: RunStore, workers: int, progress: ProgressCallback,
 ) -> None:
-    from ..distributed import map_images
+    from ..distributed import stream_results
 
     done_by_image: dict[tuple[str, str], set[tuple[str, str, int, str]]] = {}
-    for key in log.done:
+    for key in store.log.done:
         done_by_image.setdefault((key[0], key[3]), set()).add(key)
     items = [
         (d, index, frozenset(done_by_image.get((datasets[d].name, datasets[d].test.ids[index]), ())))
         for d, index in jobs
     ]
-
-    def append_rows(rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            log.append(row)
-
-    map_images(worker_task, items, n_workers=workers, key=ROW_KEY, on_rows=append_rows, progress=progress)
-    # the workers drew the references; the draw depends only on the data and the seed, so drawing
-    # here again records exactly theirs in references.json
-    seeds = settings.seeds if any(m.modality == "visual" for m in methods) else ()
-    for d in dict.fromkeys(d for d, _ in jobs):
-        for seed in seeds:
-            for class_name in datasets[d].space.names:
-                references.get(datasets[d], class_name, seed)
+    job = WorkerJob(show_or_tell_worker, store.settings_json)
+    stream_results(job, items, n_workers=workers, on_result=store.add, progress=progress)
 
 
-def score_shard_item(
-    datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings,
-    references: ReferenceDraws, item: ShardItem,
-) -> list[dict[str, Any]]:
-    """The per-image rows of one sharded-run task (the rows whose keys are in ``item[2]`` are skipped)."""
-    d, index, done = item
-    rows: list[dict[str, Any]] = []
-    _score_image(datasets[d], index, methods, settings, done, rows.append, references)
-    return rows
+def show_or_tell_worker(settings: Mapping[str, Any]) -> Callable[[ShardItem], ScoredItem]:
+    """A worker process's scorer, built once from the run's ``run.json``.
+
+    The datasets, methods and settings come from the record alone and must
+    have the recorded identity. Each call scores one test image (the keys in
+    ``item[2]`` are skipped) and returns its rows with the states of the files read.
+    """
+    options = settings["options"]
+    datasets, methods = RunSource(**options["source"]).build()
+    run_settings = RunSettings.from_identity(settings["identity"], options["max_images"])
+    check_rebuilt(settings, run_identity(datasets, methods, run_settings))
+    references = ReferenceDraws(run_settings.n_prompts)
+    digests = FileDigests()
+
+    def score(item: ShardItem) -> ScoredItem:
+        d, index, done = item
+        test = datasets[d].test
+        scored = ScoredItem([])
+        _score_image(datasets[d], index, methods, run_settings, done, scored.rows.append, references,
+                     on_read=lambda: scored.inputs.extend(digests.states(test, test.files(index))))
+        return scored
+
+    return score
 
 
 def _score_image(
@@ -338,8 +404,12 @@ def _score_image(
     done: set[tuple[str, str, int, str]] | frozenset[tuple[str, str, int, str]],
     emit: Callable[[dict[str, Any]], None],
     references: ReferenceDraws,
+    on_read: Callable[[], None],
 ) -> None:
-    """Score image ``index`` of ``data`` for every (method, seed) whose key is not in ``done``; ``emit`` each row."""
+    """Score image ``index`` of ``data`` for every (method, seed) whose key is not in ``done``; ``emit`` each row.
+
+    ``on_read()`` is called once the image is read, before the first row.
+    """
     image_id = data.test.ids[index]
     pending = [
         (m, seed)
@@ -353,6 +423,7 @@ def _score_image(
         sample = data.test[index]
     except BadFileError:
         return  # recorded in the dataset's problems; the image is simply not scored
+    on_read()
     labels, ignore = semantic_target(sample, data.space)
     image, labels, ignore = _resize_case(sample.image, labels, ignore, settings.resize)
     embeddings: dict[str, Embedding] = {}
@@ -425,7 +496,7 @@ def summarise(datasets: Sequence[EvalDataset], methods: Sequence[Method], rows: 
                 "miou": _mean_std(mious),
                 "miou_per_seed": {str(s): m for s, m in zip(seeds, mious)},
                 "per_class": per_class,
-                "seconds_per_image": float(np.mean([r["seconds"] for r in mine]) / len(seeds)),
+                "seconds_per_image": float(np.mean([r["seconds"] for r in mine])),  # each row: one image, one seed
                 "images": len({r["image"] for r in mine}),
             }
         entry["oracle"] = _oracle(entry["methods"], data.space.names)
@@ -487,4 +558,7 @@ def _write_results(out: Path, datasets: Sequence[EvalDataset], rows: Sequence[di
     atomic_write_text(out / "results.csv", buffer.getvalue())
 
 
-__all__ = ["EvalDataset", "Method", "RunSettings", "prepare_dataset", "run_show_or_tell", "summarise"]
+__all__ = [
+    "EvalDataset", "Method", "RunSettings", "RunSource", "parse_method", "prepare_dataset", "run_identity",
+    "run_show_or_tell", "show_or_tell_worker", "summarise",
+]
