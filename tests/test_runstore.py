@@ -335,6 +335,18 @@ def test_pointprompt_damaged_run_files_exit_2_naming_the_line_then_move_aside(tm
     assert sorted(r["image_id"] for r in rows) == ["c0", "c1"], "a fresh run scored every image again"
 
 
+def test_configs_round_trip_through_their_recorded_identity():
+    from segprompt.pointprompt import BenchmarkConfig, PointCounts
+    from segprompt.showortell.runner import RunSettings
+
+    config = BenchmarkConfig(strategies=("random", "kmedoids"), counts=PointCounts((3, 1)), seed=7, human=False,
+                             max_images=5, multimask=True)
+    recorded = json.loads(json.dumps(config.identity()))
+    assert "max_images" not in recorded and BenchmarkConfig.from_identity(recorded, 5) == config
+    settings = RunSettings(seeds=(0, 2), n_prompts=5, templates=("{}",), resize=518, max_images=3)
+    assert RunSettings.from_identity(json.loads(json.dumps(settings.identity())), 3) == settings
+
+
 def test_pointprompt_worker_rebuilds_only_what_run_json_records(tmp_path):
     from segprompt.pointprompt.runner import pointprompt_worker
 

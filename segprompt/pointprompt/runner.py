@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -85,26 +85,22 @@ class BenchmarkConfig:
     multimask: bool | None = None
 
     def identity(self) -> dict[str, Any]:
-        """Every setting that changes a row: a resumed run must give the same (``max_images`` may change)."""
-        return {
-            "strategies": list(self.strategies),
-            "human": self.human,
-            "counts": self.counts.describe(),
-            "seed": self.seed,
-            "multimask": self.multimask,
-        }
+        """Every field but ``max_images`` (which may change between runs): a resumed run must give the same.
+
+        A field added to this class joins the run identity by itself; only a
+        value that is not plain JSON needs its encoding here and in :meth:`from_identity`.
+        """
+        values = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "max_images"}
+        return {**values, "strategies": list(self.strategies), "counts": self.counts.describe()}
 
     @classmethod
     def from_identity(cls, identity: Mapping[str, Any], max_images: int | None = None) -> "BenchmarkConfig":
-        """The config whose :meth:`identity` is ``identity``."""
-        return cls(
-            strategies=tuple(identity["strategies"]),
-            counts=PointCounts.parse(identity["counts"]),
-            seed=int(identity["seed"]),
-            human=bool(identity["human"]),
-            max_images=max_images,
-            multimask=identity["multimask"],
-        )
+        """The config whose :meth:`identity` is ``identity`` (other keys, e.g. a run identity's model, are ignored)."""
+        values = {item.name: identity[item.name] for item in fields(cls) if item.name != "max_images"}
+        return cls(**{
+            **values, "strategies": tuple(values["strategies"]), "counts": PointCounts.parse(values["counts"]),
+            "max_images": max_images,
+        })
 
 
 def run_identity(dataset: Dataset, segmenter: Segmenter, config: BenchmarkConfig) -> dict[str, Any]:

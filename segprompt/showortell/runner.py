@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -136,6 +136,9 @@ def dataset_domain(dataset: Dataset, root: str | os.PathLike | None = None) -> s
 
 @dataclass
 class RunSettings:
+    """How each image is prompted: visual draws (``seeds``, ``n_prompts`` references per class), text
+    ``templates``, the scoring side ``resize`` (``None``: original size) and ``max_images`` per dataset."""
+
     seeds: tuple[int, ...] = (0,)
     n_prompts: int = 1
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
@@ -143,18 +146,19 @@ class RunSettings:
     max_images: int | None = None
 
     def identity(self) -> dict[str, Any]:
-        """The settings that change a row (``max_images`` may change between runs)."""
-        return {
-            "seeds": list(self.seeds),
-            "n_prompts": self.n_prompts,
-            "templates": list(self.templates),
-            "resize": self.resize,
-        }
+        """Every field but ``max_images`` (which may change between runs): each changes a row.
+
+        A field added to this class joins the run identity by itself.
+        """
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "max_images"}
 
     @classmethod
     def from_identity(cls, identity: Mapping[str, Any], max_images: int | None = None) -> "RunSettings":
-        """The settings whose :meth:`identity` is ``identity``."""
-        return cls(tuple(identity["seeds"]), identity["n_prompts"], tuple(identity["templates"]), identity["resize"], max_images)
+        """The settings whose :meth:`identity` is ``identity`` (as JSON gives it back: lists for tuples;
+        other keys, e.g. a run identity's methods, are ignored)."""
+        values = {item.name: identity[item.name] for item in fields(cls) if item.name != "max_images"}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()},
+                   max_images=max_images)
 
 
 def run_identity(datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings) -> dict[str, Any]:
