@@ -541,6 +541,13 @@ def differences(recorded: Any, current: Any, name: str = "") -> list[str]:
     return [] if recorded == current else [f"{name} was {_short(recorded)}, now {_short(current)}"]
 
 
+def run_options(source: Any | None, max_images: int | None, workers: int) -> dict[str, Any]:
+    """The options every benchmark records: its image limit and the source (a dataclass) its workers rebuild from."""
+    if workers > 1 and source is None:
+        raise ValueError("workers > 1 needs a source to rebuild the run in each worker")
+    return {"max_images": max_images, "source": None if source is None else asdict(source)}
+
+
 def _damaged_name(path: Path, stamp: str) -> Path:
     return path.with_name(f"{path.name}.damaged-{stamp}")
 
@@ -738,5 +745,6 @@ __all__ = [
     "append_durably",
     "check_rebuilt",
     "read_rows",
+    "run_options",
     "truncate_durably",
 ]

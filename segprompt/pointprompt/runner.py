@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -45,7 +45,7 @@ from ..errors import PromptError
 from ..io import atomic_write_text
 from ..metrics import iou
 from ..prompts import Prompt
-from ..runstore import FileDigests, RunStore, ScoredItem, WorkerJob, check_rebuilt
+from ..runstore import FileDigests, RunStore, ScoredItem, WorkerJob, check_rebuilt, run_options
 from .counts import PointCounts, human_reference
 from .features import object_features, prompt_features
 from .plots import plot_categories, plot_human_vs_auto, plot_importance
@@ -326,13 +326,10 @@ def run_benchmark(
     Returns:
         the summary also written to ``summary.json``.
     """
-    if workers > 1 and source is None:
-        raise ValueError("workers > 1 needs a source to rebuild the dataset and segmenter in each worker")
     out = Path(out_dir)
     store = RunStore(
         out, benchmark="pointprompt", identity=run_identity(dataset, segmenter, config),
-        options={"max_images": config.max_images, "source": None if source is None else asdict(source)},
-        rows_file=RESULTS_FILE, rows=RESULTS_FORMAT, datasets=[dataset], move_damaged=move_damaged,
+        options=run_options(source, config.max_images, workers), rows_file=RESULTS_FILE, rows=RESULTS_FORMAT, datasets=[dataset], move_damaged=move_damaged,
     )
     total = len(dataset) if config.max_images is None else min(len(dataset), config.max_images)
     if workers > 1:

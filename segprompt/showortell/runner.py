@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -44,7 +44,7 @@ from ..datasets.lazy import BadFileError
 from ..errors import SegpromptError
 from ..io import atomic_write_text
 from ..prompts import Prompt
-from ..runstore import FileDigests, JsonRows, RunStore, ScoredItem, WorkerJob, check_rebuilt
+from ..runstore import FileDigests, JsonRows, RunStore, ScoredItem, WorkerJob, check_rebuilt, run_options
 from ..semantic import class_confidence, merge_confidences
 from .metrics import ConfusionMatrix
 from .protocol import (
@@ -294,13 +294,10 @@ def run_show_or_tell(
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise SegpromptError(f"method names must be unique, got {names}")
-    if workers > 1 and source is None:
-        raise ValueError("workers > 1 needs a source to rebuild the datasets and methods in each worker")
     out = Path(out_dir)
     store = RunStore(
         out, benchmark="show-or-tell", identity=run_identity(datasets, methods, settings),
-        options={"max_images": settings.max_images, "source": None if source is None else asdict(source)},
-        rows_file=ROWS_FILE, rows=ROWS_FORMAT, datasets=[d.test for d in datasets], move_damaged=move_damaged,
+        options=run_options(source, settings.max_images, workers), rows_file=ROWS_FILE, rows=ROWS_FORMAT, datasets=[d.test for d in datasets], move_damaged=move_damaged,
     )
     references = ReferenceDraws(settings.n_prompts)
     if any(m.modality == "visual" for m in methods):
