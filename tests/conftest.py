@@ -8,7 +8,7 @@ happen inside the fixtures so that tests without models do not pay for torch.
 ``shared_data(name)`` returns ``../shared/data/<name>`` (or ``$SEGPROMPT_SHARED_DATA/<name>``).
 Where the folder is absent the test is skipped with the reason, except under
 ``CI=true``, where the real data is part of the contract and its absence fails
-the test.
+the test. The ``display`` fixture does the same for napari's X display.
 """
 
 from __future__ import annotations
@@ -34,14 +34,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SEGPROMPT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def _skip_or_fail_under_ci(reason: str, required: str) -> None:
+    """Skip with ``reason``; under ``CI=true`` fail instead, because there ``required`` is part of the contract."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; under CI=true {required} is required", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_shared(name: str = "") -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
-        reason = f"real data folder {path} is absent (see README: shared data)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; under CI=true the shared data is required")
-        pytest.skip(reason)
+        _skip_or_fail_under_ci(f"real data folder {path} is absent (see README: shared data)", "the shared data")
     return path
+
+
+def require_display() -> None:
+    """Skip (fail under ``CI=true``) unless there is an X display napari can draw on.
+
+    napari needs OpenGL to add any layer and Qt's offscreen platform has none.
+    pytest-xvfb starts Xvfb when it is installed (README: ``apt-get install xvfb``).
+    """
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not os.environ.get("DISPLAY"):
+        _skip_or_fail_under_ci(
+            "no X display: napari needs OpenGL and Qt's offscreen platform has none; install Xvfb "
+            "(`sudo apt-get install xvfb`, pytest-xvfb then starts it) or run under `xvfb-run -a`",
+            "a display",
+        )
+
+
+@pytest.fixture
+def display():
+    """A test that draws with napari: skipped without an X display, a failure under ``CI=true``."""
+    require_display()
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 napari needs OpenGL to add any layer; Qt's offscreen platform has none, so
 these tests need an X display (pytest-xvfb starts Xvfb when it is installed,
-or run under ``xvfb-run -a``) and are skipped without one.
+or run under ``xvfb-run -a``): skipped without one, failed under ``CI=true``
+(the ``display`` fixture).
 """
 
 from __future__ import annotations
@@ -21,23 +22,16 @@ from segprompt.prompts import Box
 from segprompt.semantic import segment_classes
 from segprompt.testing import tiny_clipseg_dir
 
-if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not os.environ.get("DISPLAY"):
-    pytest.skip(
-        "napari needs OpenGL and Qt's offscreen platform has none: install Xvfb (pytest-xvfb then starts it) "
-        "or run under `xvfb-run -a`",
-        allow_module_level=True,
-    )
+from napari.utils.notifications import notification_manager
 
-from napari.utils.notifications import notification_manager  # noqa: E402
-
-from napari_plugin._widget import KEY_BINDINGS, POINT_COLOURS, SegpromptWidget  # noqa: E402
+from napari_plugin._widget import KEY_BINDINGS, POINT_COLOURS, SegpromptWidget
 
 IMAGE = data.coffee()[::5, ::5]  # (80, 120, 3): non-square
 ARTIFACTS = Path(os.environ.get("SEGPROMPT_ARTIFACTS", Path(__file__).parent / "artifacts"))
 WAIT_MS = 60_000
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = pytest.mark.usefixtures("display", "one_torch_thread")
 
 
 @pytest.fixture(scope="module")
