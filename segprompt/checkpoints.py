@@ -29,7 +29,7 @@ import torch
 
 from .progress import ProgressCallback, no_progress
 from .paths import cache_root
-from .errors import CheckpointError
+from .errors import CheckpointError, WeightsUnavailableError
 from .io import atomic_write_text
 
 BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -90,9 +90,8 @@ def official_checkpoint(model_type: str) -> CheckpointInfo:
     try:
         return SAM_CHECKPOINTS[model_type]
     except KeyError:
-        raise CheckpointError(
-            f"no official SAM checkpoint for model type {model_type!r}; known: {', '.join(SAM_CHECKPOINTS)} "
-            f"(pass --checkpoint PATH for another file)"
+        raise WeightsUnavailableError(
+            f"no official SAM checkpoint for model type {model_type!r}; known: {', '.join(SAM_CHECKPOINTS)}", kind="sam"
         ) from None
 
 
@@ -158,8 +157,7 @@ class _PoochProgress:
 
 def _missing_message(info: CheckpointInfo) -> str:
     return (
-        f"download it from {info.url} and put it at {info.path} "
-        f"(expected SHA-256 {info.sha256}); or pass --checkpoint PATH to a local SAM checkpoint"
+        f"download {info.url} to {info.path} (expected SHA-256 {info.sha256})"
     )
 
 
@@ -188,12 +186,15 @@ def fetch_checkpoint(model_type: str, progress: ProgressCallback = no_progress) 
                 progressbar=False,
             )
         except Exception as exc:  # offline, HTTP error, or pooch's own hash check: one message for all
-            raise CheckpointError(f"cannot download SAM {model_type} checkpoint ({exc}); {_missing_message(info)}") from exc
+            raise WeightsUnavailableError(
+                f"cannot download SAM {model_type} checkpoint ({exc}); {_missing_message(info)}", kind="sam"
+            ) from exc
     digest = checkpoint_sha256(path, progress)
     if digest != info.sha256:
-        raise CheckpointError(
+        raise WeightsUnavailableError(
             f"{path}: SHA-256 {digest} does not match the official {info.filename} ({info.sha256}); "
-            f"the file is corrupt or another file; delete it to download again, or {_missing_message(info)}"
+            f"the file is corrupt or another file; delete it to download it again, or {_missing_message(info)}",
+            kind="sam",
         )
     return path
 

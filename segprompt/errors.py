@@ -33,6 +33,24 @@ class CheckpointError(SegpromptError, RuntimeError):
     """A model checkpoint is missing, cannot be downloaded, or fails verification."""
 
 
+class WeightsUnavailableError(CheckpointError):
+    """The weights a backend needs are not here: not given, not in their local folder, not downloadable, or not verified.
+
+    The message says where to put a copy; the command line adds the flag of the
+    running verb that points at one (:mod:`segprompt.cli.weights`).
+
+    Attributes:
+        kind: ``"sam"`` (a SAM checkpoint file) or ``"transformers"`` (a model folder).
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):  # keep ``kind`` across processes (Dask workers)
+        return type(self), (str(self), self.kind)
+
+
 class DatasetError(SegpromptError, ValueError):
     """A dataset folder has an unknown layout or a file in it is bad."""
 

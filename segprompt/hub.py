@@ -13,8 +13,8 @@ Where a model comes from, first match wins:
    Face cache). Offline (``HF_HUB_OFFLINE=1`` or no connection to the hub): a
    copy already in the Hugging Face cache (``local_files_only``).
 
-When nothing works a :class:`~segprompt.errors.CheckpointError` names the
-folder to provide.
+When nothing works a :class:`~segprompt.errors.WeightsUnavailableError`
+names the folder to fill and the command that fills it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import cache_root
-from .errors import CheckpointError
+from .errors import CheckpointError, WeightsUnavailableError
 
 HUB_HOST = "huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
@@ -104,16 +104,16 @@ def load_pretrained(
             gated behind a licence to accept on the hub before downloading.
 
     Raises:
-        CheckpointError: ``model_dir`` is not a model folder, offline without a
-            local copy (the message names the folder to provide), or the files
-            do not load.
+        CheckpointError: ``model_dir`` is not a model folder, or the files do
+            not load; :class:`WeightsUnavailableError` offline without a local
+            copy (the message names the folder to provide).
     """
     local = local_model_dir(hub_id)
     model_id = hub_id.replace("/", "--")
     if model_dir is not None:
         source, online = Path(model_dir).expanduser(), False
         if not _is_model_dir(source):
-            raise CheckpointError(f"--model-dir {source}: not a model folder (no config.json) for {hub_id}")
+            raise CheckpointError(f"{source}: not a model folder (no config.json) for {hub_id}")
         model_id = _folder_id(source)
     elif _is_model_dir(local):
         source, online = local, False
@@ -130,9 +130,10 @@ def load_pretrained(
     except (OSError, ValueError) as exc:
         if source is None and not online:
             note = f" {access_note.strip()}" if access_note.strip() else ""
-            raise CheckpointError(
-                f"model {hub_id} is not available offline; put a copy (save_pretrained or "
-                f"`hf download {hub_id} --local-dir {local}`) in {local} or pass --model-dir.{note}"
+            raise WeightsUnavailableError(
+                f"model {hub_id} is not available offline; put a copy in {local} "
+                f"(`hf download {hub_id} --local-dir {local}` where the hub is reachable, or save_pretrained).{note}",
+                kind="transformers",
             ) from exc
         raise CheckpointError(f"cannot load model {hub_id} from {source or 'the hub'}: {exc}") from exc
     return PretrainedModel(model.eval(), processor, model_id)

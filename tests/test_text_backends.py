@@ -118,7 +118,7 @@ def test_offline_without_a_copy_names_the_folder_to_provide(tmp_path, monkeypatc
     assert expected.name == "CIDAS--clipseg-rd64-refined"
     with pytest.raises(CheckpointError, match="not available offline") as info:
         load_pretrained(CLIPSegForImageSegmentation, CLIPSegProcessor, "CIDAS/clipseg-rd64-refined")
-    assert str(expected) in str(info.value) and "--model-dir" in str(info.value)
+    assert str(expected) in str(info.value) and f"`hf download CIDAS/clipseg-rd64-refined --local-dir {expected}`" in str(info.value)
     with pytest.raises(CheckpointError, match="not a model folder"):
         create("clipseg", model_dir=tmp_path)
 

@@ -17,6 +17,7 @@ import argparse
 import errno
 import importlib
 import sys
+import textwrap
 from typing import Sequence
 
 from ..errors import SegpromptError, StorageError
@@ -39,8 +40,45 @@ _ENVIRONMENT_ERRNOS = frozenset(
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to every option whose help does not name its default.
+
+    Descriptions and epilogs keep their line breaks (lists stay lists); each
+    line longer than the terminal is wrapped under its own indentation.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            hanging = indent + " " * (len(line) - len(line.lstrip()) + 4 * line.startswith(" "))
+            lines.append(textwrap.fill(line.strip(), width, initial_indent=indent + line[: len(line) - len(line.lstrip())],
+                                       subsequent_indent=hanging) if line.strip() else "")
+        return "\n".join(lines)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or (isinstance(default, (list, tuple)) and not default)
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".lstrip()
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Every parser of the ``segprompt`` command (sub-parsers inherit the class): :class:`HelpFormatter`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="segprompt",
         description="Interactive segmentation prompting workbench: segment images from points, boxes, masks, "
         "text and visual references; run prompt benchmarks; tune prompts.",
@@ -52,9 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost sub-parser ``args`` went through (``segprompt bench pointprompt`` -> its parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return chosen_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag is reported with the usage of the verb it was given to."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     try:
         return int(args.func(args) or 0)
     except SegpromptError as exc:

@@ -11,6 +11,7 @@ from ..pointprompt.counts import PointCounts
 from ..pointprompt.runner import PAPER_STRATEGIES, BenchmarkConfig, RunSource, run_benchmark
 from ..pointprompt.strategies import strategy_names
 from .progress import tqdm_progress
+from .weights import local_weights_flags
 
 MULTIMASK = {"auto": None, "always": True, "never": False}
 
@@ -32,10 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (sam backend)")
     parser.add_argument(
         "--strategies", nargs="+", default=["all"], metavar="NAME",
-        help=f"strategies, or 'all' / 'paper'; known: {', '.join(strategy_names())}",
+        help=f"strategies, or 'all' (every one) / 'paper' (the paper's: {', '.join(PAPER_STRATEGIES)}); "
+        f"known: {', '.join(strategy_names())}",
     )
     parser.add_argument("--points", default="paper", help="'paper' (per-category counts), 'human' (each object's human prompt counts) or 'INCLUDE,EXCLUDE'")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of every strategy's draws (per image, object and strategy)")
     parser.add_argument("--max-images", type=int, help="score only the first N images")
     parser.add_argument("--multimask", choices=sorted(MULTIMASK), default="auto",
                         help="SAM multimask output (auto: for single-point prompts only)")
@@ -104,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
 
         cache_root = str(EmbeddingCache().root)
     source = RunSource(str(args.data), args.layout, args.backend, _backend_options(args), cache_root)
-    dataset, segmenter, cache = source.build()
+    with local_weights_flags(sam="--checkpoint PATH"):
+        dataset, segmenter, cache = source.build()
     if "points" not in segmenter.accepts:
         raise SegpromptError(f"backend {args.backend!r} does not take point prompts; this benchmark needs one that does")
     with tqdm_progress("image") as progress:

@@ -10,6 +10,7 @@ from ..errors import SegpromptError
 from ..showortell.protocol import DEFAULT_TEMPLATES
 from ..showortell.runner import RunSettings, RunSource, parse_method, run_show_or_tell
 from .progress import tqdm_progress
+from .weights import local_weights_flags
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         model_type=args.model_type, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
         device=args.device,
     )
-    datasets, methods = source.build()
+    with local_weights_flags(transformers="--model-dir [BACKEND=]DIR", sam="--checkpoint PATH"):
+        datasets, methods = source.build()
     settings = RunSettings(
         seeds=tuple(args.seeds),
         n_prompts=args.nprompts,

@@ -40,7 +40,12 @@ def load_sample_image(name: str) -> np.ndarray:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="segment scikit-image's sample images with the classical backend (offline)", description=__doc__
+        "demo",
+        help="segment scikit-image's sample images with the classical backend (offline)",
+        description="Segment scikit-image's bundled sample images (nothing is downloaded) with the classical backend, "
+        "one per prompt file NAME.json in --prompts (NAME = the skimage.data sample). Writes NAME_mask.png (0/255), "
+        "NAME_overlay.png (the mask, its outline and the prompt) and summary.json (per image: prompt kinds, mask "
+        "area, score and how the mask was made) to --out.",
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, metavar="DIR", help="folder of <name>.json prompts")

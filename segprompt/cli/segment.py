@@ -36,6 +36,7 @@ from ..prompts import Box, Exemplars, MaskPrompt, Points, Prompt
 from . import semantic_flags
 from .progress import tqdm_progress
 from .tune import add_tuned_argument, tuned_prompt, tuned_segmenter
+from .weights import local_weights_flags
 
 
 def _numbers(value: str, flag: str, counts: tuple[int, ...]) -> list[float]:
@@ -134,11 +135,20 @@ def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prompt-file", type=Path, metavar="PROMPT.json", help="a saved prompt; flags override its parts")
 
 
+#: ``segment --help``'s description (plain text: a terminal shows no markup).
+DESCRIPTION = """\
+Segment one image from a prompt: clicks (--point X,Y[,LABEL], repeatable), a box (--box X0,Y0,X1,Y1; x1, y1 \
+exclusive), a mask to refine (--mask-prompt), a text (--text), a visual reference (--reference with \
+--reference-mask), several at once, or a saved prompt (--prompt-file; flags replace its parts of the same kind). \
+Coordinates are original-image pixels, x = column, y = row. --classes segments several classes into one label map.
+The best-scoring candidate is written as a 0/255 mask (PNG or TIFF), and stderr says how it was made and its score."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment",
-        help="segment one image from points, a box and/or a mask",
-        description=__doc__.split("\n\n")[1],
+        help="segment one image from points, a box, a mask, a text or a visual reference (or several classes)",
+        description=DESCRIPTION,
     )
     parser.add_argument("image", type=Path, help="PNG, JPEG, BMP, TIFF or .npy image")
     add_prompt_arguments(parser)
@@ -159,10 +169,11 @@ def make_segmenter(args: argparse.Namespace, progress: Callable[[int, int, str],
     """The backend named by ``--backend`` with its model flags (``--tuned``: the tuned CLIPSeg)."""
     if args.tuned is not None:
         return tuned_segmenter(args)
-    if args.backend in semantic_flags.BACKENDS:
-        return semantic_flags.make_segmenter(args)
-    if args.backend == "sam":
-        return create("sam", model_type=args.model_type, checkpoint=args.checkpoint, progress=progress)
+    with local_weights_flags(transformers="--model-dir DIR", sam="--checkpoint PATH"):
+        if args.backend in semantic_flags.BACKENDS:
+            return semantic_flags.make_segmenter(args)
+        if args.backend == "sam":
+            return create("sam", model_type=args.model_type, checkpoint=args.checkpoint, progress=progress)
     if args.checkpoint is not None:
         raise SegpromptError(f"--checkpoint is only used by the sam backend, not {args.backend!r}")
     return create(args.backend)

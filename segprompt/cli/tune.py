@@ -27,6 +27,7 @@ from ..backends.base import Segmenter
 from ..errors import SegpromptError
 from ..prompts import Prompt, Text
 from .progress import tqdm_progress
+from .weights import local_weights_flags
 
 #: CLI options that map to method hyper-parameters (only passed when given).
 _METHOD_OPTIONS = {"n_ctx": "n_ctx", "depth": "prompt_depth", "heads": "heads"}
@@ -39,14 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from ..tuning.data import DEFAULT_PROMPT_KEY
     from ..tuning.protocol import OURS, PAPER
     from ..tuning.search import DEFAULT_TRIALS
+    from ..tuning.methods import get_method_class
 
     parser = subparsers.add_parser(
         "tune",
         help="learn text / visual prompts for a frozen CLIPSeg (TuneVLSeg methods)",
         description="Train prompt parameters only (the CLIPSeg backbone stays frozen) on images + binary masks + text. "
         "Writes the kept checkpoint (prompts.safetensors, tuning.json), last.pt (resume) and summary.json to --out.",
+        epilog="methods (--method):\n"
+        + "\n".join(f"  {name}: {get_method_class(name).description}" for name in method_names()),
     )
-    parser.add_argument("--method", required=True, choices=method_names(), help="prompt-tuning method")
+    parser.add_argument("--method", required=True, choices=method_names(), help="prompt-tuning method (see below)")
     parser.add_argument("--data", required=True, type=Path, help="dataset folder (any layout segprompt reads)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the checkpoint")
     parser.add_argument(
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     base_id = args.base or protocol.base_model
     base_model = str(Path(base_id).resolve()) if Path(base_id).exists() else base_id
-    base = load_base(base_id)
+    with local_weights_flags(transformers="--base DIR"):
+        base = load_base(base_id)
     given = {key: getattr(args, option) for option, key in _METHOD_OPTIONS.items() if getattr(args, option) is not None}
     options = protocol.model_options(args.method, args.extra_layer)
 
