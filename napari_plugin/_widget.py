@@ -663,8 +663,10 @@ class SegpromptWidget(QWidget):
             best = f", best score {instances.scores[0]:.3f}" if len(instances) else ""
             self.candidate_label.setText(f"{len(instances)} instances{best}; accept [K] adds each as its own object")
         else:
+            method = f", {session.preview_method}" if session.preview_method else ""
             self.candidate_label.setText(
-                f"candidate {session.candidate + 1}/{session.n_candidates}, score {session.preview_score:.3f} [N / ⇧N]"
+                f"candidate {session.candidate + 1}/{session.n_candidates}, score {session.preview_score:.3f}{method} "
+                "[N / ⇧N]"
             )
         self.preview_updated.emit()
 

@@ -207,6 +207,13 @@ class AnnotationSession:
             return float("nan")
         return float(self.prediction.scores[self._order[self._candidate]])
 
+    @property
+    def preview_method(self) -> str | None:
+        """How the backend made the preview candidate (``Prediction.methods``), or ``None`` when it does not say."""
+        if self.prediction is None or self.prediction.methods is None:
+            return None
+        return self.prediction.methods[self._order[self._candidate]]
+
     def clear(self) -> None:
         """Drop the prompt and the preview (accepted objects stay)."""
         self.prompt, self.prediction = None, None

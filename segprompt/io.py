@@ -32,13 +32,16 @@ from __future__ import annotations
 import io as _io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_text, write_files
 from .errors import ImageError
+
+if TYPE_CHECKING:
+    from .prompts import Prompt
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
 _CV2_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -278,27 +281,83 @@ OVERLAY_COLOURS = np.array(
     ],
     dtype=np.uint8,
 )
+#: Colours (RGB) of drawn prompts, as the napari widget shows them: include points lime, exclude red, box yellow.
+PROMPT_COLOURS = {"include": (0, 255, 0), "exclude": (255, 0, 0), "box": (255, 255, 0)}
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend a bool mask or label map over an image; returns ``(H, W, 3)`` uint8 RGB.
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` CIELAB of ``(N, 3)`` uint8 RGB colours (L in [0, 100])."""
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8).reshape(-1, 1, 3), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    return lab.astype(np.float32) * np.float32([100 / 255, 1, 1]) - np.float32([0, 128, 128])
 
-    Label ``0`` is background and left untouched; label ``k`` gets colour
-    ``OVERLAY_COLOURS[(k - 1) % 10]``. Region outlines are drawn in white.
+
+def mask_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The :data:`OVERLAY_COLOURS` entry farthest (CIELAB) from the mean colour of ``image`` under ``mask``.
+
+    A fixed colour vanishes on objects of that colour (a red overlay on a red
+    fruit); this one always contrasts with what it covers. ``(3,)`` uint8 RGB.
+    """
+    rgb = to_rgb_uint8(image)
+    covered = rgb[np.asarray(mask, bool)]
+    if covered.size == 0:
+        return OVERLAY_COLOURS[0]
+    mean = _lab(covered.mean(axis=0).round().astype(np.uint8)[None])[0]
+    return OVERLAY_COLOURS[int(np.argmax(np.linalg.norm(_lab(OVERLAY_COLOURS) - mean, axis=1)))]
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, prompt: Prompt | None = None) -> np.ndarray:
+    """Blend a bool mask or label map over an image, outline it, and draw the prompt; ``(H, W, 3)`` uint8 RGB.
+
+    Label ``0`` is background and left untouched. A single object (a bool
+    mask, or labels ``{0, 1}``) gets :func:`mask_colour`; label ``k`` of a map
+    with several gets ``OVERLAY_COLOURS[(k - 1) % 10]``. Each region's inner
+    boundary is drawn in its colour at full strength. ``prompt``'s points and
+    box are drawn on top (:func:`draw_prompt`).
     """
     rgb = to_rgb_uint8(image)
     labels = np.asarray(labels)
     if labels.shape != rgb.shape[:2]:
         raise ImageError(f"overlay: mask shape {labels.shape} does not match image shape {rgb.shape[:2]}")
     labels = labels.astype(np.int64)
-    out = rgb.astype(np.float32)
     foreground = labels > 0
-    colours = OVERLAY_COLOURS[(labels[foreground] - 1) % len(OVERLAY_COLOURS)].astype(np.float32)
-    out[foreground] = (1 - alpha) * out[foreground] + alpha * colours
+    if labels.max(initial=0) == 1:
+        palette = mask_colour(rgb, foreground)[None]
+    else:
+        palette = OVERLAY_COLOURS
+    colours = palette[(labels - 1) % len(palette)].astype(np.float32)
+    out = rgb.astype(np.float32)
+    out[foreground] = (1 - alpha) * out[foreground] + alpha * colours[foreground]
     from skimage.segmentation import find_boundaries
 
-    out[find_boundaries(labels, mode="inner")] = 255
-    return out.astype(np.uint8)
+    boundary = find_boundaries(labels, mode="inner") & foreground
+    out[boundary] = colours[boundary]
+    out = out.astype(np.uint8)
+    return out if prompt is None else draw_prompt(out, prompt)
+
+
+def draw_prompt(image: np.ndarray, prompt: Prompt) -> np.ndarray:
+    """``image`` (RGB) with ``prompt``'s box and points drawn in :data:`PROMPT_COLOURS`, each edged in black.
+
+    Sizes follow the image (a point's radius is 0.8 % of the longest side, at
+    least 3 px). The box covers pixels ``x0 <= x < x1``, ``y0 <= y < y1``.
+    Other prompt kinds (mask, text, references) have nothing to draw here.
+    """
+    out = np.ascontiguousarray(to_rgb_uint8(image)).copy()
+    side = max(out.shape[:2])
+    thickness = max(1, round(0.003 * side))
+    if prompt.box is not None:
+        corners = np.array([[prompt.box.x0, prompt.box.y0], [prompt.box.x1 - 1, prompt.box.y1 - 1]])
+        (x0, y0), (x1, y1) = np.rint(corners).astype(int)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 0, 0), thickness + 2, cv2.LINE_8)
+        cv2.rectangle(out, (x0, y0), (x1, y1), PROMPT_COLOURS["box"], thickness, cv2.LINE_8)
+    if prompt.points is not None:
+        radius = max(3, round(0.008 * side))
+        for (x, y), label in zip(prompt.points.xy, prompt.points.labels):
+            centre = (int(round(x)), int(round(y)))
+            colour = PROMPT_COLOURS["include" if label == 1 else "exclude"]
+            cv2.circle(out, centre, radius + thickness, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(out, centre, radius, colour, -1, cv2.LINE_AA)
+    return out
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> None:

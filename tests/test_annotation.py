@@ -87,6 +87,20 @@ def test_single_click_preview_is_best_candidate_and_cycles(session, sam_and_embe
     assert session.preview_score == pytest.approx(float(reference.scores[ranked[2]]))
 
 
+def test_preview_method_follows_the_candidate_shown():
+    from segprompt.backends import create
+
+    classical = create("classical")
+    session = AnnotationSession(classical, classical.embed(IMAGE))
+    prediction = session.predict(Prompt(box=Box(30, 10, 90, 70)))
+    session.set_preview(Prompt(box=Box(30, 10, 90, 70)), prediction)
+    ranked = np.argsort(-prediction.scores, kind="stable")
+    for rank in range(session.n_candidates):
+        assert session.preview_method == prediction.methods[ranked[rank]]
+        session.cycle(1)
+    assert "fallback ellipse" in prediction.methods
+
+
 def test_accept_undo_redo(session):
     first = session.update(click(60, 40)).copy()
     assert session.accept() == 1

@@ -1,6 +1,7 @@
 """``segprompt segment`` and ``segprompt demo`` through ``segprompt.cli.main`` on real images."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -44,7 +45,12 @@ def test_segment_box_writes_mask_overlay_and_prompt(coins_png, tmp_path, capsys)
     assert iou(mask > 0, _coin_truth()) > 0.85
     assert read_image(over).shape == (303, 384, 3)
     assert Prompt.from_json(saved.read_text()) == Prompt(box=Box(131, 28, 179, 74))
-    assert "score" in capsys.readouterr().err
+    # The line says how the mask was made, e.g. "score 0.912 (classical: grabcut (box prior))".
+    assert re.search(r"score \d\.\d{3} \(classical: (grabcut|random walker|fallback)", capsys.readouterr().err)
+    # The overlay draws the box: its top-left corner pixel is the box colour.
+    from segprompt.io import PROMPT_COLOURS
+
+    np.testing.assert_array_equal(read_image(over)[28, 131], PROMPT_COLOURS["box"])
     # Only the outputs exist: no temporary files left behind.
     assert sorted(p.name for p in out.parent.iterdir()) == ["mask.png"]
 
@@ -102,6 +108,15 @@ def test_bad_arguments_exit_2_with_one_line(coins_png, tmp_path, capsys, args, m
     err = capsys.readouterr().err.strip()
     assert message in err
     assert len(err.splitlines()) == 1 and err.startswith("segprompt segment: error:")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["mask.jpg", "mask.JPEG", "mask.gif", "mask"])
+def test_lossy_or_unknown_mask_formats_are_refused_before_any_work(coins_png, tmp_path, capsys, name):
+    out = tmp_path / name
+    assert main(["segment", str(coins_png), "--box", "131,28,179,74", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: unsupported output type" in err and "use .png, .tif" in err
     assert not out.exists()
 
 
@@ -167,6 +182,7 @@ def test_demo_writes_masks_overlays_and_summary(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--prompts", str(prompts)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["images"]) == {"coins", "chelsea"}
+    assert all(entry["method"] for entry in summary["images"].values())  # how each mask was made
     assert sorted(p.name for p in out.iterdir()) == [
         "chelsea_mask.png", "chelsea_overlay.png", "coins_mask.png", "coins_overlay.png", "summary.json"
     ]

@@ -224,10 +224,57 @@ def test_overlay_colours_foreground_and_outlines_it():
     mask = np.zeros((10, 10), bool)
     mask[2:8, 2:8] = True
     out = io.overlay(image, mask, alpha=0.5)
+    colour = io.mask_colour(image, mask)
     assert out.dtype == np.uint8 and out.shape == (10, 10, 3)
     np.testing.assert_array_equal(out[0, 0], [0, 0, 0])  # background untouched
-    np.testing.assert_array_equal(out[2, 2], [255, 255, 255])  # inner boundary in white
-    # Interior: half of the first overlay colour over black.
-    np.testing.assert_array_equal(out[5, 5], (io.OVERLAY_COLOURS[0] * 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(out[2, 2], colour)  # inner boundary in the mask colour at full strength
+    np.testing.assert_array_equal(out[5, 5], (colour * 0.5).astype(np.uint8))  # interior: half of it over black
     with pytest.raises(ImageError, match="does not match"):
         io.overlay(image, np.zeros((3, 3), bool))
+
+
+def test_label_maps_cycle_the_palette():
+    labels = np.zeros((6, 12), np.int32)
+    labels[:, 4:8], labels[:, 8:] = 1, 2
+    out = io.overlay(np.zeros((6, 12, 3), np.uint8), labels)
+    np.testing.assert_array_equal(out[3, 5], (io.OVERLAY_COLOURS[0] * 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(out[3, 10], (io.OVERLAY_COLOURS[1] * 0.5).astype(np.uint8))
+
+
+@pytest.mark.parametrize("object_rgb", [(200, 20, 30), (230, 200, 40), (40, 160, 60)])
+def test_mask_colour_stays_visible_on_an_object_of_any_colour(object_rgb):
+    image = np.full((20, 20, 3), 128, np.uint8)
+    image[5:15, 5:15] = object_rgb
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 5:15] = True
+    lab = io._lab(np.vstack([io.OVERLAY_COLOURS, np.uint8(object_rgb)[None]]))
+    distances = np.linalg.norm(lab[:-1] - lab[-1], axis=1)
+    chosen = io.mask_colour(image, mask)
+    # The farthest palette colour from the object's; for a red object never the palette's red.
+    assert distances[np.flatnonzero((io.OVERLAY_COLOURS == chosen).all(axis=1))[0]] == distances.max()
+    assert distances.max() > 2 * np.sort(distances)[0]
+
+
+@pytest.mark.shared_data
+def test_coco_banana_overlay_contrasts_with_the_banana(shared_data):
+    folder = shared_data("coco_mval")
+    image = io.read_image(folder / "images" / "banana00_000000193926.jpg")
+    mask = io.read_mask(folder / "masks" / "banana00_000000193926.png") > 0
+    lab = io._lab(np.vstack([io.OVERLAY_COLOURS, image[mask].mean(axis=0).round().astype(np.uint8)[None]]))
+    distance = lambda rgb: np.linalg.norm(io._lab(rgb[None])[0] - lab[-1])  # noqa: E731
+    # The old fixed red sat 40 Lab units from the banana's brown-yellow; the chosen colour is far from it.
+    assert distance(io.mask_colour(image, mask)) > 1.5 * distance(io.OVERLAY_COLOURS[0])
+
+
+def test_overlay_draws_points_in_include_and_exclude_colours_and_the_box():
+    from segprompt.prompts import Box, Points, Prompt
+
+    image = np.full((100, 200, 3), 128, np.uint8)
+    prompt = Prompt(points=Points.from_lists([(50, 40)], [(150, 60)]), box=Box(20, 10, 180, 90))
+    out = io.overlay(image, np.zeros((100, 200), bool), prompt=prompt)
+    np.testing.assert_array_equal(out[40, 50], io.PROMPT_COLOURS["include"])
+    np.testing.assert_array_equal(out[60, 150], io.PROMPT_COLOURS["exclude"])
+    np.testing.assert_array_equal(out[50, 20], io.PROMPT_COLOURS["box"])  # left edge, x0
+    np.testing.assert_array_equal(out[89, 100], io.PROMPT_COLOURS["box"])  # bottom edge, the last row inside
+    np.testing.assert_array_equal(out[50, 100], [128, 128, 128])  # inside untouched
+    assert (out[50, 19] == 0).all() and (out[50, 21] == 0).all()  # black either side of the box line

@@ -268,6 +268,7 @@ def test_classical_backend_end_to_end_and_screenshot(qtbot, make_napari_viewer):
 
     with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
         widget.boxes_layer.add_rectangles(np.array([[6.0, 84.0], [146.0, 206.0]]))  # the cup, (row, col)
+    assert widget.session.preview_method in widget.candidate_label.text()  # how the classical mask was made
     with qtbot.waitSignal(widget.objects_changed, timeout=WAIT_MS):
         widget.accept()
     cup = widget.objects_layer.data == 1

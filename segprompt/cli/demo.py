@@ -4,8 +4,9 @@ For every prompt file ``<name>.json`` in the prompts folder (default: the
 repository's ``examples/prompts``), the image ``skimage.data.<name>()`` (only
 images shipped inside scikit-image's wheel, nothing is downloaded) is
 segmented with the classical backend. ``DIR`` receives ``<name>_mask.png``
-(0/255), ``<name>_overlay.png`` and ``summary.json`` (per image: prompt kinds,
-mask area, score), all written atomically.
+(0/255), ``<name>_overlay.png`` (mask, outline and prompt) and ``summary.json``
+(per image: prompt kinds, mask area, score and how the mask was made), all
+written atomically.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
             prediction = segmenter.segment(image, prompt)
             mask = prediction.best_mask
             mask_path, overlay_path = args.out / f"{name}_mask.png", args.out / f"{name}_overlay.png"
-            write_files({mask_path: mask_bytes(mask_path, mask), overlay_path: image_bytes(overlay_path, overlay(image, mask))})
+            drawn = overlay(image, mask, prompt=prompt)
+            write_files({mask_path: mask_bytes(mask_path, mask), overlay_path: image_bytes(overlay_path, drawn)})
             summary[name] = {
                 "prompt": sorted(prompt.kinds()),
                 "image_hw": list(image.shape[:2]),
                 "mask_pixels": int(mask.sum()),
                 "score": round(float(prediction.scores[prediction.best]), 4),
+                "method": prediction.method,
             }
         progress(len(prompt_files), len(prompt_files), "done")
     atomic_write_text(args.out / "summary.json", json.dumps({"backend": segmenter.name, "images": summary}, indent=1) + "\n")

@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends import backend_names, create
-from ..backends.base import Segmenter
+from ..backends.base import Prediction, Segmenter
 from ..errors import PromptError, SegpromptError
 from ..atomic import check_writable, write_files
 from ..instances import Instances, InstancesPrediction
@@ -157,12 +157,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="classical", help=f"one of {', '.join(backend_names())} (default classical)")
     parser.add_argument("--model-type", default="vit_b", help="SAM architecture: vit_b, vit_l, vit_h (default vit_b)")
     parser.add_argument("--checkpoint", type=Path, help="SAM weights file (default: the official checkpoint)")
-    parser.add_argument("--out", type=Path, required=True, help="output mask (.png or .tif)")
-    parser.add_argument("--overlay", type=Path, help="also write the mask over the image")
+    parser.add_argument("--out", type=Path, required=True, help="output mask (.png or .tif; lossy JPEG is refused)")
+    parser.add_argument("--overlay", type=Path, help="also write the mask, its outline and the prompt over the image")
     parser.add_argument("--save-prompt", type=Path, help="also write the prompt used, as JSON")
     parser.add_argument("--multimask", action="store_true", help="ask for several candidates and keep the best")
     parser.add_argument("--plane", type=int, help="plane of a TIFF/.npy stack (default the first)")
     parser.set_defaults(func=run)
+
+
+def describe(prediction: Prediction, backend: str) -> str:
+    """``score 0.412 (classical: grabcut (box prior))``: the best mask's score and how it was made."""
+    made = f"{backend}: {prediction.method}" if prediction.method else backend
+    return f"score {float(prediction.scores[prediction.best]):.3f} ({made})"
 
 
 def make_segmenter(args: argparse.Namespace, progress: Callable[[int, int, str], None]) -> Segmenter:
@@ -283,13 +289,9 @@ def run(args: argparse.Namespace) -> int:
     mask = prediction.best_mask
     files = {args.out: mask_bytes(args.out, mask)}
     if args.overlay:
-        files[args.overlay] = image_bytes(args.overlay, overlay(image, mask))
+        files[args.overlay] = image_bytes(args.overlay, overlay(image, mask, prompt=prompt))
     if args.save_prompt:
         files[args.save_prompt] = prompt.to_json(indent=1).encode("utf-8")
     write_files(files)  # all or none
-    print(
-        f"{args.out}: {int(mask.sum())} of {mask.size} pixels, score {float(prediction.scores[prediction.best]):.3f} "
-        f"({segmenter.name})",
-        file=sys.stderr,
-    )
+    print(f"{args.out}: {int(mask.sum())} of {mask.size} pixels, {describe(prediction, segmenter.name)}", file=sys.stderr)
     return 0
