@@ -37,10 +37,12 @@ def test_lists_backends_checkpoints_and_cache(capsys):
     lines = out.splitlines()
     sam_line = next(line for line in lines if line.split()[:1] == ["sam"])
     assert "box, mask, points" in sam_line
-    assert any(line.split()[:2] == ["vit_l", "cached"] and str(vit_l) in line and "2.5 KB" in line for line in lines)
+    row = next(k for k, line in enumerate(lines) if line.split()[:2] == ["vit_l", "cached"])
+    assert str(vit_l) in lines[row] and "2.5 KB" in " ".join(lines[row : row + 2])
     for model_type in ("vit_b", "vit_h"):
         info = SAM_CHECKPOINTS[model_type]
-        assert any(line.split()[:2] == [model_type, "missing"] and info.url in line for line in lines)
+        row = next(k for k, line in enumerate(lines) if line.split()[:2] == [model_type, "missing"])
+        assert info.url in " ".join(lines[row : row + 2])  # a wrapped cell continues on the next line
     assert f"Cache: {cache_root()}" in out
     assert f"1 entries, {cache.size_bytes() / 1e6:.1f} MB" in out  # one 256x64x64 float32 embedding
 
@@ -59,3 +61,15 @@ def test_fetch_offline_names_file_and_hash(monkeypatch):
 def test_unknown_fetch_target_is_rejected_by_argparse():
     with pytest.raises(SystemExit):
         main(["models", "--fetch", "vit_x"])
+
+
+def test_tables_fit_the_terminal_width():
+    from segprompt.cli.models import backend_lines, checkpoint_lines, table
+
+    for width in (80, 120):
+        for line in backend_lines(width) + checkpoint_lines(width):
+            # Only a single word too long for any column (a path, a URL) may overflow.
+            assert len(line) <= width or max(map(len, line.split())) > width - 30, line
+    # Columns line up: every continuation starts at its column.
+    lines = table([("a", "one two three four", "x"), ("bb", "five", "y")], [2, 8], 40)
+    assert lines == ["  a   one two   x", "      three", "      four", "  bb  five      y"]

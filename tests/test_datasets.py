@@ -244,7 +244,21 @@ def test_inspect_statistics_by_hand(shared_data):
         sample = open_dataset(shared_data("grabcut_scribbles"))[k]
         valid = ~sample.ignore
         assert summary.foreground_fractions[k] == pytest.approx((sample.mask.astype(bool) & valid).sum() / valid.sum())
+        assert summary.ignored_fractions[k] == pytest.approx(sample.ignore.mean())
     assert summary.object_counts == [1, 1] and summary.prompt_sets == {"set1": 2, "set2": 2}
+
+
+def test_inspect_reports_ignored_pixels_and_rounds_its_means(shared_data):
+    # CamVid: every labelled pixel is some class (foreground 1.000 of the rest), the Unlabelled pixels are ignored.
+    dataset = open_dataset(shared_data("camvid"))
+    summary = summarize(dataset, max_samples=3)
+    expected = np.mean([dataset[k].ignore.mean() for k in range(3)])
+    report = summary.format()
+    assert f"ignored pixels    : {100 * expected:.1f} %" in report
+    assert "(of the pixels not ignored)" in report
+    objects_line = next(line for line in report.splitlines() if line.startswith("objects per image"))
+    mean = objects_line.split("mean ")[1].split()[0]
+    assert mean == f"{np.mean(summary.object_counts):.1f}" or mean == f"{np.mean(summary.object_counts):.0f}"
 
 
 def test_inspect_layouts_lists_every_layout(capsys):

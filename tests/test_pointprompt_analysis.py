@@ -139,3 +139,6 @@ def test_regression_recovers_a_linear_dependence():
     assert max(importance, key=importance.get) == "coverage"
     assert result["linear"]["importance"]["coverage"] == pytest.approx(0.2, abs=0.03)
     assert "skipped" in regress_iou(rows[:5])
+    # 4 images (plenty of rows) cannot support a cross-validated R² over images: not reported, and said why.
+    few = [{**row, "image_id": f"img{i % 4}"} for i, row in enumerate(rows)]
+    assert "from 4" in regress_iou(few)["skipped"] and "10 images" in regress_iou(few)["skipped"]

@@ -51,6 +51,7 @@ def test_bench_pointprompt_writes_results_summary_plots_and_finetune(tmp_path, t
     assert _run(argv) == 0
     printed = capsys.readouterr().out
     assert "random" in printed and "s per image" in printed and "finetuned on" in printed
+    assert "IoU regression not reported: an R² cross-validated over images needs" in printed  # 2 images
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert sorted((r["image_id"], r["strategy"]) for r in rows) == [

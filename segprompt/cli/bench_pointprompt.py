@@ -80,6 +80,8 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     if "random_forest" in regression:
         print(f"IoU regression R² (grouped CV): linear {regression['linear']['r2']:.2f}, "
               f"random forest {regression['random_forest']['r2']:.2f}")
+    elif "skipped" in regression:
+        print(f"IoU regression not reported: {regression['skipped']}")
     if summary["timing"]:
         print(f"{summary['timing']['seconds_per_image']:.2f} s per image over {summary['timing']['n_images']} images")
     print(f"results: {out / 'results.csv'}, summary: {out / 'summary.json'}")

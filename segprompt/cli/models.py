@@ -9,6 +9,9 @@ the cache, and the cache folder with the size of the embedding cache.
 from __future__ import annotations
 
 import argparse
+import shutil
+import textwrap
+from itertools import zip_longest
 
 from ..backends import backend_names, get_backend_class
 from ..cache import EmbeddingCache
@@ -37,29 +40,54 @@ def _size(n_bytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def backend_lines() -> list[str]:
-    """One line per backend: name, accepted prompt kinds and description, or why it is unavailable."""
+#: Width of the accepted-prompts column of the backend table.
+KINDS_WIDTH = 24
+
+
+def table(rows: list[tuple[str, ...]], widths: list[int], width: int) -> list[str]:
+    """Rows as lines indented by two, columns two spaces apart, each cell wrapped to its column.
+
+    ``widths`` holds every column's width but the last, which gets the rest of
+    ``width`` (at least 30 characters). A word longer than its column (a path,
+    a URL) is never broken: it overflows instead.
+    """
+    last = max(30, width - 2 - sum(w + 2 for w in widths))
     lines = []
+    for row in rows:
+        wrapped = [textwrap.wrap(cell, w, break_long_words=False, break_on_hyphens=False) or [""]
+                   for cell, w in zip(row, [*widths, last])]
+        for parts in zip_longest(*wrapped, fillvalue=""):
+            cells = [f"{part:<{w}}" for part, w in zip(parts[:-1], widths)] + [parts[-1]]
+            lines.append(("  " + "  ".join(cells)).rstrip())
+    return lines
+
+
+def _width() -> int:
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def backend_lines(width: int | None = None) -> list[str]:
+    """Backends as a table: name, accepted prompt kinds and description (or why it is unavailable), wrapped to ``width``."""
+    rows = []
     for name in backend_names():
         try:
             cls = get_backend_class(name)
         except SegpromptError as exc:
-            lines.append(f"  {name:<20} unavailable: {exc}")
+            rows.append((name, "unavailable", str(exc)))
             continue
-        kinds = ", ".join(sorted(cls.accepts))
-        lines.append(f"  {name:<20} {kinds:<24} {cls.description}".rstrip())
-    return lines
+        rows.append((name, ", ".join(sorted(cls.accepts)), cls.description))
+    return table(rows, [max(len(row[0]) for row in rows), KINDS_WIDTH], width or _width())
 
 
-def checkpoint_lines() -> list[str]:
-    """One line per official SAM checkpoint: cached or missing, path, and where to get it."""
-    lines = []
+def checkpoint_lines(width: int | None = None) -> list[str]:
+    """Official SAM checkpoints as a table: model type, cached or missing, the path and size or where to get it."""
+    rows = []
     for info, present in cached_checkpoints():
         if present:
-            lines.append(f"  {info.model_type:<6} cached   {info.path} ({_size(info.path.stat().st_size)})")
+            rows.append((info.model_type, "cached", f"{info.path} ({_size(info.path.stat().st_size)})"))
         else:
-            lines.append(f"  {info.model_type:<6} missing  {info.path} <- {info.url}")
-    return lines
+            rows.append((info.model_type, "missing", f"{info.path} from {info.url}"))
+    return table(rows, [6, 7], width or _width())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,9 @@
 
 Statistics are over the samples actually read (the first ``max_samples``):
 
-* foreground fraction: pixels inside any object / pixels not ignored;
+* foreground fraction: pixels inside any object / pixels not ignored (1 for
+  label maps where every labelled pixel belongs to a class, e.g. CamVid);
+* ignored fraction: pixels the sample's ``ignore`` mask leaves out / all pixels;
 * objects per image: ``len(Sample.objects())``;
 * object size: pixels per object;
 * classes: how many objects of each class.
@@ -23,10 +25,6 @@ from ..io import overlay, write_image
 from .base import Problem, Sample
 from .lazy import BadFileError, LazyDataset
 
-INCLUDE_COLOUR = (0, 255, 0)
-EXCLUDE_COLOUR = (255, 0, 0)
-
-
 @dataclass
 class DatasetSummary:
     """What was found in (the first ``samples_read`` samples of) a dataset."""
@@ -39,6 +37,7 @@ class DatasetSummary:
     object_counts: list[int] = field(default_factory=list)
     object_sizes: list[int] = field(default_factory=list)
     foreground_fractions: list[float] = field(default_factory=list)
+    ignored_fractions: list[float] = field(default_factory=list)
     image_sizes: Counter = field(default_factory=Counter)
     class_counts: Counter = field(default_factory=Counter)
     prompt_sets: Counter = field(default_factory=Counter)
@@ -57,6 +56,7 @@ class DatasetSummary:
             self.class_counts[obj.class_name] += 1
         valid = ~sample.ignore if sample.ignore is not None else np.ones(union.shape, bool)
         self.foreground_fractions.append(float((union & valid).sum() / max(int(valid.sum()), 1)))
+        self.ignored_fractions.append(1.0 - float(valid.mean()))
         self.object_counts.append(len(objects))
         self.image_sizes[f"{sample.image.shape[1]}x{sample.image.shape[0]}"] += 1
         self.prompt_sets.update(list(sample.prompts))
@@ -75,7 +75,8 @@ class DatasetSummary:
             lines += [
                 f"objects per image : {_stats(self.object_counts)}",
                 f"object size (px)  : {_stats(self.object_sizes)}",
-                f"foreground frac.  : {_stats(self.foreground_fractions, '.3f')}",
+                f"foreground frac.  : {_stats(self.foreground_fractions, '.3f')} (of the pixels not ignored)",
+                f"ignored pixels    : {_ignored(self.ignored_fractions)}",
                 f"image sizes (WxH) : {_shorten(', '.join(f'{k} x{v}' for k, v in self.image_sizes.most_common()), 200)}",
                 f"objects by class  : {_shorten(', '.join(f'{k} {v}' for k, v in self.class_counts.most_common()), 300)}",
             ]
@@ -86,13 +87,26 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def _stats(values: Sequence[float], fmt: str = "g") -> str:
+def _count(value: float) -> str:
+    """A count or pixel size: whole numbers as such, others to one decimal (``9.6``, never ``9.62963``)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def _stats(values: Sequence[float], fmt: str | None = None) -> str:
+    """``min .. median .. mean .. max``, in ``fmt`` or, without it, as counts (:func:`_count`)."""
     if not values:
         return "none"
     array = np.asarray(values, np.float64)
-    return (
-        f"min {array.min():{fmt}}  median {np.median(array):{fmt}}  mean {array.mean():{fmt}}  max {array.max():{fmt}}"
-    )
+    show = _count if fmt is None else (lambda value: f"{value:{fmt}}")
+    return f"min {show(array.min())}  median {show(np.median(array))}  mean {show(array.mean())}  max {show(array.max())}"
+
+
+def _ignored(fractions: Sequence[float]) -> str:
+    """The share of ignored pixels over the samples read, and the largest per image."""
+    array = np.asarray(fractions, np.float64)
+    if not array.any():
+        return "none"
+    return f"{100 * array.mean():.1f} % (max {100 * array.max():.1f} % in one image, {np.count_nonzero(array)} images)"
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -120,16 +134,11 @@ def sample_thumbnail(sample: Sample, side: int = 192) -> np.ndarray:
     labels = np.zeros(sample.mask.shape, np.int32)
     for k, obj in enumerate(sample.objects(), start=1):
         labels[obj.mask] = k
-    picture = overlay(sample.image, labels)
+    steps = sample.prompts[sorted(sample.prompts)[0]] if sample.prompts else None
+    picture = overlay(sample.image, labels, prompt=steps[-1] if steps else None)
     height, width = picture.shape[:2]
     scale = side / max(height, width)
     picture = cv2.resize(picture, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
-    if sample.prompts:
-        steps = sample.prompts[sorted(sample.prompts)[0]]
-        points = steps[-1].points if steps else None
-        if points is not None:
-            for (x, y), label in zip(points.xy * scale, points.labels):
-                cv2.circle(picture, (int(x), int(y)), 2, INCLUDE_COLOUR if label == 1 else EXCLUDE_COLOUR, -1)
     tile = np.zeros((side + 14, side, 3), np.uint8)
     tile[: picture.shape[0], : picture.shape[1]] = picture
     cv2.putText(tile, _shorten(sample.id, side // 7), (2, side + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)

@@ -21,6 +21,9 @@ import numpy as np
 from .features import FEATURES
 
 MIN_ROWS = 20
+#: Fewer images cannot support a grouped cross-validated R²: each fold's model sees a handful of images, and
+#: a 4-image run gave R² = -1.37, which says nothing about the features.
+MIN_IMAGES = 10
 FOLDS = 5
 
 
@@ -49,7 +52,7 @@ def regress_iou(rows: Sequence[dict[str, Any]], features: Sequence[str] = FEATUR
         ``{"n": rows, "groups": images, "folds": k, "features": [...], "<model>": {"r2",
         "importance": {feature: value}}}`` where the linear importance is the
         standardised coefficient and the forest's is its impurity importance;
-        ``{"skipped": reason}`` with fewer than :data:`MIN_ROWS` rows or two images.
+        ``{"skipped": reason}`` with fewer than :data:`MIN_ROWS` rows or :data:`MIN_IMAGES` images.
     """
     from sklearn.metrics import r2_score
     from sklearn.model_selection import GroupKFold, cross_val_predict
@@ -58,8 +61,11 @@ def regress_iou(rows: Sequence[dict[str, Any]], features: Sequence[str] = FEATUR
     y = np.array([row["iou"] for row in rows], dtype=np.float64)
     groups = np.array([row["image_id"] for row in rows])
     n_groups = len(set(groups.tolist()))
-    if len(rows) < MIN_ROWS or n_groups < 2:
-        return {"skipped": f"needs at least {MIN_ROWS} rows from 2 images, got {len(rows)} rows from {n_groups}"}
+    if len(rows) < MIN_ROWS or n_groups < MIN_IMAGES:
+        return {
+            "skipped": f"an R² cross-validated over images needs at least {MIN_ROWS} rows from {MIN_IMAGES} images, "
+            f"got {len(rows)} rows from {n_groups}"
+        }
     folds = GroupKFold(n_splits=min(FOLDS, n_groups))
     out: dict[str, Any] = {"n": len(rows), "groups": n_groups, "folds": folds.n_splits, "features": list(features)}
     for name, model in _models(seed).items():
