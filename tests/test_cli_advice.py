@@ -88,10 +88,11 @@ def test_tune_offline_names_the_folder_hf_download_and_base(offline, capsys, tmp
     check_advice(err, ("tune",))
 
 
-def test_segment_offline_text_backend_names_model_dir(offline, capsys, image_file, tmp_path):
-    err = _error(capsys, ["segment", image_file, "--backend", "clipseg", "--text", "cup", "--out", str(tmp_path / "m.png")])
+@pytest.mark.parametrize("prompt", [["--backend", "clipseg", "--text", "cup"], ["--backend", "sam3-tracker", "--point", "5,5"]])
+def test_segment_offline_transformers_backend_names_model_dir(offline, capsys, image_file, tmp_path, prompt):
+    err = _error(capsys, ["segment", image_file, *prompt, "--out", str(tmp_path / "m.png")])
     assert "pass --model-dir DIR" in err
-    check_advice(err, ("segment",))
+    check_advice(err, ("segment",))  # SAM 3's licence note quotes `hf auth login` too
 
 
 def test_segment_sam_without_checkpoint_names_the_file_and_checkpoint_flag(offline, capsys, image_file, tmp_path):
