@@ -53,8 +53,8 @@ def main() -> None:
             reopened = cache.embed(segmenter, image)
             times.append(time.perf_counter() - start)
         reopen_s = statistics.median(times)
-        assert torch.equal(reopened.data["features"], computed.data["features"])
-        assert torch.equal(stored.data["features"], computed.data["features"])
+        assert torch.equal(reopened.features, computed.features)
+        assert torch.equal(stored.features, computed.features)
         size_mb = cache.size_bytes() / 1e6
     print(f"SAM {args.model} (random init), image {args.height}x{args.width}, torch threads {torch.get_num_threads()}")
     print(f"compute embedding (encoder)       {compute_s * 1000:10.1f} ms")

@@ -6,7 +6,7 @@ Prints, for one image and one random-init SAM (same weights for both sides):
 * per-click latency (one point, multimask), median: SamPredictor.predict vs
   SamSegmenter.predict_best (the interactive path) and SamSegmenter.predict;
 * scoring N prompts against a ground-truth mask: a SamPredictor.predict loop
-  + segprompt.metrics.iou of the best-scored mask vs SamSegmenter.score_prompts,
+  + segprompt.metrics.iou of the best-scored mask vs segprompt.evaluation.score_prompts,
   with the largest IoU difference and the peak RSS of our scoring;
 * how far SamPredictor's own IoUs move when the same loop runs on one torch
   thread instead of several (the float-rounding floor of "identical IoU");
@@ -33,6 +33,7 @@ from skimage import data as skdata
 
 from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import SAM_ARCHITECTURES, build_sam
+from segprompt.evaluation import score_prompts
 from segprompt.metrics import iou
 from segprompt.prompts import Box, Points, Prompt
 
@@ -142,7 +143,7 @@ def main() -> None:
     start = time.perf_counter()
     embedding = segmenter.embed(image)
     ours_set = time.perf_counter() - start
-    assert torch.equal(embedding.data["features"], predictor.features)
+    assert torch.equal(embedding.features, predictor.features)
     row("set_image / embed", ours_set, base_set, "s")
 
     click = Prompt(points=Points([[args.width * 0.5, args.height * 0.5]], [1]))
@@ -167,7 +168,7 @@ def main() -> None:
         for exact in {"both": (False, True), "no": (False,), "yes": (True,)}[args.exact]:
             with RssPeak() as rss:
                 start = time.perf_counter()
-                scored = segmenter.score_prompts(embedding, prompts, gt, exact=exact, chunk_size=args.chunk_size)
+                scored = score_prompts(segmenter, embedding, prompts, gt, exact=exact, chunk_size=args.chunk_size)
                 timed[exact] = (scored, time.perf_counter() - start, rss)
         start = time.perf_counter()
         base = predictor_scores(predictor, prompts, gt)

@@ -46,7 +46,7 @@ def plain_grabcut(image: np.ndarray, box: Box, iterations: int = 5) -> np.ndarra
     x0, y0 = int(np.floor(box.x0)), int(np.floor(box.y0))
     x1, y1 = int(np.ceil(box.x1)), int(np.ceil(box.y1))
     labels = np.zeros(image.shape[:2], np.uint8)
-    cv2.setRNGSeed(0)
+    cv2.setRNGSeed(0)  # the calling thread's RNG only (cv::theRNG() is thread-local): deterministic under threads
     try:
         cv2.grabCut(
             cv2.cvtColor(image, cv2.COLOR_RGB2BGR),

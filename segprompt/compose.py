@@ -34,9 +34,11 @@ refiner, to the proposer). A kind no backend in the composition accepts
 raises :class:`~segprompt.errors.UnsupportedPromptError` naming the backend
 and the kind.
 
-The embedding of an image is the proposer's and the refiner's embeddings
-side by side (``data`` keys prefixed ``"proposer."`` and ``"refiner."``), so
-it can be cached like any other.
+The embedding of an image is a
+:class:`~segprompt.backends.base.CompositeEmbedding` holding the proposer's and
+the refiner's embeddings as parts ``"proposer"`` and ``"refiner"``, each as its
+backend made it (so it goes back to that backend unchanged); it is cached like
+any other.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .backends import create, register
-from .backends.base import Embedding, Prediction, Segmenter
+from .backends.base import CompositeEmbedding, Prediction, Segmenter
 from .progress import ProgressCallback, no_progress
 from .errors import SegpromptError, UnsupportedPromptError
 from .prompts import PROMPT_KINDS, Box, MaskPrompt, Prompt
@@ -55,9 +57,6 @@ from .prompts import PROMPT_KINDS, Box, MaskPrompt, Prompt
 SEMANTIC_KINDS = frozenset({"text", "reference", "exemplars"})
 #: Prompt kinds that say *where* (answered by the refiner).
 GEOMETRIC_KINDS = frozenset({"points", "box", "mask"})
-
-_PROPOSER = "proposer."
-_REFINER = "refiner."
 
 
 def _pixels(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,34 +202,23 @@ class ComposedSegmenter(Segmenter):
                 f"(e.g. refiner='sam'); this composition of {self.proposer.name!r} has none"
             )
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Both backends' embeddings of ``image``, their ``data`` under ``"proposer."`` / ``"refiner."``."""
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> CompositeEmbedding:
+        """Both backends' embeddings of ``image``, as parts ``"proposer"`` and ``"refiner"``."""
         rgb = self._rgb(image)
-        proposer = self.proposer.embed(rgb, progress)
-        data = {_PROPOSER + key: value for key, value in proposer.data.items()}
+        parts = {"proposer": self.proposer.embed(rgb, progress)}
         if self.refiner is not None:
-            refiner = self.refiner.embed(rgb, progress)
-            data.update({_REFINER + key: value for key, value in refiner.data.items()})
-        return Embedding(self.name, self.model_id, proposer.image_hw, rgb, data)
+            parts["refiner"] = self.refiner.embed(rgb, progress)
+        return CompositeEmbedding(self.name, self.model_id, parts["proposer"].image_hw, rgb, parts)
 
-    def part(self, embedding: Embedding, role: str) -> Embedding:
-        """The ``"proposer"`` or ``"refiner"`` sub-embedding of a composed ``embedding``."""
-        backend = self.proposer if role == "proposer" else self.refiner
-        if backend is None:
-            raise SegpromptError(f"composed: this composition has no {role}")
-        prefix = f"{role}."
-        data = {key[len(prefix) :]: value for key, value in embedding.data.items() if key.startswith(prefix)}
-        return Embedding(backend.name, backend.model_id, embedding.image_hw, embedding.image, data)
-
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
+    def _predict(self, embedding: CompositeEmbedding, prompt: Prompt, multimask: bool) -> Prediction:
         semantic = Prompt(text=prompt.text, reference=prompt.reference, exemplars=prompt.exemplars)
         explicit = Prompt(points=prompt.points, box=prompt.box, mask=prompt.mask)
         if semantic.is_empty():
             answerer = self.refiner if self.refiner is not None else self.proposer
             role = "refiner" if answerer is self.refiner else "proposer"
-            return answerer.predict(self.part(embedding, role), explicit, multimask)
+            return answerer.predict(embedding.part(role), explicit, multimask)
 
-        proposer_embedding = self.part(embedding, "proposer")
+        proposer_embedding = embedding.part("proposer")
         candidates: Prediction | None = self.proposer.predict(proposer_embedding, semantic, multimask=True)
         nonempty = np.flatnonzero(candidates.masks.reshape(len(candidates.masks), -1).any(axis=1))
         candidates = candidates.subset(nonempty) if nonempty.size else None
@@ -252,7 +240,7 @@ class ComposedSegmenter(Segmenter):
         refined = explicit
         if candidates is not None:
             refined = self._with_candidate(explicit, candidates, choose_candidate(candidates, include, prompt.box))
-        return self.refiner.predict(self.part(embedding, "refiner"), refined, multimask)
+        return self.refiner.predict(embedding.part("refiner"), refined, multimask)
 
     def _with_candidate(self, explicit: Prompt, candidates: Prediction, index: int) -> Prompt:
         """The refiner's prompt: explicit parts, completed by the chosen candidate's box and logits."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,16 @@ from segprompt.prompts import Points, Prompt
 
 CAMERA = skdata.camera()[100:300, 50:350]  # (200, 300) uint8 grayscale
 COFFEE = skdata.coffee()[:150, :220]  # (150, 220, 3) uint8 RGB
+
+
+@dataclass(eq=False)
+class ColourStatsEmbedding(Embedding):
+    """A typed embedding mixing a tensor, an array and plain values."""
+
+    means: torch.Tensor
+    thumb: np.ndarray
+    block: int
+    hw: tuple[int, int]
 
 
 class ColourStats(Segmenter):
@@ -36,13 +48,8 @@ class ColourStats(Segmenter):
         rgb = self._rgb(image)
         h, w = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
         thumb = rgb[:h, :w].reshape(h // 4, 4, w // 4, 4, 3).mean(axis=(1, 3))
-        return Embedding(
-            self.name,
-            self.model_id,
-            rgb.shape[:2],
-            rgb,
-            {"means": torch.from_numpy(rgb.reshape(-1, 3).mean(axis=0)), "thumb": thumb, "block": 4, "hw": (h, w)},
-        )
+        means = torch.from_numpy(rgb.reshape(-1, 3).mean(axis=0))
+        return ColourStatsEmbedding(self.name, self.model_id, rgb.shape[:2], rgb, means, thumb, 4, (h, w))
 
     def _predict(self, embedding, prompt, multimask) -> Prediction:
         raise NotImplementedError  # the cache never predicts
@@ -67,8 +74,8 @@ def test_reopen_skips_the_sam_encoder(tiny_sam, tmp_path):
         assert len(calls) == 1
         again = cache.embed(tiny_sam, COFFEE.copy())
         assert len(calls) == 1, "a cached image must not run the encoder"
-        assert torch.equal(again.data["features"], first.data["features"])
-        assert again.data["input_hw"] == first.data["input_hw"] == (698, 1024)  # 150 * 1024 / 220 = 698.2
+        assert torch.equal(again.features, first.features)
+        assert again.input_hw == first.input_hw == (698, 1024)  # 150 * 1024 / 220 = 698.2
         assert (again.backend, again.model_id, again.image_hw) == ("sam", tiny_sam.model_id, (150, 220))
         prompt = Prompt(points=Points([[100, 70]], [1]))
         fresh, cached = tiny_sam.predict(first, prompt), tiny_sam.predict(again, prompt)
@@ -79,7 +86,7 @@ def test_reopen_skips_the_sam_encoder(tiny_sam, tmp_path):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
         recomputed = cache.embed(tiny_sam, COFFEE)
         assert len(calls) == 2
-        assert torch.equal(recomputed.data["features"], first.data["features"])
+        assert torch.equal(recomputed.features, first.features)
         torch.load(path, weights_only=True)  # rewritten whole
     finally:
         handle.remove()
@@ -91,11 +98,11 @@ def test_round_trip_of_tensors_arrays_and_values(tmp_path):
     first = cache.embed(segmenter, CAMERA)
     second = cache.embed(segmenter, CAMERA)
     assert segmenter.calls == 1
-    assert torch.equal(second.data["means"], first.data["means"])
-    assert isinstance(second.data["thumb"], np.ndarray)
-    assert np.array_equal(second.data["thumb"], first.data["thumb"])
-    assert second.data["thumb"].shape == (50, 75)[:2] + (3,)
-    assert second.data["block"] == 4 and tuple(second.data["hw"]) == (200, 300)
+    assert torch.equal(second.means, first.means)
+    assert isinstance(second.thumb, np.ndarray)
+    assert np.array_equal(second.thumb, first.thumb)
+    assert second.thumb.shape == (50, 75)[:2] + (3,)
+    assert second.block == 4 and tuple(second.hw) == (200, 300)
     assert second.image.shape == (200, 300, 3) and second.image_hw == (200, 300)
     # the stored file loads with weights_only: tensors and plain values only
     payload = torch.load(cache.path(cache.key(segmenter, second.image)), weights_only=True)
@@ -115,7 +122,7 @@ def test_corrupt_entry_is_dropped_and_recomputed(tmp_path, damage):
     elif damage == "empty":
         path.write_bytes(b"")
     elif damage == "flip tensor byte":
-        _corrupt_tensor_bytes(path, torch.from_numpy(np.ascontiguousarray(first.data["thumb"])))
+        _corrupt_tensor_bytes(path, torch.from_numpy(np.ascontiguousarray(first.thumb)))
     else:  # another image's valid entry copied over this one
         cache.embed(segmenter, COFFEE)
         path.write_bytes(cache.path(cache.key(segmenter, COFFEE)).read_bytes())
@@ -123,8 +130,68 @@ def test_corrupt_entry_is_dropped_and_recomputed(tmp_path, damage):
     calls_before = segmenter.calls
     again = cache.embed(segmenter, CAMERA)
     assert segmenter.calls == calls_before + 1, f"{damage}: the damaged entry must be recomputed"
-    assert np.array_equal(again.data["thumb"], first.data["thumb"])
+    assert np.array_equal(again.thumb, first.thumb)
     assert cache.embed(segmenter, CAMERA) is not None and segmenter.calls == calls_before + 1
+
+
+def _rewrite_tree(path, change) -> None:
+    """Load an entry, let ``change`` edit its tree (a bit flipped in a value), save it back with the old checksum."""
+    payload = torch.load(path, weights_only=True)
+    change(payload["tree"])
+    torch.save(payload, path)
+
+
+def test_a_changed_non_tensor_value_fails_the_checksum(tiny_sam, tmp_path):
+    """Every value read back is covered: a flipped input_hw would give a permanently wrong mask."""
+    cache = EmbeddingCache(tmp_path)
+    first = cache.embed(tiny_sam, COFFEE)
+    path = cache.path(cache.key(tiny_sam, COFFEE))
+
+    def flip_input_hw(tree) -> None:
+        rows = tree["fields"]["input_hw"]["tuple"]
+        assert rows[0] == 698
+        rows[0] ^= 1 << 3  # 698 -> 690
+
+    _rewrite_tree(path, flip_input_hw)
+    calls = []
+    handle = tiny_sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        again = cache.embed(tiny_sam, COFFEE)
+    finally:
+        handle.remove()
+    assert len(calls) == 1, "the tampered entry must be recomputed"
+    assert again.input_hw == first.input_hw == (698, 1024)
+    assert cache.embed(tiny_sam, COFFEE).input_hw == (698, 1024)  # and stored again whole
+
+    colour = ColourStats()
+    cache.embed(colour, CAMERA)
+    _rewrite_tree(cache.path(cache.key(colour, cache.embed(colour, CAMERA).image)), lambda tree: tree["fields"].update(block=5))
+    assert cache.embed(colour, CAMERA).block == 4 and colour.calls == 2
+
+
+def test_composite_embeddings_round_trip_with_their_parts(tiny_sam, tmp_path):
+    """Parts keep their types, backends and values; re-opening runs no encoder."""
+    from segprompt.backends.persam import PerSamSegmenter
+    from segprompt.compose import ComposedSegmenter
+
+    composed = ComposedSegmenter(PerSamSegmenter(sam=tiny_sam), "classical")  # PerSAM proposes from SAM's embedding
+    cache = EmbeddingCache(tmp_path)
+    first = cache.embed(composed, COFFEE)
+    calls = []
+    handle = tiny_sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        again = cache.embed(composed, COFFEE)
+    finally:
+        handle.remove()
+    assert not calls
+    assert type(again) is type(first) and set(again.parts) == {"proposer", "refiner"}
+    for role in ("proposer", "refiner"):
+        stored, loaded = first.part(role), again.part(role)
+        assert type(loaded) is type(stored) and (loaded.backend, loaded.model_id) == (stored.backend, stored.model_id)
+    assert again.part("proposer").backend == "sam"
+    assert torch.equal(again.part("proposer").features, first.part("proposer").features)
+    assert np.array_equal(again.part("refiner").work, first.part("refiner").work)
+    assert again.part("refiner").scale == first.part("refiner").scale
 
 
 def test_keys_separate_images_backends_and_models(tiny_sam, tmp_path):

@@ -109,12 +109,12 @@ def test_every_combination_of_kinds_is_answered(composed, embedding, reference, 
 
 def test_text_with_an_include_point_refines_the_candidate_box_through_sam(composed, embedding, tiny_clipseg, tiny_sam):
     text = Text("coffee cup")
-    candidate = tiny_clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text))
+    candidate = tiny_clipseg.predict(embedding.part("proposer"), Prompt(text=text))
     assert candidate.masks[0].any()
     points = Points.from_lists([(110, 30)])
     answer = composed.predict(embedding, Prompt(text=text, points=points))
     expected = tiny_sam.predict(
-        composed.part(embedding, "refiner"), Prompt(points=points, box=Box.from_mask(candidate.masks[0]))
+        embedding.part("refiner"), Prompt(points=points, box=Box.from_mask(candidate.masks[0]))
     )
     np.testing.assert_array_equal(answer.masks, expected.masks)
     np.testing.assert_array_equal(answer.scores, expected.scores)
@@ -124,13 +124,13 @@ def test_an_explicit_box_and_mask_replace_the_candidate_box_and_logits(composed,
     prompt = _prompt(("points", "box", "mask", "text"), reference)
     answer = composed.predict(embedding, prompt)
     explicit = Prompt(points=prompt.points, box=prompt.box, mask=prompt.mask)
-    expected = tiny_sam.predict(composed.part(embedding, "refiner"), explicit)
+    expected = tiny_sam.predict(embedding.part("refiner"), explicit)
     np.testing.assert_array_equal(answer.masks, expected.masks)
 
 
 def test_exclude_points_remove_the_candidate(composed, embedding, tiny_clipseg):
     text = Text("coffee cup")
-    candidate = tiny_clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
+    candidate = tiny_clipseg.predict(embedding.part("proposer"), Prompt(text=text)).masks[0]
     rows, cols = np.nonzero(candidate)
     inside = Points.from_lists([], [(cols[0], rows[0])])
     answer = composed.predict(embedding, Prompt(text=text, points=inside))
@@ -144,7 +144,7 @@ def test_exclude_points_remove_the_candidate(composed, embedding, tiny_clipseg):
 def test_geometric_prompts_alone_go_to_the_refiner(composed, embedding, tiny_sam):
     prompt = Prompt(box=Box(60, 10, 140, 80))
     np.testing.assert_array_equal(
-        composed.predict(embedding, prompt).masks, tiny_sam.predict(composed.part(embedding, "refiner"), prompt).masks
+        composed.predict(embedding, prompt).masks, tiny_sam.predict(embedding.part("refiner"), prompt).masks
     )
 
 
@@ -152,7 +152,7 @@ def test_persam_proposer_passes_its_sam_logits_to_the_refiner(tiny_sam, referenc
     persam = PerSamSegmenter(sam=tiny_sam)
     composed = ComposedSegmenter(persam, tiny_sam)
     embedding = composed.embed(IMAGE)
-    candidates = persam.predict(composed.part(embedding, "proposer"), Prompt(reference=reference))
+    candidates = persam.predict(embedding.part("proposer"), Prompt(reference=reference))
     points = Points.from_lists([(110, 30)])
     chosen = choose_candidate(candidates, points.include)
     answer = composed.predict(embedding, Prompt(reference=reference, points=points))
@@ -161,7 +161,7 @@ def test_persam_proposer_passes_its_sam_logits_to_the_refiner(tiny_sam, referenc
         box=Box.from_mask(candidates.masks[chosen]),
         mask=MaskPrompt(candidates.low_res_logits[chosen], "logits"),
     )
-    np.testing.assert_array_equal(answer.masks, tiny_sam.predict(composed.part(embedding, "refiner"), refine).masks)
+    np.testing.assert_array_equal(answer.masks, tiny_sam.predict(embedding.part("refiner"), refine).masks)
     message = "proposer backend 'persam' does not accept text prompts; it accepts reference"
     with pytest.raises(UnsupportedPromptError, match=message):
         composed.predict(embedding, Prompt(text=Text("cup"), points=points))
@@ -197,8 +197,8 @@ def test_created_by_name_and_cached(tmp_path, tiny_sam):
     cache = EmbeddingCache(tmp_path / "cache")
     first = cache.embed(composed, IMAGE)
     again = cache.embed(composed, IMAGE)
-    assert sorted(again.data) == sorted(first.data)
-    assert {key.split(".")[0] for key in first.data} == {"proposer", "refiner"}
+    assert sorted(again.parts) == sorted(first.parts)
+    assert set(first.parts) == {"proposer", "refiner"}
     prompt = Prompt(text=Text("cup"), points=Points.from_lists([(110, 30)]))
     np.testing.assert_array_equal(composed.predict(first, prompt).masks, composed.predict(again, prompt).masks)
     with pytest.raises(SegpromptError, match="options are only used with a backend given by name"):
@@ -210,10 +210,10 @@ def test_classical_refiner_takes_the_candidate_box_but_not_logits(tiny_clipseg):
     composed = ComposedSegmenter(tiny_clipseg, classical)
     embedding = composed.embed(IMAGE)
     text = Text("coffee cup")
-    candidate = tiny_clipseg.predict(composed.part(embedding, "proposer"), Prompt(text=text)).masks[0]
+    candidate = tiny_clipseg.predict(embedding.part("proposer"), Prompt(text=text)).masks[0]
     points = Points.from_lists([(110, 30)])
     answer = composed.predict(embedding, Prompt(text=text, points=points), multimask=False)
     expected = classical.predict(
-        composed.part(embedding, "refiner"), Prompt(points=points, box=Box.from_mask(candidate)), multimask=False
+        embedding.part("refiner"), Prompt(points=points, box=Box.from_mask(candidate)), multimask=False
     )
     np.testing.assert_array_equal(answer.masks, expected.masks)

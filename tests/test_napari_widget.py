@@ -184,7 +184,7 @@ def test_embedding_runs_in_a_worker_and_reopens_from_cache(qtbot, make_napari_vi
     # The GUI thread kept handling timer events while the encoder ran.
     assert sum(ticks_while_busy) >= 3, (first, ticks_while_busy)
     assert widget.session.embedding.model_id == expected.model_id
-    np.testing.assert_allclose(widget.session.embedding.data["features"], expected.data["features"], atol=1e-5)
+    np.testing.assert_allclose(widget.session.embedding.features, expected.features, atol=1e-5)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
 
     started = time.perf_counter()

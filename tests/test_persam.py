@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
+from torchvision.ops import sigmoid_focal_loss
 
 from segprompt.backends import backend_names, create
-from segprompt.backends.base import Embedding
+from segprompt.backends.frame import ModelFrame
 from segprompt.backends.persam import (
     PerSamFSegmenter,
     PerSamSegmenter,
     Personalisation,
     attention_bias,
     cosine_similarity_grid,
+    dice_focal_loss,
     fit_mask_weights,
-    grid_cells,
-    guided_decoder,
-    mask_coverage,
     target_embedding,
 )
-from segprompt.backends.sam import SamSegmenter
+from segprompt.backends.sam import SamEmbedding
 from segprompt.cache import EmbeddingCache
 from segprompt.errors import UnsupportedPromptError
 from segprompt.prompts import Box, Prompt, Text, VisualReference
@@ -56,20 +54,25 @@ def persam(tiny_sam, cache) -> PerSamSegmenter:
 
 
 @pytest.fixture(scope="module")
-def target_embedding_(persam) -> Embedding:
+def target_embedding_(persam) -> SamEmbedding:
     image = np.random.default_rng(2).integers(0, 256, (*TARGET_HW, 3), dtype=np.uint8)
     image[20:70, 100:140] = (200, 40, 40)
     return persam.embed(image)
 
 
-def _embedding_with(features: torch.Tensor, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Embedding:
-    return Embedding(
-        backend="persam",
+def _embedding_with(features: torch.Tensor, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> SamEmbedding:
+    return SamEmbedding(
+        backend="sam",
         model_id="hand-built",
         image_hw=image_hw,
         image=np.zeros((*image_hw, 3), np.uint8),
-        data={"features": features, "input_hw": input_hw},
+        features=features,
+        input_hw=input_hw,
     )
+
+
+#: A 64 x 128 image in SAM's padded frame: 512 x 1024, one feature cell is 2 x 2 image pixels.
+SMALL_FRAME = ModelFrame((64, 128), (512, 1024), 1024)
 
 
 def test_registry_names():
@@ -82,8 +85,8 @@ def test_target_embedding_is_the_mean_feature_over_covered_cells():
     mask = np.zeros((64, 128), bool)
     mask[0:4, 2:6] = True  # cells rows 0-1, cols 1-2
     expected = features[0, :, 0:2, 1:3].mean(dim=(1, 2))
-    assert torch.allclose(target_embedding(features, mask, (512, 1024)), expected, atol=1e-6)
-    coverage = mask_coverage(mask, (512, 1024))
+    assert torch.allclose(target_embedding(features, mask, SMALL_FRAME), expected, atol=1e-6)
+    coverage = SMALL_FRAME.mask_fraction(mask, 64)
     assert coverage.shape == (64, 64)
     assert int((coverage >= 0.5).sum()) == 4
 
@@ -92,7 +95,7 @@ def test_target_embedding_of_a_mask_smaller_than_a_cell_uses_the_best_covered_ce
     features = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
     mask = np.zeros((64, 128), bool)
     mask[10, 21] = True  # a quarter of cell (5, 10)
-    assert torch.allclose(target_embedding(features, mask, (512, 1024)), features[0, :, 5, 10], atol=1e-6)
+    assert torch.allclose(target_embedding(features, mask, SMALL_FRAME), features[0, :, 5, 10], atol=1e-6)
 
 
 def test_location_prior_lies_at_the_similarity_maximum_and_minimum(persam):
@@ -103,7 +106,7 @@ def test_location_prior_lies_at_the_similarity_maximum_and_minimum(persam):
     features[0, :, plus[0], plus[1]] = 3 * target
     features[0, :, minus[0], minus[1]] = -3 * target
     input_hw = (614, 1024)
-    assert grid_cells(TARGET_HW) == (39, 64)
+    assert ModelFrame.padded(TARGET_HW).grid_cells(64) == (39, 64)
 
     grid = cosine_similarity_grid(features, target)
     assert grid[plus].item() == pytest.approx(1.0, abs=1e-5)
@@ -133,40 +136,18 @@ def test_attention_bias_is_the_standardised_sigmoid_inside_the_image_and_zero_on
     assert np.count_nonzero(grid_bias) == 6
 
 
-def test_guided_attention_follows_a_dominant_bias(tiny_sam):
-    attention = tiny_sam.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
-    keys = torch.randn(1, 4096, 256, generator=torch.Generator().manual_seed(4))
-    queries = torch.randn(1, 7, 256, generator=torch.Generator().manual_seed(5))
-    bias = torch.zeros(1, 1, 1, 4096)
-    bias[..., 123] = 50.0  # after the re-normalising softmax, all weight goes to key 123
-    with torch.no_grad(), guided_decoder(tiny_sam.model.mask_decoder, bias, None):
-        guided = tiny_sam.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
-        out = guided(q=queries, k=keys, v=keys)
-        expected = attention.out_proj(attention.v_proj(keys[:, 123]))[:, None].expand(1, 7, 256)
-    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
-
-
-def test_guided_decoder_changes_the_decoding_and_restores_sam(tiny_sam, target_embedding_):
-    sam_embedding = persam_as_sam(tiny_sam, target_embedding_)
-    tensors = tiny_sam.prompt_tensors(Prompt(points=_points()), TARGET_HW)
-    plain, _ = tiny_sam.decode(sam_embedding, **tensors, multimask=False)
-    bias = torch.rand(1, 1, 1, 4096, generator=torch.Generator().manual_seed(6))
-    target = torch.randn(256, generator=torch.Generator().manual_seed(7))
-    with guided_decoder(tiny_sam.model.mask_decoder, bias, target):
-        guided, _ = tiny_sam.decode(sam_embedding, **tensors, multimask=False)
+def test_guidance_changes_the_decoding_and_leaves_sam_unchanged(persam, tiny_sam, target_embedding_):
+    prompt = Prompt(points=_points())
+    plain, _, _ = tiny_sam.decode(target_embedding_, [prompt], multimask=False)
+    guidance = persam.guidance(target_embedding_, torch.randn(256, generator=torch.Generator().manual_seed(7)))
+    guided, _, _ = tiny_sam.decode(target_embedding_, [prompt], multimask=False, guidance=guidance)
     assert not torch.allclose(plain, guided)
-    with pytest.raises(RuntimeError, match="boom"), guided_decoder(tiny_sam.model.mask_decoder, bias, target):
-        raise RuntimeError("boom")
     transformer = tiny_sam.model.mask_decoder.transformer
     assert all(type(layer) is TwoWayAttentionBlock for layer in transformer.layers)
     assert all(type(layer.cross_attn_token_to_image) is Attention for layer in transformer.layers)
     assert type(transformer.final_attn_token_to_image) is Attention
-    again, _ = tiny_sam.decode(sam_embedding, **tensors, multimask=False)
+    again, _, _ = tiny_sam.decode(target_embedding_, [prompt], multimask=False)
     assert torch.equal(plain, again)
-
-
-def persam_as_sam(sam: SamSegmenter, embedding: Embedding) -> Embedding:
-    return Embedding("sam", sam.model_id, embedding.image_hw, embedding.image, embedding.data)
 
 
 def _points():
@@ -217,6 +198,19 @@ def test_reference_embedding_goes_through_the_cache(persam, reference, cache):
     assert persam.personalise(reference) is persam.personalise(reference)
 
 
+def test_dice_focal_loss_and_gradient_equal_torch_autograd():
+    generator = torch.Generator().manual_seed(8)
+    logits = (6 * torch.randn(40, 30, generator=generator, dtype=torch.float64)).requires_grad_()
+    target = (torch.rand(40, 30, generator=generator, dtype=torch.float64) > 0.6).double()
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    expected = dice + sigmoid_focal_loss(logits, target, alpha=0.25, gamma=2.0, reduction="mean")
+    expected.backward()
+    loss, gradient = dice_focal_loss(logits.detach().numpy().ravel(), target.numpy().ravel())
+    assert loss == pytest.approx(float(expected), rel=1e-12)
+    np.testing.assert_allclose(gradient, logits.grad.numpy().ravel(), rtol=1e-9, atol=1e-15)
+
+
 def _hand_loss(logits: np.ndarray, target: np.ndarray) -> float:
     p = 1 / (1 + np.exp(-logits))
     dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
@@ -250,14 +244,13 @@ def test_persam_f_fits_two_weights_once_per_reference(tiny_sam, cache, reference
     assert personalisation.mask_weights.shape == (3,) and personalisation.losses.shape == (30,)
     assert personalisation.mask_weights.sum() == pytest.approx(1.0, abs=1e-6)
     assert persam_f.personalise(reference) is personalisation
-    embedding = dataclasses.replace(target_embedding_, backend="persam-f")
-    trace = persam_f.run(embedding, personalisation)
+    trace = persam_f.run(target_embedding_, personalisation)
     assert trace.stages[0].masks.shape == (1, *TARGET_HW)  # the blend of three
     assert trace.stages[-1].masks.shape == (3, *TARGET_HW)
 
 
 def test_personalisation_of_a_hand_given_target_matches_locate(persam, target_embedding_):
-    target = target_embedding_.data["features"][0, :, 5, 7].clone()
+    target = target_embedding_.features[0, :, 5, 7].clone()
     trace = persam.run(target_embedding_, Personalisation(target))
     similarity, points = persam.locate(target_embedding_, target)
     assert trace.points == points

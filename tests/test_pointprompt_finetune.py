@@ -10,6 +10,7 @@ from skimage import data
 from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import build_sam
 from segprompt.errors import SegpromptError
+from segprompt.backends.frame import ModelFrame
 from segprompt.pointprompt.finetune import FinetuneConfig, FinetuneExample, finetune_sam, low_res_target
 from segprompt.pointprompt.strategies import Target, create_strategy, strategy_rng
 
@@ -34,7 +35,7 @@ def examples():
 def test_low_res_target_follows_sams_resize_and_padding():
     mask = np.zeros((100, 200), bool)
     mask[:, :100] = True  # left half of a 2:1 image
-    target = low_res_target(mask, (512, 1024))
+    target = low_res_target(mask, ModelFrame(mask.shape, (512, 1024), 1024))
     assert target.shape == (1, 1, 256, 256)
     # The image fills the top 128 low-res rows; its left half is the first 128 columns.
     assert target[0, 0, :128, :126].min() == 1.0 and target[0, 0, :128, 130:].max() == 0.0

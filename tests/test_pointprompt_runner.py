@@ -17,7 +17,6 @@ from segprompt.datasets import open_dataset, write_prompts_json
 from segprompt.io import write_image, write_mask
 from segprompt.pointprompt import BenchmarkConfig, PointCounts, run_benchmark
 from segprompt.pointprompt.results import COLUMNS, RESULTS_FORMAT, read_rows
-from segprompt.pointprompt.runner import feature_grid
 from segprompt.prompts import Points, Prompt
 from segprompt.runstore import DamagedRunFileError, RowLog, RunStoreError
 
@@ -115,7 +114,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(dataset_dir, segmen
 
 def test_feature_grid_crops_sam_features_to_the_image(segmenter):
     embedding = segmenter.embed(np.zeros((64, 96, 3), np.uint8))
-    grid = feature_grid(embedding)
+    grid = embedding.feature_map()
     # 64x96 -> input 683x1024 -> ceil(683 / 16) = 43 rows of 64 cells.
     assert grid.shape == (43, 64, 256) and grid.dtype == np.float32
 

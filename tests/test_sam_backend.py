@@ -9,7 +9,8 @@ from segment_anything import SamPredictor
 from skimage import data as skdata
 
 from segprompt.backends import create
-from segprompt.backends.sam import SamSegmenter, binary_mask_to_logits, upsample_logits
+from segprompt.backends.sam import SamSegmenter, binary_mask_to_logits
+from segprompt.backends.sam_decoder import upsample_logits
 from segprompt.backends.sam_arch import build_sam
 from segprompt.errors import PromptError, UnsupportedPromptError
 from segprompt.prompts import Box, MaskPrompt, Points, Prompt, Text
@@ -53,7 +54,7 @@ def _prompts(height: int, width: int) -> list[tuple[str, Prompt, dict]]:
 @pytest.mark.parametrize("multimask", [True, False])
 def test_predict_equals_sam_predictor(setup, tiny_sam, multimask):
     image, embedding, predictor = setup
-    assert torch.equal(embedding.data["features"], predictor.features)
+    assert torch.equal(embedding.features, predictor.features)
     for name, prompt, kwargs in _prompts(*image.shape[:2]):
         ours = tiny_sam.predict(embedding, prompt, multimask=multimask)
         masks, scores, low_res = predictor.predict(**kwargs, multimask_output=multimask)
@@ -85,11 +86,11 @@ def test_embedding_layout(setup):
     height, width = image.shape[:2]
     assert embedding.backend == "sam"
     assert embedding.image_hw == (height, width)
-    assert embedding.data["features"].shape == (1, 256, 64, 64)
-    assert embedding.data["features"].dtype == torch.float32
+    assert embedding.features.shape == (1, 256, 64, 64)
+    assert embedding.features.dtype == torch.float32
     long_side = max(height, width)
     expected = (int(height * 1024 / long_side + 0.5), int(width * 1024 / long_side + 0.5))
-    assert embedding.data["input_hw"] == expected
+    assert embedding.input_hw == expected
     assert max(expected) == 1024
 
 

@@ -81,9 +81,10 @@ def _prompts(image: np.ndarray) -> dict[str, Prompt]:
     }
 
 
-def _pipeline(name: str, reference, backend, image: np.ndarray, prompt: Prompt, multimask: bool):
+def _pipeline(name: str, reference, backend, embedding, prompt: Prompt, multimask: bool):
     """transformers' own path: processor(image, prompt) -> model(pixel_values, ...) -> post_process_masks."""
     model, processor = reference
+    image = embedding.image
     hq = name == "sam-hq"
     kwargs = {}
     if prompt.points is not None:
@@ -95,7 +96,7 @@ def _pipeline(name: str, reference, backend, image: np.ndarray, prompt: Prompt, 
     inputs = processor(images=image, return_tensors="pt", **kwargs)
     if prompt.mask is not None:
         # The models take low-resolution logits; a binary mask is put in the model's frame first.
-        logits = backend.mask_logits(prompt, image.shape[:2])
+        logits = backend.mask_logits(prompt, embedding.frame)
         inputs["input_masks"] = torch.from_numpy(logits)[None, None]
     extra = {"hq_token_only": False} if hq else {}
     forward = {k: v for k, v in inputs.items() if k not in ("original_sizes", "reshaped_input_sizes")}
@@ -114,7 +115,7 @@ def test_masks_and_scores_equal_the_transformers_pipeline(backends, references, 
     cases = [(kind, prompt, True) for kind, prompt in _prompts(image).items()] + [("points", _prompts(image)["points"], False)]
     for kind, prompt, multimask in cases:
         answer = backend.predict(embedding, prompt, multimask=multimask)
-        masks, scores, low_res = _pipeline(name, references[name], backend, image, prompt, multimask)
+        masks, scores, low_res = _pipeline(name, references[name], backend, embedding, prompt, multimask)
         assert answer.masks.shape == (3 if multimask else 1, *image.shape[:2]), kind
         np.testing.assert_array_equal(answer.masks, masks, err_msg=f"{name} {image_key} {kind}")
         np.testing.assert_array_equal(answer.scores, scores, err_msg=f"{name} {image_key} {kind}")
@@ -122,7 +123,7 @@ def test_masks_and_scores_equal_the_transformers_pipeline(backends, references, 
     # The logits fed back as a mask prompt are the pipeline's input_masks, as in SAM's refinement loop.
     first = backend.predict(embedding, _prompts(image)["points"])
     refine = Prompt(mask=MaskPrompt(first.low_res_logits[first.best], "logits"), points=_prompts(image)["points"].points)
-    masks, scores, _ = _pipeline(name, references[name], backend, image, refine, True)
+    masks, scores, _ = _pipeline(name, references[name], backend, embedding, refine, True)
     np.testing.assert_array_equal(backend.predict(embedding, refine).masks, masks)
 
 
@@ -208,7 +209,7 @@ def test_variants_pick_the_released_checkpoints(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_cli_segment_writes_the_pipelines_mask(folders, references, backends, tmp_path, name):
+def test_cli_segment_writes_the_pipelines_mask(folders, references, backends, embeddings, tmp_path, name):
     from segprompt.cli import main
     from segprompt.io import read_mask, write_image
 
@@ -218,7 +219,7 @@ def test_cli_segment_writes_the_pipelines_mask(folders, references, backends, tm
                  "--out", str(out)])
     assert code == 0
     prompt = Prompt(points=Points.from_lists([(60, 40)]))
-    masks, _, _ = _pipeline(name, references[name], backends[name], PORTRAIT, prompt, multimask=False)
+    masks, _, _ = _pipeline(name, references[name], backends[name], embeddings[(name, "portrait")], prompt, multimask=False)
     np.testing.assert_array_equal(read_mask(out), masks[0].astype(np.uint8) * 255)
 
 

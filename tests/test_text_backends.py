@@ -144,7 +144,7 @@ def test_registry_knows_the_backends():
 def test_clipseg_text_matches_the_full_model(clipseg, image):
     embedding = clipseg.embed(image)
     layers = len(clipseg.model.extract_layers)
-    assert embedding.data["activations"].shape == (layers, 1, 1 + 6 * 6, 32)  # 96 / 16 = 6 patches a side
+    assert embedding.activations.shape == (layers, 1, 1 + 6 * 6, 32)  # 96 / 16 = 6 patches a side
     prompt = Prompt(text=Text("a photo of a person"))
     prediction = clipseg.predict(embedding, prompt)
 
@@ -212,9 +212,10 @@ def test_clipseg_embedding_survives_the_cache(clipseg, image, tmp_path):
 
 
 def test_owlv2_text_detections_match_the_processor(owlv2, owlv2_embedding, image):
-    assert owlv2_embedding.data["detector.feature_map"].shape == (1, 4, 4, 32)
-    assert owlv2_embedding.data["sam.features"].shape == (1, 256, 64, 64)
-    mine = owlv2.detect_from({"feature_map": owlv2_embedding.data["detector.feature_map"]}, (HEIGHT, WIDTH), Prompt(text=Text("a face")))
+    assert owlv2_embedding.part("detector").feature_map.shape == (1, 4, 4, 32)
+    assert owlv2_embedding.part("sam").features.shape == (1, 256, 64, 64)
+    assert owlv2_embedding.part("detector").image_hw == (HEIGHT, WIDTH)
+    mine = owlv2.detect_from(owlv2_embedding.part("detector"), Prompt(text=Text("a face")))
 
     inputs = owlv2.processor(text=[["a face"]], images=[image], return_tensors="pt")
     with torch.no_grad():
@@ -290,18 +291,18 @@ def test_owlv2_rejects_points(owlv2, owlv2_embedding):
 
 def test_grounding_dino_detections_match_the_processor(gdino, gdino_embedding, image):
     # 48 x 80 with shortest side 128 would be 128 x 213 > 160, so the longest side becomes 160: 96 x 160.
-    assert gdino_embedding.data["detector.pixel_values"].shape == (1, 3, 96, 160)
+    assert gdino_embedding.part("detector").pixel_values.shape == (1, 3, 96, 160)
     inputs = gdino.processor(images=[image], text=["A Person"], return_tensors="pt")
-    torch.testing.assert_close(gdino_embedding.data["detector.pixel_values"], inputs["pixel_values"])
+    torch.testing.assert_close(gdino_embedding.part("detector").pixel_values, inputs["pixel_values"])
     assert gdino.processor.tokenizer.decode(inputs["input_ids"][0]) == "[CLS] a person. [SEP]"
     with torch.no_grad():
         outputs = gdino.model(**inputs)
     expected = gdino.processor.post_process_grounded_object_detection(
         outputs, inputs["input_ids"], threshold=0.0, text_threshold=0.25, target_sizes=[(HEIGHT, WIDTH)]
     )[0]
-    mine = gdino.detect_from(
-        {"pixel_values": inputs["pixel_values"], "pixel_mask": inputs["pixel_mask"]}, (HEIGHT, WIDTH), Prompt(text=Text("A Person"))
-    )
+    detector = gdino_embedding.part("detector")
+    torch.testing.assert_close(detector.pixel_mask, inputs["pixel_mask"])
+    mine = gdino.detect_from(detector, Prompt(text=Text("A Person")))
     order = np.argsort(-expected["scores"].numpy(), kind="stable")
     np.testing.assert_allclose(mine.scores, expected["scores"].numpy()[order], atol=1e-5)
     np.testing.assert_allclose(mine.boxes, expected["boxes"].numpy()[order], atol=1e-3)
@@ -348,7 +349,7 @@ def test_seggpt_matches_the_processor_pipeline(seggpt, image, reference):
         images=image, prompt_images=reference.image.copy(), prompt_masks=reference.mask.astype(np.uint8),
         num_labels=1, return_tensors="pt",
     )
-    torch.testing.assert_close(embedding.data["pixel_values"], inputs["pixel_values"])
+    torch.testing.assert_close(embedding.pixel_values, inputs["pixel_values"])
     with torch.no_grad():
         outputs = seggpt.model(**inputs)
     expected = seggpt.processor.post_process_semantic_segmentation(

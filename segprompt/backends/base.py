@@ -15,35 +15,76 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Iterator, Literal, Sequence
 
 import numpy as np
 
-from ..errors import UnsupportedPromptError
+from ..errors import SegpromptError, UnsupportedPromptError
 from ..io import to_rgb_uint8
 from ..progress import ProgressCallback, no_progress
 from ..prompts import Prompt
 
-@dataclass
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(eq=False)
 class Embedding:
     """The prompt-independent result of :meth:`Segmenter.embed` for one image.
 
+    Each backend family returns its own subclass holding what its decoder
+    reads as typed fields (e.g. :class:`~segprompt.backends.sam.SamEmbedding`:
+    SAM's features and frame); this base holds what every embedding has.
+
     Attributes:
-        backend: registry name of the backend that made it.
+        backend: registry name of the backend whose encoder made it.
         model_id: identifies the weights (e.g. ``"vit_b:<sha256 prefix>"``);
-            an embedding is only valid for the same backend and model id.
+            an embedding is only valid for the same backend and model id
+            (see :attr:`Segmenter.embedding_source`).
         image_hw: ``(H, W)`` of the original image.
         image: the ``(H, W, 3)`` uint8 RGB image itself (classical backends and
             composition need the pixels).
-        data: backend-specific tensors/arrays (e.g. SAM's image features).
     """
 
     backend: str
     model_id: str
     image_hw: tuple[int, int]
     image: np.ndarray
-    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def stored_fields(cls) -> tuple[str, ...]:
+        """The family's own fields, which :class:`~segprompt.cache.EmbeddingCache` stores.
+
+        The base fields come from the cache key and the image; fields declared
+        with ``init=False`` (per-process state such as a decoder context) are
+        rebuilt, never stored.
+        """
+        base = {item.name for item in dataclasses.fields(Embedding)}
+        return tuple(item.name for item in dataclasses.fields(cls) if item.init and item.name not in base)
+
+    def feature_map(self) -> np.ndarray | None:
+        """``(h, w, C)`` float32 model features over the image (for feature-based point strategies), or ``None``."""
+        return None
+
+
+@dataclass(eq=False)
+class CompositeEmbedding(Embedding):
+    """The embeddings of the backends that make up one backend, by role, on one image.
+
+    E.g. :class:`~segprompt.compose.ComposedSegmenter`'s ``"proposer"`` and
+    ``"refiner"``, a detector + SAM backend's ``"detector"`` and ``"sam"``.
+    Each part keeps the backend and model id of the encoder that made it, so
+    it goes to that backend unchanged.
+    """
+
+    parts: dict[str, Embedding]
+
+    def part(self, role: str) -> Embedding:
+        """The embedding of ``role``."""
+        if role not in self.parts:
+            raise SegpromptError(f"{self.backend}: the embedding has no {role!r} part; it has {sorted(self.parts)}")
+        return self.parts[role]
 
 
 @dataclass
@@ -121,6 +162,16 @@ class Segmenter(ABC):
         """Identifies the weights; part of the embedding cache key."""
         return self.name
 
+    @property
+    def embedding_source(self) -> tuple[str, str]:
+        """``(backend, model_id)`` of the encoder whose embeddings this backend answers from.
+
+        A backend's own by default; one that reuses another backend's encoder
+        (PerSAM answers from its SAM's embeddings) names that one, so the two
+        share embeddings and cache entries.
+        """
+        return self.name, self.model_id
+
     @abstractmethod
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
         """Compute the prompt-independent embedding of an ``(H, W[, C])`` image."""
@@ -139,11 +190,7 @@ class Segmenter(ABC):
             ValueError: the embedding came from another backend or model.
         """
         self.check_prompt(prompt)
-        if embedding.backend != self.name or embedding.model_id != self.model_id:
-            raise ValueError(
-                f"embedding was made by backend {embedding.backend!r} / model {embedding.model_id!r}, "
-                f"not {self.name!r} / {self.model_id!r}"
-            )
+        self.check_embedding(embedding)
         prompt.validate_for(embedding.image_hw)
         return self._predict(embedding, prompt, multimask)
 
@@ -151,6 +198,25 @@ class Segmenter(ABC):
         """Embed and predict in one call (no cache)."""
         self.check_prompt(prompt)
         return self.predict(self.embed(image), prompt, multimask)
+
+    def check_embedding(self, embedding: Embedding) -> None:
+        """Raise ``ValueError`` unless ``embedding`` was made by :attr:`embedding_source`."""
+        backend, model_id = self.embedding_source
+        if embedding.backend != backend or embedding.model_id != model_id:
+            raise ValueError(
+                f"embedding was made by backend {embedding.backend!r} / model {embedding.model_id!r}, "
+                f"not {backend!r} / {model_id!r}"
+            )
+
+    def check_prompts(self, embedding: Embedding, prompts: Sequence[Prompt]) -> None:
+        """Check ``embedding`` and every prompt as :meth:`predict` does; an error names the prompt's index."""
+        self.check_embedding(embedding)
+        for index, prompt in enumerate(prompts):
+            try:
+                self.check_prompt(prompt)
+                prompt.validate_for(embedding.image_hw)
+            except SegpromptError as exc:
+                raise type(exc)(f"prompts[{index}]: {exc}") from exc
 
     def check_prompt(self, prompt: Prompt) -> None:
         """Raise :class:`UnsupportedPromptError` unless every part of ``prompt`` is accepted."""
@@ -166,3 +232,85 @@ class Segmenter(ABC):
     @staticmethod
     def _rgb(image: np.ndarray) -> np.ndarray:
         return to_rgb_uint8(image)
+
+
+#: Which of a prompt's candidate masks a batch returns: every one, the highest-scored, or ``masks[0]``.
+CandidateSelection = Literal["all", "best", "first"]
+
+
+@dataclass
+class CandidateBatch:
+    """A backend's answers to some of the prompts given to :meth:`BatchPredictor.predict_batches`.
+
+    Tensors stay on the model's device. ``K`` is the number of candidates per
+    prompt (3 multimask, else 1), ``K'`` how many came back (``K`` for
+    ``"all"``, else 1).
+
+    Attributes:
+        indices: the ``B`` positions of these prompts in the list given.
+        masks: ``(B, K', H, W)`` bool masks in original-image pixels.
+        candidates: ``(B, K')`` int64 index in ``0..K-1`` of each returned mask.
+        scores: ``(B, K)`` float32 predicted quality of every candidate.
+        low_res_logits: ``(B, K', L, L)`` float32 logits of the returned masks
+            (``keep_logits=True`` and a backend that has them), else ``None``.
+        n_exact: prompts the backend decoded again to be exact (see ``exact``).
+    """
+
+    indices: list[int]
+    masks: torch.Tensor
+    candidates: torch.Tensor
+    scores: torch.Tensor
+    low_res_logits: torch.Tensor | None = None
+    n_exact: int = 0
+
+
+class BatchPredictor(ABC):
+    """Capability a backend declares by inheriting it: decoding many prompts on one embedding in batches.
+
+    SAM-like backends answer a whole benchmark's prompts this way (see
+    :func:`segprompt.evaluation.score_prompts`), computing only the selected
+    candidates and keeping every tensor on the model's device.
+    """
+
+    @abstractmethod
+    def predict_batches(
+        self,
+        embedding: Embedding,
+        prompts: Sequence[Prompt],
+        *,
+        multimask: bool = True,
+        select: CandidateSelection = "best",
+        keep_logits: bool = False,
+        exact: bool = False,
+        chunk_size: int = 4,
+    ) -> Iterator[CandidateBatch]:
+        """Answer every prompt, in batches of at most ``chunk_size``, each prompt exactly once.
+
+        Checks the embedding and every prompt before decoding anything.
+
+        Args:
+            embedding: from this backend's :meth:`Segmenter.embed`.
+            prompts: ``N`` prompts, checked as :meth:`Segmenter.predict` checks them.
+            multimask: the backend's several candidates, or its single mask.
+            select: which candidates come back (see :class:`CandidateBatch`).
+            keep_logits: also return the returned masks' low-resolution logits.
+            exact: the same masks as :meth:`Segmenter.predict` bit for bit
+                where a faster numerical path could differ (backend-defined).
+            chunk_size: prompts decoded together.
+
+        Raises:
+            UnsupportedPromptError, PromptError: as :meth:`Segmenter.predict`,
+                naming the prompt index.
+            ValueError: embedding from another model, unknown ``select``.
+        """
+
+
+__all__ = [
+    "BatchPredictor",
+    "CandidateBatch",
+    "CandidateSelection",
+    "CompositeEmbedding",
+    "Embedding",
+    "Prediction",
+    "Segmenter",
+]

@@ -96,12 +96,15 @@ Every candidate's score is in ``[0, 1]`` and means:
   ellipse scores 0: the clicks are the user correcting GrabCut, and a tight
   box no longer describes what they asked for.
 
-GrabCut's k-means initialisation draws from OpenCV's global random generator;
-it is re-seeded before every call, so results are deterministic.
+GrabCut's k-means initialisation draws from OpenCV's default random generator,
+which is per thread (``cv::theRNG()`` is thread-local); it is re-seeded in the
+calling thread before every call, so results are deterministic, also when
+several threads segment at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import cv2
@@ -219,6 +222,8 @@ def _grabcut(image: np.ndarray, labels: np.ndarray, roi: np.ndarray) -> np.ndarr
     crop = cv2.cvtColor(np.ascontiguousarray(image[r0:r1, c0:c1]), cv2.COLOR_RGB2BGR)
     padded = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     padded_labels = cv2.copyMakeBorder(crop_labels, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=int(cv2.GC_BGD))
+    # OpenCV's default RNG (cv::theRNG(), which GrabCut's k-means initialisation draws from) is
+    # thread-local: seeding it here seeds this thread's only, so concurrent calls stay deterministic.
     cv2.setRNGSeed(GRABCUT_SEED)
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
@@ -273,6 +278,19 @@ def _random_walker(
     return out
 
 
+@dataclass(eq=False)
+class ClassicalEmbedding(Embedding):
+    """The image and its working copy.
+
+    Attributes:
+        work: ``(h, w, 3)`` uint8 RGB working copy (longest side <= :data:`WORK_SIDE`).
+        scale: working size / original size (at most 1).
+    """
+
+    work: np.ndarray
+    scale: float
+
+
 @register
 class ClassicalSegmenter(Segmenter):
     """GrabCut segmentation with shape priors, without any learned weights (see the module docstring)."""
@@ -287,19 +305,15 @@ class ClassicalSegmenter(Segmenter):
             raise SegpromptError(f"click_method {click_method!r} is not one of {', '.join(CLICK_METHODS)}")
         self.click_method = click_method
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Keep the RGB image and its working copy.
-
-        ``data``: ``"scale"`` (working size / original size) and ``"work"``, the
-        ``(h, w, 3)`` uint8 RGB working copy (longest side <= :data:`WORK_SIDE`).
-        """
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> ClassicalEmbedding:
+        """Keep the RGB image and its working copy (see :class:`ClassicalEmbedding`)."""
         rgb = self._rgb(image)
         progress(0, 1, "classical: preparing working copy")
         height, width = rgb.shape[:2]
         scale = min(1.0, WORK_SIDE / max(height, width))
-        data = {"scale": scale, "work": self._resize(rgb, scale)}
+        work = self._resize(rgb, scale)
         progress(1, 1, "classical: ready")
-        return Embedding(self.name, self.model_id, (height, width), rgb, data)
+        return ClassicalEmbedding(self.name, self.model_id, (height, width), rgb, work, scale)
 
     @staticmethod
     def _resize(image: np.ndarray, scale: float) -> np.ndarray:
@@ -337,8 +351,7 @@ class ClassicalSegmenter(Segmenter):
     def _grabcut_candidates(
         self, embedding: Embedding, prompt: Prompt
     ) -> tuple[list[np.ndarray], list[float], list[str]]:
-        work = embedding.data["work"]
-        scale = embedding.data["scale"]
+        work, scale = embedding.work, embedding.scale
         shape = work.shape[:2]
         include, exclude = self._points_in(prompt, scale)
         radius = max(2.0, SEED_RADIUS_FRACTION * max(shape))
@@ -422,9 +435,9 @@ class ClassicalSegmenter(Segmenter):
     def _click_candidates(
         self, embedding: Embedding, prompt: Prompt
     ) -> tuple[list[np.ndarray], list[float], list[str]]:
-        work = embedding.data["work"]
+        work = embedding.work
         shape = work.shape[:2]
-        include, exclude = self._points_in(prompt, embedding.data["scale"])
+        include, exclude = self._points_in(prompt, embedding.scale)
         if len(include) == 0:
             # Only exclude points: nothing was asked for.
             return [np.zeros(shape, bool)], [0.0], ["empty: no include point"]

@@ -26,6 +26,7 @@ probability inside the mask (0 for an empty mask).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -42,6 +43,19 @@ from ..progress import ProgressCallback, no_progress
 from .probability import ProbabilityPrediction
 
 DEFAULT_HUB_ID = "CIDAS/clipseg-rd64-refined"
+
+
+@dataclass(eq=False)
+class ClipSegEmbedding(Embedding):
+    """CLIP's vision tower on one image, as CLIPSeg's decoder reads it.
+
+    Attributes:
+        activations: ``(L, 1, 1 + P, D)`` float32 hidden states of the layers
+            ``config.extract_layers`` (``L`` of them) for the ``P`` patches plus
+            the class token.
+    """
+
+    activations: torch.Tensor
 
 
 def highlight_reference(
@@ -121,13 +135,8 @@ class ClipSegSegmenter(Segmenter):
         """``(1, 3, S, S)`` float32: the processor's resize to ``S x S`` and ImageNet normalisation."""
         return self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values.to(self.device)
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Run CLIP's vision tower once.
-
-        ``data["activations"]``: ``(L, 1, 1 + P, D)`` float32, the hidden states
-        of the layers ``config.extract_layers`` (``L`` of them) for the ``P``
-        patches plus the class token, which is all the decoder reads.
-        """
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> ClipSegEmbedding:
+        """Run CLIP's vision tower once (see :class:`ClipSegEmbedding`)."""
         rgb = self._rgb(image)
         progress(0, 1, "CLIPSeg: encoding the image")
         with torch.inference_mode():
@@ -136,7 +145,7 @@ class ClipSegSegmenter(Segmenter):
             )
         activations = torch.stack([vision.hidden_states[i + 1] for i in self.model.extract_layers])
         progress(1, 1, "CLIPSeg: image encoded")
-        return Embedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, {"activations": activations.cpu()})
+        return ClipSegEmbedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, activations)
 
     def conditional_embedding(self, prompt: Prompt) -> torch.Tensor:
         """``(1, projection_dim)`` float32: what CLIPSeg's decoder is conditioned on (see module docstring)."""
@@ -156,9 +165,9 @@ class ClipSegSegmenter(Segmenter):
                 parts.append(self.model.get_conditional_embeddings(batch_size=1, conditional_pixel_values=visual))
         return torch.stack(parts).mean(dim=0)
 
-    def logits(self, embedding: Embedding, prompt: Prompt) -> torch.Tensor:
+    def logits(self, embedding: ClipSegEmbedding, prompt: Prompt) -> torch.Tensor:
         """``(S, S)`` float32 decoder logits on the processor's square (no checks; :meth:`predict` checks)."""
-        activations = embedding.data["activations"].to(self.device)
+        activations = embedding.activations.to(self.device)
         with torch.inference_mode():
             decoded = self.model.decoder(tuple(activations), self.conditional_embedding(prompt))
         return decoded.logits.reshape(decoded.logits.shape[-2:])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,11 +26,8 @@ from torchvision.ops import nms
 from ..errors import SegpromptError
 from ..hub import PretrainedModel
 from ..prompts import Box, Prompt
-from .base import Embedding, Prediction, Segmenter
+from .base import CompositeEmbedding, Embedding, Prediction, Segmenter
 from ..progress import ProgressCallback, no_progress
-
-_DETECTOR = "detector."
-_SAM = "sam."
 
 
 @dataclass
@@ -126,56 +122,42 @@ class DetectorSamSegmenter(Segmenter):
         return f"{self.detector_id}+sam-{self.sam.model_id}"
 
     @abstractmethod
-    def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
-        """The detector's prompt-independent tensors for an ``(H, W, 3)`` uint8 image."""
+    def embed_detector(self, rgb: np.ndarray) -> Embedding:
+        """The detector's prompt-independent part for an ``(H, W, 3)`` uint8 image (backend :attr:`name`, model :attr:`detector_id`)."""
 
     @abstractmethod
-    def detect_from(self, data: dict[str, Any], image_hw: tuple[int, int], prompt: Prompt) -> Detections:
-        """Detections for ``prompt`` from :meth:`embed_detector`'s ``data`` (boxes in original pixels)."""
+    def detect_from(self, detector: Embedding, prompt: Prompt) -> Detections:
+        """Detections for ``prompt`` from :meth:`embed_detector`'s embedding (boxes in original pixels)."""
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Detector tensors (``data["detector.*"]``) and SAM's embedding (``data["sam.*"]``)."""
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> CompositeEmbedding:
+        """The detector's embedding (part ``"detector"``) and SAM's (part ``"sam"``)."""
         rgb = self._rgb(image)
         progress(0, 2, f"{self.name}: detector image features")
-        data = {_DETECTOR + key: value for key, value in self.embed_detector(rgb).items()}
+        detector = self.embed_detector(rgb)
         progress(1, 2, f"{self.name}: SAM image embedding")
-        sam_embedding = self.sam.embed(rgb)
-        data.update({_SAM + key: value for key, value in sam_embedding.data.items()})
+        parts = {"detector": detector, "sam": self.sam.embed(rgb)}
         progress(2, 2, f"{self.name}: image encoded")
-        return Embedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, data)
+        return CompositeEmbedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, parts)
 
-    @staticmethod
-    def _part(embedding: Embedding, prefix: str) -> dict[str, Any]:
-        return {key[len(prefix) :]: value for key, value in embedding.data.items() if key.startswith(prefix)}
-
-    def detect(self, embedding: Embedding, prompt: Prompt) -> Detections:
+    def detect(self, embedding: CompositeEmbedding, prompt: Prompt) -> Detections:
         """Detections for ``prompt`` above the threshold, clipped to the image, suppressed, best first."""
         self.check_prompt(prompt)
-        self._check_embedding(embedding)
+        self.check_embedding(embedding)
         prompt.validate_for(embedding.image_hw)
         return self._detections(embedding, prompt)
 
-    def _detections(self, embedding: Embedding, prompt: Prompt) -> Detections:
-        detections = self.detect_from(self._part(embedding, _DETECTOR), embedding.image_hw, prompt)
+    def _detections(self, embedding: CompositeEmbedding, prompt: Prompt) -> Detections:
+        detections = self.detect_from(embedding.part("detector"), prompt)
         return detections.clipped(embedding.image_hw).suppressed(self.nms_threshold)
 
-    def _check_embedding(self, embedding: Embedding) -> None:
-        if embedding.backend != self.name or embedding.model_id != self.model_id:
-            raise ValueError(
-                f"embedding was made by backend {embedding.backend!r} / model {embedding.model_id!r}, "
-                f"not {self.name!r} / {self.model_id!r}"
-            )
-
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
+    def _predict(self, embedding: CompositeEmbedding, prompt: Prompt, multimask: bool) -> Prediction:
         """Top-``top_k`` detections (top 1 without ``multimask``), each a SAM box prompt."""
         detections = self._detections(embedding, prompt)
         count = min(len(detections), self.top_k if multimask else 1)
         height, width = embedding.image_hw
         if count == 0:
             return Prediction(np.zeros((1, height, width), bool), np.zeros(1, np.float32))
-        sam_embedding = Embedding(
-            self.sam.name, self.sam.model_id, embedding.image_hw, embedding.image, self._part(embedding, _SAM)
-        )
+        sam_embedding = embedding.part("sam")
         masks, scores, logits = [], [], []
         for box, detector_score in zip(detections.boxes[:count], detections.scores[:count]):
             # One mask per box: SAM's own advice for box prompts, which are unambiguous.

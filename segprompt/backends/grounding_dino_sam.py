@@ -14,8 +14,8 @@ gives original-image pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,10 +23,23 @@ import torch
 from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
-from .base import Segmenter
+from .base import Embedding, Segmenter
 from .detector_sam import Detections, DetectorSamSegmenter
 
 DEFAULT_HUB_ID = "IDEA-Research/grounding-dino-tiny"
+
+
+@dataclass(eq=False)
+class GroundingDinoEmbedding(Embedding):
+    """Grounding DINO's image input (its encoder fuses image and text, so it runs per prompt).
+
+    Attributes:
+        pixel_values: ``(1, 3, h, w)`` float32 (shortest side 800, longest at most 1333).
+        pixel_mask: ``(1, h, w)`` int64, 1 on image pixels.
+    """
+
+    pixel_values: torch.Tensor
+    pixel_mask: torch.Tensor
 
 
 @register
@@ -78,20 +91,21 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
             device=device,
         )
 
-    def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
-        """``pixel_values`` ``(1, 3, h, w)`` float32 (shortest side 800, longest at most 1333) and ``pixel_mask`` ``(1, h, w)``."""
+    def embed_detector(self, rgb: np.ndarray) -> GroundingDinoEmbedding:
         pixels = self.processor.image_processor(images=rgb, return_tensors="pt")
-        return {"pixel_values": pixels["pixel_values"], "pixel_mask": pixels["pixel_mask"]}
+        image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return GroundingDinoEmbedding(self.name, self.detector_id, image_hw, rgb, pixels["pixel_values"], pixels["pixel_mask"])
 
     @torch.inference_mode()
-    def detect_from(self, data: dict[str, Any], image_hw: tuple[int, int], prompt: Prompt) -> Detections:
+    def detect_from(self, detector: GroundingDinoEmbedding, prompt: Prompt) -> Detections:
         tokens = self.processor(text=[prompt.text.phrase], return_tensors="pt")
-        inputs = {name: tensor.to(self.device) for name, tensor in {**tokens, **data}.items()}
+        image = {"pixel_values": detector.pixel_values, "pixel_mask": detector.pixel_mask}
+        inputs = {name: tensor.to(self.device) for name, tensor in {**tokens, **image}.items()}
         outputs = self.model(**inputs)
         result = self.processor.post_process_grounded_object_detection(
             outputs,
             inputs["input_ids"],
             threshold=self.box_threshold,
-            target_sizes=[image_hw],
+            target_sizes=[detector.image_hw],
         )[0]
         return Detections(result["boxes"].cpu().numpy(), result["scores"].cpu().numpy())

@@ -24,9 +24,9 @@ scales them back accordingly and the result is in original-image pixels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +36,21 @@ from transformers.image_transforms import center_to_corners_format
 from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Box, Prompt, VisualReference
 from . import register
-from .base import Segmenter
+from .base import Embedding, Segmenter
 from .detector_sam import Detections, DetectorSamSegmenter
 
 DEFAULT_HUB_ID = "google/owlv2-base-patch16-ensemble"
+
+
+@dataclass(eq=False)
+class Owlv2Embedding(Embedding):
+    """OWLv2's image half: the patch features every query is scored against.
+
+    Attributes:
+        feature_map: ``(1, h, w, D)`` float32 patch features (padded-square frame).
+    """
+
+    feature_map: torch.Tensor
 
 
 @register
@@ -97,8 +108,9 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
         pixel_values = self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values
         return self.model.image_embedder(pixel_values=pixel_values.to(self.device))[0]
 
-    def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
-        return {"feature_map": self.feature_map(rgb).cpu()}
+    def embed_detector(self, rgb: np.ndarray) -> Owlv2Embedding:
+        image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return Owlv2Embedding(self.name, self.detector_id, image_hw, rgb, self.feature_map(rgb).cpu())
 
     @torch.inference_mode()
     def text_query(self, phrase: str) -> torch.Tensor:
@@ -122,8 +134,8 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
         return class_embeds[:, best : best + 1]
 
     @torch.inference_mode()
-    def detect_from(self, data: dict[str, Any], image_hw: tuple[int, int], prompt: Prompt) -> Detections:
-        feature_map = data["feature_map"].to(self.device)
+    def detect_from(self, detector: Owlv2Embedding, prompt: Prompt) -> Detections:
+        feature_map = detector.feature_map.to(self.device)
         features = feature_map.reshape(1, -1, feature_map.shape[-1])
         if prompt.text is not None:
             query = self.text_query(prompt.text.phrase)
@@ -135,7 +147,7 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
         logits, _ = self.model.class_predictor(features, query)
         outputs = SimpleNamespace(logits=logits, pred_boxes=self.model.box_predictor(features, feature_map))
         result = self.processor.image_processor.post_process_object_detection(
-            outputs, threshold=self.box_threshold, target_sizes=[image_hw]
+            outputs, threshold=self.box_threshold, target_sizes=[detector.image_hw]
         )[0]
         return Detections(result["boxes"].cpu().numpy(), result["scores"].cpu().numpy())
 

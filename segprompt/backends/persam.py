@@ -7,10 +7,10 @@ in another image with a frozen SAM and no training:
 
 1. **Target embedding**: the mean SAM image feature over the reference mask.
    The mask is brought to SAM's 64 x 64 feature grid in SAM's padded frame
-   (resized like the image to the longest-side-1024 input, padded at the
-   bottom/right); a grid cell belongs to the mask when the mask covers at
-   least half of it (the best-covered cell when none does, so a small
-   mask still has a feature).
+   (:meth:`ModelFrame.mask_fraction <segprompt.backends.frame.ModelFrame.mask_fraction>`:
+   the fraction of each cell the mask covers); a grid cell belongs to the mask
+   when the mask covers at least half of it (the best-covered cell when none
+   does, so a small mask still has a feature).
 2. **Location prior**: the cosine similarity between the target embedding and
    every feature of the target image, upsampled to original-image pixels the
    way SAM upsamples mask logits. Its maximum is a positive point, its
@@ -25,8 +25,13 @@ in another image with a frozen SAM and no training:
    are fed back as a mask prompt with the two points; then the best result's
    box is added as well.
 
-Steps 3-4 wrap modules of ``segment_anything``'s decoder for the duration of
-one decoding (:func:`guided_decoder`); SAM itself is never modified.
+Steps 3-4 are arguments of the one SAM decoder
+(:class:`~segprompt.backends.sam_decoder.Guidance` to
+:func:`~segprompt.backends.sam_decoder.decode_masks`, exact numerics, so the
+masks are those of SAM's own modules); the shared SAM is never modified, so
+PerSAM and SAM may decode at the same time. PerSAM answers from its SAM's
+embeddings (:attr:`PerSamSegmenter.embedding_source`): the two share embeddings
+and cache entries.
 
 The guidance bias is computed on the feature grid in SAM's padded frame,
 where the attention keys live, with the statistics over the grid cells the
@@ -41,82 +46,65 @@ cosine schedule) for 1000 iterations on the reference image to minimise Dice +
 focal loss against the reference mask. SAM is run once; only the blend is
 optimised, on SAM's low-resolution logits (the image's part of the 256 x 256
 grid; the blend is linear, so the weights apply unchanged after upsampling).
+Two parameters need no autograd: :func:`fit_mask_weights` computes the loss and
+its gradient in float64 NumPy (single-threaded, no global thread setting) and
+takes AdamW's steps as ``torch.optim.AdamW`` does.
 At test time the first stage decodes three masks with the same guidance and
 blends them with the learned weights; the refinements are PerSAM's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
 import os
+import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import MaskDecoder
-from segment_anything.modeling.transformer import Attention
 
 from ..prompts import LOW_RES_SIDE, Box, MaskPrompt, Points, Prompt, VisualReference
 from . import register
-from .base import Embedding, Prediction, Segmenter
+from .base import Prediction, Segmenter
 from ..progress import ProgressCallback, no_progress
-from .sam import SamSegmenter, upsample_logits
-from .sam_arch import IMAGE_SIZE, PATCH_SIZE
+from .frame import ModelFrame
+from .sam import GRID_SIDE, SamEmbedding, SamSegmenter
+from .sam_decoder import Guidance, upsample_logits
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
 
     from ..cache import EmbeddingCache
 
-#: Side of SAM's image-feature grid (1024 / 16).
-GRID_SIDE = IMAGE_SIZE // PATCH_SIZE
 #: A feature cell belongs to the reference mask when the mask covers at least this fraction of it.
 MIN_CELL_COVERAGE = 0.5
 #: PerSAM-F training defaults (the paper's).
 FIT_ITERATIONS = 1000
 FIT_LR = 1e-3
+#: The focal loss's ``alpha`` and ``gamma`` (Lin et al., 2017; PerSAM's values).
+FOCAL_ALPHA = 0.25
+FOCAL_GAMMA = 2.0
+#: ``torch.optim.AdamW``'s defaults, which PerSAM-F trains with, and its ``eps``.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_WEIGHT_DECAY = 1e-2
+ADAM_EPS = 1e-4
 #: Personalisations kept in memory per segmenter, so a reference reused over many images is fitted once.
 _MEMO_SIZE = 8
 
 
-def grid_cells(image_hw: tuple[int, int]) -> tuple[int, int]:
-    """``(rows, cols)`` of the 64 x 64 feature grid covered by an image of size ``image_hw``."""
-    from segment_anything.utils.transforms import ResizeLongestSide
-
-    h, w = ResizeLongestSide.get_preprocess_shape(image_hw[0], image_hw[1], IMAGE_SIZE)
-    return -(-h // PATCH_SIZE), -(-w // PATCH_SIZE)
-
-
-def mask_coverage(mask: np.ndarray, input_hw: tuple[int, int], cell: int = PATCH_SIZE) -> torch.Tensor:
-    """Fraction of each ``cell x cell`` block of SAM's padded input covered by an ``(H, W)`` bool mask.
-
-    The mask is resized to ``input_hw`` (SAM's longest-side-1024 size of the
-    image), padded with background to 1024 x 1024 like SAM pads its input,
-    and averaged over blocks, so entry ``(i, j)`` sees input rows
-    ``cell * i .. cell * i + cell - 1``. ``cell = 16`` gives the feature grid
-    ``(64, 64)``, ``cell = 4`` the low-resolution logit grid ``(256, 256)``;
-    float32.
-    """
-    pixels = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    resized = F.interpolate(pixels, size=tuple(input_hw), mode="bilinear", align_corners=False)
-    padded = F.pad(resized, (0, IMAGE_SIZE - input_hw[1], 0, IMAGE_SIZE - input_hw[0]))
-    return F.avg_pool2d(padded, cell)[0, 0]
-
-
-def target_embedding(features: torch.Tensor, mask: np.ndarray, input_hw: tuple[int, int]) -> torch.Tensor:
+def target_embedding(features: torch.Tensor, mask: np.ndarray, frame: ModelFrame) -> torch.Tensor:
     """Mean SAM feature over the reference mask: ``(C,)`` float32.
 
     Args:
         features: ``(1, C, 64, 64)`` SAM image embedding of the reference image.
         mask: ``(H, W)`` bool reference mask in the reference image's pixels.
-        input_hw: the reference image's size after SAM's longest-side-1024 resize.
+        frame: the reference image in SAM's padded 1024 input.
     """
-    coverage = mask_coverage(mask, input_hw)
+    coverage = torch.from_numpy(frame.mask_fraction(mask, GRID_SIDE))
     cells = coverage >= MIN_CELL_COVERAGE
     if not cells.any():
         cells = coverage == coverage.max()
@@ -134,7 +122,7 @@ def similarity_in_image(similarity: torch.Tensor, input_hw: tuple[int, int], ima
     """Upsample a ``(64, 64)`` grid map to ``(H, W)`` original-image pixels.
 
     The same path SAM's mask logits take: bilinear x4 to 256 x 256, then
-    :func:`segprompt.backends.sam.upsample_logits` (bilinear to 1024, crop
+    :func:`segprompt.backends.sam_decoder.upsample_logits` (bilinear to 1024, crop
     to ``input_hw``, bilinear to ``image_hw``).
     """
     side = (LOW_RES_SIDE, LOW_RES_SIDE)
@@ -170,140 +158,87 @@ def attention_bias(similarity: torch.Tensor, image_cells: tuple[int, int]) -> to
     return bias.reshape(1, 1, 1, -1)
 
 
-class _GuidedAttention(torch.nn.Module):
-    """Token-to-image attention whose probabilities get ``bias`` added and are re-normalised.
-
-    Uses the wrapped ``segment_anything`` :class:`Attention`'s own projections,
-    so its weights are SAM's.
-    """
-
-    def __init__(self, attention: Attention, bias: torch.Tensor) -> None:
-        super().__init__()
-        self.attention = attention
-        self.bias = bias
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        a = self.attention
-        q = a._separate_heads(a.q_proj(q), a.num_heads)
-        k = a._separate_heads(a.k_proj(k), a.num_heads)
-        v = a._separate_heads(a.v_proj(v), a.num_heads)
-        probabilities = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
-        probabilities = torch.softmax(probabilities + self.bias.to(probabilities), dim=-1)
-        return a.out_proj(a._recombine_heads(probabilities @ v))
-
-
-class _ShiftedInput(torch.nn.Module):
-    """Calls ``module`` with ``shift`` added to its keyword argument ``argument``."""
-
-    def __init__(self, module: torch.nn.Module, argument: str, shift: torch.Tensor) -> None:
-        super().__init__()
-        self.module = module
-        self.argument = argument
-        self.shift = shift
-
-    def forward(self, **kwargs: torch.Tensor) -> object:
-        kwargs[self.argument] = kwargs[self.argument] + self.shift.to(kwargs[self.argument])
-        return self.module(**kwargs)
-
-
-@contextlib.contextmanager
-def guided_decoder(decoder: MaskDecoder, bias: torch.Tensor | None, target: torch.Tensor | None) -> Iterator[None]:
-    """Within the block, ``decoder`` runs PerSAM's target guidance; restored afterwards.
-
-    Args:
-        decoder: SAM's mask decoder (its ``transformer`` a ``TwoWayTransformer``).
-        bias: ``(1, 1, 1, 4096)`` attention bias (:func:`attention_bias`) or ``None``.
-        target: ``(256,)`` target embedding added to the query tokens, or ``None``.
-    """
-    transformer = decoder.transformer
-    blocks = list(transformer.layers)
-    final = transformer.final_attn_token_to_image
-    try:
-        for index, block in enumerate(blocks):
-            if bias is not None:
-                block.cross_attn_token_to_image = _GuidedAttention(block.cross_attn_token_to_image, bias)
-            if target is not None:
-                transformer.layers[index] = _ShiftedInput(block, "queries", target)
-        if target is not None:
-            transformer.final_attn_token_to_image = _ShiftedInput(final, "q", target)
-        yield
-    finally:
-        for index, block in enumerate(blocks):
-            transformer.layers[index] = block
-            wrapped = block.cross_attn_token_to_image
-            if isinstance(wrapped, _GuidedAttention):
-                block.cross_attn_token_to_image = wrapped.attention
-        transformer.final_attn_token_to_image = final
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` with ``p = sigmoid(logits)``; any equal shapes."""
-    p = torch.sigmoid(logits).flatten()
-    t = target.flatten()
-    return 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
-
-
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    """Mean sigmoid focal loss (Lin et al., 2017) of ``logits`` against ``target`` in ``[0, 1]``."""
-    p = torch.sigmoid(logits)
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
-    alpha_t = alpha * target + (1 - alpha) * (1 - target)
-    return (alpha_t * cross_entropy * (1 - p_t) ** gamma).mean()
-
-
 def blend(logits: torch.Tensor, free_weights: torch.Tensor) -> torch.Tensor:
     """Blend ``(3, ...)`` logits with weights ``(1 - a - b, a, b)`` from ``free_weights = (a, b)``."""
     weights = torch.cat([1 - free_weights.sum().reshape(1), free_weights])
     return torch.tensordot(weights, logits, dims=1)
 
 
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    # A training step touches at most 3 x 256 x 256 values: spreading that over threads
-    # costs more in synchronisation than it saves (40x slower on a busy 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def dice_focal_loss(logits: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """PerSAM-F's loss of flat float64 ``logits`` against ``target`` in ``[0, 1]``, and its gradient.
+
+    Dice ``1 - (2 |p t| + 1) / (|p| + |t| + 1)`` with ``p = sigmoid(logits)``,
+    plus the mean sigmoid focal loss (``alpha`` :data:`FOCAL_ALPHA`, ``gamma``
+    :data:`FOCAL_GAMMA`, as ``torchvision.ops.sigmoid_focal_loss``).
+
+    Returns:
+        ``(loss, d loss / d logits)``, the gradient shaped like ``logits``.
+    """
+    e = np.exp(-np.abs(logits))
+    p = np.where(logits >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    dp = p * (1.0 - p)
+    # Dice
+    total = p.sum() + target.sum() + 1.0
+    overlap = 2.0 * (p * target).sum() + 1.0
+    dice = 1.0 - overlap / total
+    d_dice = -(2.0 * target * total - overlap) / total**2 * dp
+    # focal: alpha_t * CE * (1 - p_t)^gamma, CE = BCE with logits
+    cross_entropy = np.maximum(logits, 0.0) - logits * target + np.log1p(e)
+    miss = p + target - 2.0 * p * target  # 1 - p_t
+    alpha_t = FOCAL_ALPHA * target + (1.0 - FOCAL_ALPHA) * (1.0 - target)
+    weight = miss**FOCAL_GAMMA
+    focal = float((alpha_t * cross_entropy * weight).mean())
+    d_miss = dp * (1.0 - 2.0 * target)
+    d_focal = alpha_t * ((p - target) * weight + cross_entropy * FOCAL_GAMMA * miss ** (FOCAL_GAMMA - 1) * d_miss)
+    return float(dice) + focal, d_dice + d_focal / logits.size
 
 
 def fit_mask_weights(
-    logits: torch.Tensor,
-    target: torch.Tensor,
+    logits: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
     iterations: int = FIT_ITERATIONS,
     lr: float = FIT_LR,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PerSAM-F: learn the blend of three candidate masks' logits that best fits ``target``.
 
+    The free weights ``(a, b)`` start at thirds and take ``iterations``
+    AdamW steps (betas :data:`ADAM_BETAS`, weight decay
+    :data:`ADAM_WEIGHT_DECAY`, eps :data:`ADAM_EPS`) with the learning rate
+    cosine-annealed from ``lr`` to 0, as ``torch.optim.AdamW`` with
+    ``CosineAnnealingLR`` steps them; loss and gradient are computed in float64
+    (:func:`dice_focal_loss`), which agrees with the float32 autograd
+    training to about 1e-6 in the weights.
+
     Args:
         logits: ``(3, h, w)`` logits of SAM's three multimask outputs (fixed).
         target: ``(h, w)`` float target mask in ``[0, 1]`` (fractions allowed).
-        iterations, lr: AdamW steps (cosine-annealed learning rate).
+        iterations, lr: AdamW steps and the initial learning rate.
 
     Returns:
         ``(weights (3,) float32 summing to 1, losses (iterations,) float32)``,
         ``losses[i]`` being the Dice + focal loss before step ``i``.
     """
-    logits = logits.detach().float().clone()
-    target = target.detach().float().clone()
-    free = torch.nn.Parameter(torch.full((2,), 1.0 / 3.0))
-    optimiser = torch.optim.AdamW([free], lr=lr, eps=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, iterations)
+    candidates = np.asarray(logits.detach().cpu() if isinstance(logits, torch.Tensor) else logits, np.float64)
+    candidates = candidates.reshape(3, -1)
+    goal = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target, np.float64).reshape(-1)
+    differences = candidates[1:] - candidates[0]  # d logits / d (a, b)
+    beta1, beta2 = ADAM_BETAS
+    free = np.full(2, 1.0 / 3.0)
+    mean, second = np.zeros(2), np.zeros(2)
     losses = np.empty(iterations, np.float32)
-    with torch.enable_grad(), _single_thread():
-        for step in range(iterations):
-            blended = blend(logits, free)
-            loss = dice_loss(blended, target) + focal_loss(blended, target)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            losses[step] = float(loss.detach())
-    weights = torch.cat([1 - free.detach().sum().reshape(1), free.detach()])
-    return weights.numpy().astype(np.float32), losses
+    for step in range(iterations):
+        weights = np.concatenate([[1.0 - free.sum()], free])
+        loss, d_logits = dice_focal_loss(weights @ candidates, goal)
+        losses[step] = loss
+        gradient = differences @ d_logits
+        rate = lr * (1.0 + math.cos(math.pi * step / iterations)) / 2.0
+        free *= 1.0 - rate * ADAM_WEIGHT_DECAY
+        mean = beta1 * mean + (1.0 - beta1) * gradient
+        second = beta2 * second + (1.0 - beta2) * gradient**2
+        denominator = np.sqrt(second) / math.sqrt(1.0 - beta2 ** (step + 1)) + ADAM_EPS
+        free -= rate / (1.0 - beta1 ** (step + 1)) * mean / denominator
+    weights = np.concatenate([[1.0 - free.sum()], free])
+    return weights.astype(np.float32), losses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,15 +288,17 @@ class PerSamSegmenter(Segmenter):
     Args:
         model_type, checkpoint, model, device: as for
             :class:`~segprompt.backends.sam.SamSegmenter` (ignored when ``sam`` is given).
-        sam: an existing SAM backend to share (its weights, its embeddings' data).
+        sam: an existing SAM backend to share (its weights, its embeddings).
         cache: an :class:`~segprompt.cache.EmbeddingCache` for the reference
             images' SAM embeddings; ``None`` encodes each new reference once
             per segmenter.
         fine_tune: PerSAM-F (learn the multimask blend on the reference).
         fit_iterations: PerSAM-F training iterations.
 
-    The embedding of the *target* image is SAM's (backend ``"persam"``, same
-    ``model_id`` as the SAM); the reference is embedded inside :meth:`predict`.
+    The embedding of the *target* image is its SAM's
+    (:class:`~segprompt.backends.sam.SamEmbedding`, backend ``"sam"``); the
+    reference is embedded inside :meth:`predict`. Safe to call from several
+    threads at once.
     """
 
     name = "persam"
@@ -386,70 +323,74 @@ class PerSamSegmenter(Segmenter):
         self.fine_tune = self.fine_tune_default if fine_tune is None else fine_tune
         self.fit_iterations = fit_iterations
         self._memo: OrderedDict[str, Personalisation] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
         return self.sam.model_id
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """SAM's embedding of the target image (``data`` as :meth:`SamSegmenter.embed`)."""
-        return dataclasses.replace(self.sam.embed(image, progress), backend=self.name)
+    @property
+    def embedding_source(self) -> tuple[str, str]:
+        """Its SAM's: PerSAM answers from SAM embeddings."""
+        return self.sam.embedding_source
 
-    def _as_sam(self, embedding: Embedding) -> Embedding:
-        return dataclasses.replace(embedding, backend=self.sam.name, model_id=self.sam.model_id)
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SamEmbedding:
+        """Its SAM's embedding of the target image."""
+        return self.sam.embed(image, progress)
 
     def personalise(self, reference: VisualReference, progress: ProgressCallback = no_progress) -> Personalisation:
         """The target embedding (and PerSAM-F weights) of ``reference``; memoised per reference."""
         key = _reference_key(reference)
-        if key in self._memo:
-            self._memo.move_to_end(key)
-            return self._memo[key]
+        with self._memo_lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
         if self.cache is not None:
             embedding = self.cache.embed(self.sam, reference.image, progress)
         else:
             embedding = self.sam.embed(reference.image, progress)
-        target = target_embedding(embedding.data["features"], reference.mask, embedding.data["input_hw"])
-        personalisation = Personalisation(target)
+        personalisation = Personalisation(target_embedding(embedding.features, reference.mask, embedding.frame))
         if self.fine_tune:
             progress(0, 1, "PerSAM-F: fitting the mask blend on the reference")
             personalisation = self._fit(embedding, reference.mask, personalisation)
             progress(1, 1, "PerSAM-F: mask blend fitted")
-        self._memo[key] = personalisation
-        if len(self._memo) > _MEMO_SIZE:
-            self._memo.popitem(last=False)
+        with self._memo_lock:  # a concurrent call may have fitted the same reference: both results are equal
+            personalisation = self._memo.setdefault(key, personalisation)
+            if len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
         return personalisation
 
-    def _fit(self, embedding: Embedding, mask: np.ndarray, personalisation: Personalisation) -> Personalisation:
+    def _fit(self, embedding: SamEmbedding, mask: np.ndarray, personalisation: Personalisation) -> Personalisation:
         _, points = self.locate(embedding, personalisation.target)
         low_res, _ = self._first_stage_logits(embedding, personalisation.target, points, multimask=True)
-        cell = IMAGE_SIZE // LOW_RES_SIDE
-        h, w = embedding.data["input_hw"]
-        rows, cols = -(-h // cell), -(-w // cell)  # the image's part of the 256 x 256 logits
-        target = mask_coverage(mask, (h, w), cell)[:rows, :cols]
+        rows, cols = embedding.frame.grid_cells(LOW_RES_SIDE)  # the image's part of the 256 x 256 logits
+        target = embedding.frame.mask_fraction(mask, LOW_RES_SIDE)[:rows, :cols]
         weights, losses = fit_mask_weights(low_res[0, :, :rows, :cols], target, self.fit_iterations)
         return dataclasses.replace(personalisation, mask_weights=weights, losses=losses)
 
-    def locate(self, embedding: Embedding, target: torch.Tensor) -> tuple[np.ndarray, Points]:
+    def locate(self, embedding: SamEmbedding, target: torch.Tensor) -> tuple[np.ndarray, Points]:
         """The similarity map ``(H, W)`` (image pixels) and the location prior points of ``target``."""
-        grid = cosine_similarity_grid(embedding.data["features"], target)
-        similarity = similarity_in_image(grid, embedding.data["input_hw"], embedding.image_hw).cpu().numpy()
+        grid = cosine_similarity_grid(embedding.features, target)
+        similarity = similarity_in_image(grid, embedding.input_hw, embedding.image_hw).cpu().numpy()
         return similarity, location_prior(similarity)
 
+    def guidance(self, embedding: SamEmbedding, target: torch.Tensor) -> Guidance:
+        """PerSAM's decoder guidance towards ``target`` on the image behind ``embedding``."""
+        grid = cosine_similarity_grid(embedding.features, target)
+        bias = attention_bias(grid, embedding.frame.grid_cells(GRID_SIDE))
+        return Guidance(attention_bias=bias, target=target.to(embedding.features.device))
+
     def _first_stage_logits(
-        self, embedding: Embedding, target: torch.Tensor, points: Points, multimask: bool
+        self, embedding: SamEmbedding, target: torch.Tensor, points: Points, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Guided decoding: ``(low_res (1, K, 256, 256), scores (1, K))``."""
-        features = embedding.data["features"]
-        grid = cosine_similarity_grid(features, target)
-        bias = attention_bias(grid, grid_cells(embedding.image_hw))
-        tensors = self.sam.prompt_tensors(Prompt(points=points), embedding.image_hw)
-        with guided_decoder(self.sam.model.mask_decoder, bias, target.to(features.device)):
-            return self.sam.decode(self._as_sam(embedding), **tensors, multimask=multimask)
+        guidance = self.guidance(embedding, target)
+        low_res, scores, _ = self.sam.decode(embedding, [Prompt(points=points)], multimask=multimask, guidance=guidance)
+        return low_res, scores
 
-    def run(self, embedding: Embedding, personalisation: Personalisation) -> PerSamTrace:
+    def run(self, embedding: SamEmbedding, personalisation: Personalisation) -> PerSamTrace:
         """PerSAM's full cascade on the image behind ``embedding`` (see the module docstring)."""
         similarity, points = self.locate(embedding, personalisation.target)
-        sam_embedding = self._as_sam(embedding)
         weights = personalisation.mask_weights
         low_res, scores = self._first_stage_logits(
             embedding, personalisation.target, points, multimask=weights is not None
@@ -457,16 +398,9 @@ class PerSamSegmenter(Segmenter):
         if weights is not None:
             low_res = blend(low_res[0].float(), torch.from_numpy(weights[1:]).to(low_res.device))[None, None]
             scores = (torch.from_numpy(weights).to(scores) * scores).sum(-1, keepdim=True)
-        logits = upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
-        first = Prediction(
-            masks=(logits[0] > self.sam.model.mask_threshold).cpu().numpy(),
-            scores=scores[0].float().cpu().numpy(),
-            low_res_logits=low_res[0].float().cpu().numpy(),
-        )
+        first = self.sam.prediction(embedding, low_res, scores)
         stages = [first]
-        second = self.sam.predict(
-            sam_embedding, Prompt(points=points, mask=MaskPrompt(first.low_res_logits[0], "logits"))
-        )
+        second = self.sam.predict(embedding, Prompt(points=points, mask=MaskPrompt(first.low_res_logits[0], "logits")))
         stages.append(second)
         best = second.best
         if second.masks[best].any():
@@ -475,17 +409,13 @@ class PerSamSegmenter(Segmenter):
                 box=Box.from_mask(second.masks[best]),
                 mask=MaskPrompt(second.low_res_logits[best], "logits"),
             )
-            stages.append(self.sam.predict(sam_embedding, refine))
+            stages.append(self.sam.predict(embedding, refine))
         return PerSamTrace(similarity=similarity, points=points, stages=stages)
 
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
+    def _predict(self, embedding: SamEmbedding, prompt: Prompt, multimask: bool) -> Prediction:
         assert prompt.reference is not None  # the only kind accepted
         answer = self.run(embedding, self.personalise(prompt.reference)).stages[-1]
-        if multimask:
-            return answer
-        best = answer.best
-        logits = None if answer.low_res_logits is None else answer.low_res_logits[best : best + 1]
-        return Prediction(answer.masks[best : best + 1], answer.scores[best : best + 1], logits)
+        return answer if multimask else answer.subset([answer.best])
 
 
 @register
@@ -505,13 +435,9 @@ __all__ = [
     "attention_bias",
     "blend",
     "cosine_similarity_grid",
-    "dice_loss",
+    "dice_focal_loss",
     "fit_mask_weights",
-    "focal_loss",
-    "grid_cells",
-    "guided_decoder",
     "location_prior",
-    "mask_coverage",
     "similarity_in_image",
     "target_embedding",
 ]

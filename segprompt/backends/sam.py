@@ -3,159 +3,133 @@
 :class:`SamSegmenter` gives the same masks, scores and low-resolution logits
 as ``segment_anything.SamPredictor`` on the same weights and prompts; it only
 splits ``set_image`` (:meth:`SamSegmenter.embed`, cacheable) from ``predict``
-and upsamples logits faster (see :func:`upsample_logits`).
+and upsamples logits faster (see :func:`~segprompt.backends.sam_decoder.upsample_logits`).
+It also declares :class:`~segprompt.backends.base.BatchPredictor`: many prompts
+on one image decoded in batches by the re-associated decoder
+(:func:`~segprompt.backends.sam_decoder.decode_masks`), the path of the
+benchmarks (:func:`segprompt.evaluation.score_prompts`) and of
+:meth:`SamSegmenter.predict_best`.
 
 Coordinate frames:
 
 * prompts: original-image pixels, points and boxes as ``(x, y)`` =
   ``(column, row)``, exactly what ``SamPredictor.predict`` takes;
 * model input: the image resized so its longest side is 1024
-  (``input_hw = (h, w)``), padded at the bottom/right to 1024 x 1024;
+  (``input_hw = (h, w)``), padded at the bottom/right to 1024 x 1024
+  (:meth:`ModelFrame.padded <segprompt.backends.frame.ModelFrame.padded>`);
 * low-resolution logits: ``256 x 256``, covering the padded 1024 x 1024 input
   (one logit per 4 x 4 input pixels); the image occupies their top-left
   ``input_hw / 4`` corner.
 
 A binary :class:`~segprompt.prompts.MaskPrompt` (``(H, W)`` bool in image
-pixels) is converted into that low-resolution frame by
-:func:`binary_mask_to_logits`; a ``"logits"`` mask prompt is passed through
-unchanged, as ``SamPredictor`` takes ``mask_input``.
+pixels) is converted into that low-resolution frame by the embedding's frame
+(:meth:`ModelFrame.mask_logits <segprompt.backends.frame.ModelFrame.mask_logits>`);
+a ``"logits"`` mask prompt is passed through unchanged, as ``SamPredictor``
+takes ``mask_input``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..errors import SegpromptError
 from ..prompts import LOW_RES_SIDE, Prompt
 from . import register
-from .base import Embedding, Prediction, Segmenter
+from .base import BatchPredictor, CandidateBatch, CandidateSelection, Embedding, Prediction, Segmenter
 from ..progress import ProgressCallback, no_progress
-from .sam_arch import IMAGE_SIZE, SAM_ARCHITECTURES, build_sam
-from .sam_fast import FastMaskDecoder, low_res_extent
+from .frame import ModelFrame
+from .sam_arch import IMAGE_SIZE, PATCH_SIZE, SAM_ARCHITECTURES, build_sam
+from .sam_decoder import SELECTIONS, DecoderContext, Guidance, decode_masks, upsample_logits
 
-#: Logit magnitude of a converted binary mask prompt: ``log(p / (1 - p))`` for
-#: ``p`` clipped to ``[1e-3, 1 - 1e-3]``, so fully inside/outside cells get
-#: about +-6.9, the range of confident SAM logits.
-_MASK_PROMPT_EPS = 1e-3
-#: Low-resolution logits per input pixel along each axis (256 / 1024).
-_LOW_RES_STRIDE = IMAGE_SIZE // LOW_RES_SIDE
+#: Side of SAM's image-feature grid (1024 / 16).
+GRID_SIDE = IMAGE_SIZE // PATCH_SIZE
 
 
 def binary_mask_to_logits(mask: np.ndarray, side: int = LOW_RES_SIDE, keep_aspect: bool = True) -> np.ndarray:
-    """Convert an ``(H, W)`` bool mask in image pixels to SAM ``(side, side)`` float32 mask-input logits.
+    """``(side, side)`` float32 mask-input logits of an ``(H, W)`` bool mask, for an image of the mask's size.
 
-    The mask is resized the way the model resizes the image, with area
-    averaging so each cell holds the covered fraction ``p``: with
-    ``keep_aspect`` (SAM, SAM-HQ) the longest side to ``side`` (256 instead of
-    1024), placed in the top-left corner like SAM pads its input, the padding
-    counting as background; without it (SAM 2.1, EdgeTAM, SAM 3's tracker,
-    whose processors squash the image to a square) to ``side x side``. The
-    result is ``log(p / (1 - p))`` with ``p`` clipped to ``[1e-3, 1 - 1e-3]``.
+    The frame's conversion (:meth:`ModelFrame.mask_logits
+    <segprompt.backends.frame.ModelFrame.mask_logits>`): with ``keep_aspect``
+    SAM's padded frame (SAM, SAM-HQ), without it the squashed square (SAM 2.1,
+    EdgeTAM, SAM 3's tracker).
     """
-    height, width = mask.shape
-    new_h, new_w = ResizeLongestSide.get_preprocess_shape(height, width, side) if keep_aspect else (side, side)
-    fraction = cv2.resize(mask.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA)
-    padded = np.zeros((side, side), np.float32)
-    padded[:new_h, :new_w] = fraction
-    p = np.clip(padded, _MASK_PROMPT_EPS, 1.0 - _MASK_PROMPT_EPS)
-    return np.log(p / (1.0 - p)).astype(np.float32)
+    make = ModelFrame.padded if keep_aspect else ModelFrame.squashed
+    return make(np.shape(mask), IMAGE_SIZE).mask_logits(mask, side)
 
 
-def upsample_logits(
-    low_res: torch.Tensor, input_hw: tuple[int, int], image_hw: tuple[int, int]
-) -> torch.Tensor:
-    """Upsample ``(B, C, 256, 256)`` logits to ``(B, C, H, W)`` image pixels.
-
-    Gives the same values as ``Sam.postprocess_masks`` (bilinear to
-    1024 x 1024, crop to ``input_hw``, bilinear to ``image_hw``) with less
-    work: the low-resolution rows/columns that the crop discards are cut off
-    first, which leaves every kept output value's bilinear weights and
-    neighbours unchanged (the 4x upsampling of the cut block keeps the scale
-    exactly 1/4). The second resize is skipped when ``input_hw == image_hw``
-    (a bilinear resize to the same size is the identity).
-    """
-    h, w = input_hw
-    rows, cols = low_res_extent(input_hw)
-    block = low_res[..., :rows, :cols]
-    logits = F.interpolate(
-        block, (rows * _LOW_RES_STRIDE, cols * _LOW_RES_STRIDE), mode="bilinear", align_corners=False
-    )[..., :h, :w]
-    if (h, w) != tuple(image_hw):
-        logits = F.interpolate(logits, tuple(image_hw), mode="bilinear", align_corners=False)
-    return logits
-
-
-@dataclass
-class PromptScores:
-    """Result of :meth:`SamSegmenter.score_prompts` for ``N`` prompts with ``K`` candidates each.
+@dataclass(eq=False)
+class SamEmbedding(Embedding):
+    """SAM's embedding of one image: its features and where the image sits in SAM's input.
 
     Attributes:
-        iou: ``(N,)`` float64 IoU of the selected mask with the ground truth
-            (:func:`segprompt.metrics.iou` convention: 1.0 when both are empty).
-        selected: ``(N,)`` int64 index of the scored candidate in ``0..K-1``.
-        scores: ``(N, K)`` float32 SAM predicted IoU of every candidate.
-        low_res_logits: ``(N, 256, 256)`` float32 logits of the selected
-            candidate (``keep_logits=True``), else ``None``.
-        n_exact: how many prompts were decoded again with the reference
-            decoder (``exact=True``).
+        features: ``(1, 256, 64, 64)`` float32 image embedding (the encoder's
+            output, equal to ``SamPredictor.features``), on the device it was
+            made or loaded on.
+        input_hw: ``(h, w)`` of the image after SAM's longest-side-1024 resize.
+
+    The decoder's per-image context (:meth:`decoder_context`) lives here, one
+    per device, built once.
     """
 
-    iou: np.ndarray
-    selected: np.ndarray
-    scores: np.ndarray
-    low_res_logits: np.ndarray | None = None
-    n_exact: int = 0
+    features: torch.Tensor
+    input_hw: tuple[int, int]
+    _contexts: dict[str, DecoderContext] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    @property
+    def frame(self) -> ModelFrame:
+        """The image inside SAM's padded 1024 x 1024 input."""
+        return ModelFrame(self.image_hw, self.input_hw, IMAGE_SIZE)
 
-class _PackedTarget:
-    """A ground-truth mask bit-packed along rows, for IoU by popcount."""
+    def decoder_context(self, model: Sam) -> DecoderContext:
+        """The prompt-independent decoder inputs on ``model``'s device (built on first use, then shared)."""
+        device = torch.device(model.device)
+        with self._lock:
+            context = self._contexts.get(str(device))
+            if context is None:
+                context = DecoderContext(model, self.features.to(device))
+                self._contexts[str(device)] = context
+            return context
 
-    def __init__(self, gt_mask: np.ndarray, ignore: np.ndarray | None, image_hw: tuple[int, int]) -> None:
-        gt = np.asarray(gt_mask) != 0
-        if gt.shape != tuple(image_hw):
-            raise ValueError(f"gt_mask shape {gt.shape} differs from the image shape {tuple(image_hw)}")
-        keep = np.ones_like(gt)
-        if ignore is not None:
-            ignore = np.asarray(ignore, dtype=bool)
-            if ignore.shape != gt.shape:
-                raise ValueError(f"ignore shape {ignore.shape} differs from the image shape {gt.shape}")
-            keep = ~ignore
-        self.keep = np.packbits(keep, axis=-1)
-        self.gt = np.packbits(gt & keep, axis=-1)
-        self.n_gt = int(np.bitwise_count(self.gt).sum())
+    def feature_map(self) -> np.ndarray:
+        """``(h, w, 256)`` float32 features of the feature-grid cells the image covers (``ceil(input_hw / 16)``)."""
+        rows, cols = self.frame.grid_cells(GRID_SIDE)
+        grid = self.features[0, :, :rows, :cols].detach().float().cpu().numpy()
+        return np.ascontiguousarray(grid.transpose(1, 2, 0))
 
-    def iou(self, masks: np.ndarray) -> np.ndarray:
-        """``(..., H, W)`` bool masks -> ``(...)`` float64 IoU with the target."""
-        pred = np.packbits(masks, axis=-1) & self.keep
-        inter = np.bitwise_count(pred & self.gt).sum(axis=(-2, -1), dtype=np.int64)
-        union = np.bitwise_count(pred).sum(axis=(-2, -1), dtype=np.int64) + self.n_gt - inter
-        return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+    def __getstate__(self) -> dict[str, Any]:
+        # contexts and the lock are per process: a copy or another process rebuilds them
+        state = dict(self.__dict__)
+        state.pop("_contexts")
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _contexts={}, _lock=threading.Lock())
 
 
 #: Below these margins the fast decoder's rounding (about 1e-6 relative) could flip a pixel
-#: or the choice between candidates, so the prompt is decoded again with the reference decoder.
+#: or the choice between candidates, so the prompt is decoded again with the exact decoder.
 LOGIT_MARGIN = 1e-4
 SCORE_MARGIN = 1e-5
 
 
-def _uncertain(logits: torch.Tensor, scores: torch.Tensor, best_only: bool) -> np.ndarray:
-    """``(B,)`` bool: fast-decoded prompts whose mask or choice could differ from the reference decoder's.
+def _uncertain(logits: torch.Tensor, scores: torch.Tensor, select: str) -> np.ndarray:
+    """``(B,)`` bool: fast-decoded prompts whose mask or choice could differ from the exact decoder's.
 
     ``logits`` ``(B, K', H, W)`` are the upsampled candidates, ``scores`` ``(B, K)``.
     """
     near_zero = logits.abs().flatten(1).amin(dim=1) <= LOGIT_MARGIN
-    if best_only and scores.shape[1] > 1:
+    if select == "best" and scores.shape[1] > 1:
         top2 = scores.topk(2, dim=1).values
         near_zero |= (top2[:, 0] - top2[:, 1]) <= SCORE_MARGIN
     return near_zero.cpu().numpy()
@@ -196,7 +170,7 @@ def _architecture_name(model: Sam) -> str:
 
 
 @register
-class SamSegmenter(Segmenter):
+class SamSegmenter(Segmenter, BatchPredictor):
     """Segment Anything with points, a box and/or a mask prompt.
 
     Args:
@@ -238,241 +212,63 @@ class SamSegmenter(Segmenter):
         self.model: Sam = model.to(device).eval()
         self.device = torch.device(device)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
-        self.fast_decoder = FastMaskDecoder(self.model)
+        self._model_id_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
-        if self._model_id is None:
-            self._model_id = f"{_architecture_name(self.model)}:state-{state_dict_fingerprint(self.model)[:16]}"
-        return self._model_id
+        with self._model_id_lock:
+            if self._model_id is None:
+                self._model_id = f"{_architecture_name(self.model)}:state-{state_dict_fingerprint(self.model)[:16]}"
+            return self._model_id
 
     @torch.inference_mode()
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Run the image encoder on an ``(H, W[, C])`` image (what ``SamPredictor.set_image`` does).
-
-        Returns:
-            an :class:`Embedding` whose ``data`` holds ``"features"``, the
-            ``(1, 256, 64, 64)`` float32 image embedding, and ``"input_hw"``,
-            the ``(h, w)`` of the image after the longest-side-1024 resize.
-        """
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SamEmbedding:
+        """Run the image encoder on an ``(H, W[, C])`` image (what ``SamPredictor.set_image`` does)."""
         rgb = self._rgb(image)
         progress(0, 1, "encoding image")
         resized = self.transform.apply_image(rgb)
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         features = self.model.image_encoder(self.model.preprocess(pixels))
         progress(1, 1, "image encoded")
-        return Embedding(
+        return SamEmbedding(
             backend=self.name,
             model_id=self.model_id,
             image_hw=(int(rgb.shape[0]), int(rgb.shape[1])),
             image=rgb,
-            data={"features": features, "input_hw": (int(resized.shape[0]), int(resized.shape[1]))},
+            features=features,
+            input_hw=(int(resized.shape[0]), int(resized.shape[1])),
         )
 
-    def prompt_tensors(self, prompt: Prompt, image_hw: tuple[int, int]) -> dict[str, Any]:
+    def prompt_tensors(self, prompt: Prompt, frame: ModelFrame) -> dict[str, Any]:
         """The prompt encoder's inputs for one prompt, batch size 1, in the 1024 input frame.
 
         Returns ``{"points": (coords (1, N, 2) float32, labels (1, N) int32) | None,
         "boxes": (1, 4) float32 | None, "masks": (1, 1, 256, 256) float32 | None}``,
-        converted exactly as ``SamPredictor.predict`` converts its arguments.
+        converted exactly as ``SamPredictor.predict`` converts its arguments
+        (a binary mask by ``frame``'s :meth:`~segprompt.backends.frame.ModelFrame.mask_logits`).
         """
         points = boxes = masks = None
         if prompt.points is not None:
-            coords = self.transform.apply_coords(prompt.points.xy, image_hw)
+            coords = self.transform.apply_coords(prompt.points.xy, frame.image_hw)
             points = (
                 torch.as_tensor(coords, dtype=torch.float, device=self.device)[None],
                 torch.tensor(prompt.points.labels, dtype=torch.int, device=self.device)[None],
             )
         if prompt.box is not None:
-            box = self.transform.apply_boxes(prompt.box.as_array(), image_hw)
+            box = self.transform.apply_boxes(prompt.box.as_array(), frame.image_hw)
             boxes = torch.as_tensor(box, dtype=torch.float, device=self.device)
         if prompt.mask is not None:
-            data = prompt.mask.data if prompt.mask.kind == "logits" else binary_mask_to_logits(prompt.mask.data)
+            data = prompt.mask.data if prompt.mask.kind == "logits" else frame.mask_logits(prompt.mask.data, LOW_RES_SIDE)
             masks = torch.tensor(data, dtype=torch.float, device=self.device)[None, None]
         return {"points": points, "boxes": boxes, "masks": masks}
 
     @torch.inference_mode()
-    def decode(
-        self, embedding: Embedding, points: Any, boxes: Any, masks: Any, multimask: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder on batched prompt tensors (see :meth:`prompt_tensors`).
-
-        Returns ``(low_res_logits (B, K, 256, 256), scores (B, K))`` with
-        ``K = 3`` when ``multimask`` else ``1``.
-        """
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        return self.model.mask_decoder(
-            image_embeddings=embedding.data["features"].to(self.device),
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
-
-    @torch.inference_mode()
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
-        low_res, scores = self.decode(embedding, **self.prompt_tensors(prompt, embedding.image_hw), multimask=multimask)
-        logits = upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
-        return Prediction(
-            masks=(logits[0] > self.model.mask_threshold).cpu().numpy(),
-            scores=scores[0].float().cpu().numpy(),
-            low_res_logits=low_res[0].float().cpu().numpy(),
-        )
-
-    @torch.inference_mode()
-    def predict_best(
-        self, embedding: Embedding, prompt: Prompt, multimask: bool = True, *, exact: bool = False
-    ) -> Prediction:
-        """Like :meth:`predict`, but decode fast and upsample only the highest-scoring mask (``K = 1``).
-
-        The interactive path: one click needs one mask. It uses
-        :class:`~segprompt.backends.sam_fast.FastMaskDecoder` (the same result
-        as ``SamPredictor`` up to float rounding of the logits, about 1e-6),
-        computes only the chosen candidate's logits and upsamples only that
-        one. ``low_res_logits`` is ``(1, 256, 256)``, ready to feed back as a
-        ``"logits"`` mask prompt. ``exact=True`` decodes again with the
-        reference decoder when a pixel or the choice could differ (see
-        :meth:`score_prompts`), making the mask equal ``predict(...).best_mask``.
-        """
-        self._check_scoring_inputs(embedding, [prompt])
-        sparse, dense = self._encode_prompts([prompt], embedding.image_hw)
-        low_res, scores = self.fast_decoder.decode(
-            embedding.data["features"].to(self.device), sparse, dense, multimask, best_only=True
-        )
-        logits = upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
-        if exact and _uncertain(logits, scores, best_only=True)[0]:
-            low_res, scores, logits = self._exact_candidates(embedding, prompt, multimask, True, low_res.shape[-2:])
-        return Prediction(
-            masks=(logits[0] > self.model.mask_threshold).cpu().numpy(),
-            scores=scores[0].max().reshape(1).float().cpu().numpy(),
-            low_res_logits=low_res[0].float().cpu().numpy(),
-        )
-
-    @torch.inference_mode()
-    def score_prompts(
-        self,
-        embedding: Embedding,
-        prompts: Sequence[Prompt],
-        gt_mask: np.ndarray,
-        *,
-        multimask: bool = True,
-        select: Literal["best", "oracle"] = "best",
-        ignore: np.ndarray | None = None,
-        keep_logits: bool = False,
-        exact: bool = False,
-        chunk_size: int = 4,
-        progress: ProgressCallback = no_progress,
-    ) -> PromptScores:
-        """IoU with ``gt_mask`` of SAM's answer to each of many prompts on one image: the batch-benchmark path.
-
-        The same numbers as calling ``SamPredictor.predict`` for each prompt and
-        scoring the chosen mask with :func:`segprompt.metrics.iou`, much faster:
-        the decoder is :class:`~segprompt.backends.sam_fast.FastMaskDecoder`
-        (prompt-independent work done once per embedding, equal logits up to
-        float rounding), prompts with the same parts and point count are
-        decoded ``chunk_size`` at a time, only the scored masks are upsampled
-        (only the image area), and the IoU is counted on bit-packed masks.
-        Reuse one ``embedding`` for every strategy and timestep of an image.
-
-        Args:
-            embedding: from :meth:`embed` (or :class:`~segprompt.cache.EmbeddingCache`).
-            prompts: ``N`` prompts in original-image ``(x, y)`` pixels, each any
-                mix of points, box and mask (as :meth:`predict` takes).
-            gt_mask: ``(H, W)`` ground truth, non-zero = object.
-            multimask: SAM's three candidates (``True``) or its single mask.
-            select: ``"best"`` scores the candidate with the highest predicted
-                IoU (what a user sees); ``"oracle"`` the candidate with the
-                highest true IoU (upsamples all candidates).
-            ignore: optional ``(H, W)`` bool mask of pixels left out of the IoU
-                (as in :func:`segprompt.metrics.iou`).
-            keep_logits: also return each selected candidate's ``(256, 256)``
-                low-res logits (to feed back as a mask prompt at the next
-                timestep); costs ``N * 256 KiB``.
-            exact: decode again with the reference decoder every prompt whose
-                upsampled logits come within :data:`LOGIT_MARGIN` of zero (or
-                whose top two predicted IoUs within :data:`SCORE_MARGIN`), so
-                masks, choices and IoUs equal ``SamPredictor``'s. Trained
-                weights give confident logits and few such prompts; random-init
-                weights give logits of +-0.2 and nearly all. ``False`` keeps
-                the fast result: a pixel whose logit is within float rounding
-                (~1e-7) of zero may flip, changing that IoU by ``1 / union``.
-            chunk_size: prompts decoded together; memory grows about 40 MB per prompt.
-            progress: ``progress(done, N, message)`` after each chunk.
-
-        Returns:
-            :class:`PromptScores` in the order of ``prompts``
-            (``n_exact`` counts the prompts decoded again).
-
-        Raises:
-            UnsupportedPromptError, PromptError: as :meth:`predict`, naming the
-                prompt index.
-            ValueError: embedding from another model, ``gt_mask``/``ignore`` of
-                another shape, unknown ``select``.
-        """
-        if select not in ("best", "oracle"):
-            raise ValueError(f"select must be 'best' or 'oracle', got {select!r}")
-        self._check_scoring_inputs(embedding, prompts)
-        target = _PackedTarget(gt_mask, ignore, embedding.image_hw)
-        n_prompts, n_candidates = len(prompts), 3 if multimask else 1
-        result = PromptScores(
-            iou=np.zeros(n_prompts),
-            selected=np.zeros(n_prompts, np.int64),
-            scores=np.zeros((n_prompts, n_candidates), np.float32),
-            low_res_logits=np.zeros((n_prompts, LOW_RES_SIDE, LOW_RES_SIDE), np.float32) if keep_logits else None,
-        )
-        features = embedding.data["features"].to(self.device)
-        input_hw, image_hw = embedding.data["input_hw"], embedding.image_hw
-        done = 0
-        for indices in _batches(prompts, chunk_size):
-            sparse, dense = self._encode_prompts([prompts[i] for i in indices], image_hw)
-            low_res, scores = self.fast_decoder.decode(
-                features,
-                sparse,
-                dense,
-                multimask,
-                input_hw=None if keep_logits else input_hw,
-                best_only=select == "best",
-            )
-            logits = upsample_logits(low_res, input_hw, image_hw)
-            redo = _uncertain(logits, scores, best_only=select == "best") if exact else np.zeros(len(indices), bool)
-            result.n_exact += int(redo.sum())
-            for row in np.flatnonzero(redo):
-                low_res[row], scores[row], logits[row] = self._exact_candidates(
-                    embedding, prompts[indices[row]], multimask, select == "best", low_res.shape[-2:]
-                )
-            masks = (logits > self.model.mask_threshold).cpu().numpy()
-            ious = target.iou(masks)  # (B, K')
-            chosen = ious.argmax(axis=1) if select == "oracle" else scores.argmax(dim=1).cpu().numpy()
-            rows = np.arange(len(indices))
-            result.iou[indices] = ious[rows, chosen if select == "oracle" else 0]
-            result.selected[indices] = chosen
-            result.scores[indices] = scores.float().cpu().numpy()
-            if keep_logits:
-                result.low_res_logits[indices] = low_res[rows, chosen if select == "oracle" else 0].float().cpu().numpy()
-            done += len(indices)
-            progress(done, n_prompts, "scoring prompts")
-        return result
-
-    def _exact_candidates(
-        self, embedding: Embedding, prompt: Prompt, multimask: bool, best_only: bool, low_res_hw: torch.Size
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The reference decoder's ``(low_res (1, K', *low_res_hw), scores (1, K), logits (1, K', H, W))``.
-
-        Used where the fast decoder's float rounding could change the answer.
-        """
-        low_res, scores = self.decode(embedding, **self.prompt_tensors(prompt, embedding.image_hw), multimask=multimask)
-        if best_only:
-            best = int(scores[0].argmax())
-            low_res = low_res[:, best : best + 1]
-        low_res = low_res[..., : low_res_hw[0], : low_res_hw[1]]
-        return low_res, scores, upsample_logits(low_res, embedding.data["input_hw"], embedding.image_hw)
-
-    def _encode_prompts(self, prompts: Sequence[Prompt], image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Sparse ``(B, n, 256)`` and dense ``(B, 256, 64, 64)`` embeddings (``None`` without mask prompts).
+    def encode_prompts(self, prompts: Sequence[Prompt], frame: ModelFrame) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sparse ``(B, n, 256)`` and dense ``(B, 256, 64, 64)`` prompt embeddings (``None`` without mask prompts).
 
         All prompts must have the same parts and point count (see :func:`_batches`).
         """
-        parts = [self.prompt_tensors(prompt, image_hw) for prompt in prompts]
+        parts = [self.prompt_tensors(prompt, frame) for prompt in prompts]
         points = boxes = masks = None
         if parts[0]["points"] is not None:
             points = (torch.cat([p["points"][0] for p in parts]), torch.cat([p["points"][1] for p in parts]))
@@ -483,21 +279,139 @@ class SamSegmenter(Segmenter):
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
         return sparse, dense if masks is not None else None
 
-    def _check_scoring_inputs(self, embedding: Embedding, prompts: Sequence[Prompt]) -> None:
-        self._check_embedding(embedding)
-        for index, prompt in enumerate(prompts):
-            try:
-                self.check_prompt(prompt)
-                prompt.validate_for(embedding.image_hw)
-            except SegpromptError as exc:
-                raise type(exc)(f"prompts[{index}]: {exc}") from exc
+    def decode(
+        self,
+        embedding: SamEmbedding,
+        prompts: Sequence[Prompt],
+        *,
+        multimask: bool,
+        select: CandidateSelection = "all",
+        exact: bool = True,
+        guidance: Guidance | None = None,
+        crop: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prompt encoder + :func:`~segprompt.backends.sam_decoder.decode_masks` on prompts of one shape.
 
-    def _check_embedding(self, embedding: Embedding) -> None:
-        if embedding.backend != self.name or embedding.model_id != self.model_id:
-            raise ValueError(
-                f"embedding was made by backend {embedding.backend!r} / model {embedding.model_id!r}, "
-                f"not {self.name!r} / {self.model_id!r}"
+        ``crop`` returns only the low-resolution block the image reads.
+        Returns ``(low_res_logits (B, K', rows, cols), scores (B, K), chosen (B, K'))``.
+        """
+        sparse, dense = self.encode_prompts(prompts, embedding.frame)
+        return decode_masks(
+            self.model,
+            embedding.decoder_context(self.model),
+            sparse,
+            dense,
+            multimask=multimask,
+            select=select,
+            exact=exact,
+            guidance=guidance,
+            input_hw=embedding.input_hw if crop else None,
+        )
+
+    def prediction(self, embedding: SamEmbedding, low_res: torch.Tensor, scores: torch.Tensor) -> Prediction:
+        """The :class:`Prediction` of one prompt's ``(1, K', 256, 256)`` logits and ``(1, K')`` scores."""
+        logits = upsample_logits(low_res, embedding.input_hw, embedding.image_hw)
+        return Prediction(
+            masks=(logits[0] > self.model.mask_threshold).cpu().numpy(),
+            scores=scores[0].float().cpu().numpy(),
+            low_res_logits=low_res[0].float().cpu().numpy(),
+        )
+
+    def _predict(self, embedding: SamEmbedding, prompt: Prompt, multimask: bool) -> Prediction:
+        low_res, scores, _ = self.decode(embedding, [prompt], multimask=multimask)
+        return self.prediction(embedding, low_res, scores)
+
+    def predict_best(
+        self, embedding: SamEmbedding, prompt: Prompt, multimask: bool = True, *, exact: bool = False
+    ) -> Prediction:
+        """Like :meth:`predict`, but decode fast and upsample only the highest-scoring mask (``K = 1``).
+
+        The interactive path: one click needs one mask. The re-associated
+        decoder gives the same result as ``SamPredictor`` up to float rounding
+        of the logits (about 1e-6) and computes and upsamples only the chosen
+        candidate. ``low_res_logits`` is ``(1, 256, 256)``, ready to feed back
+        as a ``"logits"`` mask prompt. ``exact=True`` decodes again with the
+        exact decoder when a pixel or the choice could differ (see
+        :meth:`predict_batches`), making the mask equal ``predict(...).best_mask``.
+        """
+        (batch,) = self.predict_batches(embedding, [prompt], multimask=multimask, keep_logits=True, exact=exact)
+        scores = batch.scores.gather(1, batch.candidates)
+        return Prediction(
+            masks=batch.masks[0].cpu().numpy(),
+            scores=scores[0].float().cpu().numpy(),
+            low_res_logits=batch.low_res_logits[0].float().cpu().numpy(),
+        )
+
+    def predict_batches(
+        self,
+        embedding: Embedding,
+        prompts: Sequence[Prompt],
+        *,
+        multimask: bool = True,
+        select: CandidateSelection = "best",
+        keep_logits: bool = False,
+        exact: bool = False,
+        chunk_size: int = 4,
+    ) -> Iterator[CandidateBatch]:
+        """Decode ``prompts`` in batches of one shape (:class:`~segprompt.backends.base.BatchPredictor`).
+
+        The re-associated decoder does the prompt-independent work once per
+        embedding and computes and upsamples only the selected candidates
+        (and only the image's part of the logits unless ``keep_logits``).
+        ``exact=True`` decodes again with the exact decoder every prompt whose
+        upsampled logits come within :data:`LOGIT_MARGIN` of zero (or, for
+        ``"best"``, whose top two predicted IoUs within :data:`SCORE_MARGIN`),
+        so masks and choices equal ``SamPredictor``'s. Trained weights give
+        confident logits and few such prompts; random-init weights give logits
+        of +-0.2 and nearly all. ``exact=False`` keeps the fast result: a pixel
+        whose logit is within float rounding (~1e-7) of zero may flip. Memory
+        grows about 40 MB per prompt of a chunk.
+        """
+        if select not in SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+        self.check_prompts(embedding, prompts)
+        return self._decode_batches(embedding, prompts, multimask, select, keep_logits, exact, chunk_size)
+
+    @torch.inference_mode()
+    def _decode_batches(
+        self,
+        embedding: SamEmbedding,
+        prompts: Sequence[Prompt],
+        multimask: bool,
+        select: CandidateSelection,
+        keep_logits: bool,
+        exact: bool,
+        chunk_size: int,
+    ) -> Iterator[CandidateBatch]:
+        input_hw, image_hw = embedding.input_hw, embedding.image_hw
+        for indices in _batches(prompts, chunk_size):
+            chunk = [prompts[i] for i in indices]
+            low_res, scores, chosen = self.decode(
+                embedding, chunk, multimask=multimask, select=select, exact=False, crop=not keep_logits
+            )
+            logits = upsample_logits(low_res, input_hw, image_hw)
+            redo = _uncertain(logits, scores, select) if exact else np.zeros(len(indices), bool)
+            for row in np.flatnonzero(redo):
+                low_res[row], scores[row], chosen[row] = (
+                    part[0] for part in self.decode(embedding, [chunk[row]], multimask=multimask, select=select, crop=not keep_logits)
+                )
+                logits[row] = upsample_logits(low_res[row : row + 1], input_hw, image_hw)[0]
+            yield CandidateBatch(
+                indices=list(indices),
+                masks=logits > self.model.mask_threshold,
+                candidates=chosen,
+                scores=scores,
+                low_res_logits=low_res if keep_logits else None,
+                n_exact=int(redo.sum()),
             )
 
 
-__all__ = ["PromptScores", "SamSegmenter", "binary_mask_to_logits", "state_dict_fingerprint", "upsample_logits"]
+__all__ = [
+    "GRID_SIDE",
+    "LOGIT_MARGIN",
+    "SCORE_MARGIN",
+    "SamEmbedding",
+    "SamSegmenter",
+    "binary_mask_to_logits",
+    "state_dict_fingerprint",
+]

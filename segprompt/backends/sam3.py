@@ -54,12 +54,9 @@ DEFAULT_HUB_ID = "facebook/sam3"
 #: SAM 3's text encoder has 32 positions.
 TEXT_POSITIONS = 32
 
-_FPN = "fpn."
-
-
-@dataclass
-class Sam3Features:
-    """SAM 3's vision features of one image: the embedding.
+@dataclass(eq=False)
+class Sam3Embedding(Embedding):
+    """SAM 3's vision features of one image.
 
     Attributes:
         fpn_hidden_states: the detector neck's levels ``(1, 256, 4g, 4g)``,
@@ -68,14 +65,6 @@ class Sam3Features:
     """
 
     fpn_hidden_states: tuple[torch.Tensor, ...]
-
-    def to_data(self) -> dict[str, Any]:
-        return {f"{_FPN}{i}": level for i, level in enumerate(self.fpn_hidden_states)}
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "Sam3Features":
-        keys = sorted((int(key[len(_FPN) :]), key) for key in data if key.startswith(_FPN))
-        return cls(tuple(data[key] for _, key in keys))
 
 
 def sam3_processor(image_processor: Any) -> Any:
@@ -141,21 +130,21 @@ class Sam3Segmenter(Segmenter):
         """``(1, 3, 1008, 1008)`` float32: the processor's resize and normalisation."""
         return self.processor.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Run SAM 3's vision encoder once; ``data`` holds :class:`Sam3Features`."""
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Sam3Embedding:
+        """Run SAM 3's vision encoder once (see :class:`Sam3Embedding`)."""
         rgb = self._rgb(image)
         progress(0, 1, "SAM 3: encoding the image")
         with torch.inference_mode():
             vision = self.model.get_vision_features(pixel_values=self.pixel_values(rgb))
         progress(1, 1, "SAM 3: image encoded")
-        features = Sam3Features(tuple(vision.fpn_hidden_states))
-        return Embedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, features.to_data())
+        image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return Sam3Embedding(self.name, self.model_id, image_hw, rgb, tuple(vision.fpn_hidden_states))
 
-    def vision_embeds(self, features: Sam3Features) -> Any:
-        """The ``Sam3VisionEncoderOutput`` the model's ``forward(vision_embeds=...)`` takes, rebuilt from features."""
+    def vision_embeds(self, embedding: Sam3Embedding) -> Any:
+        """The ``Sam3VisionEncoderOutput`` the model's ``forward(vision_embeds=...)`` takes, rebuilt from the embedding."""
         from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-        levels = tuple(level.to(self.device) for level in features.fpn_hidden_states)
+        levels = tuple(level.to(self.device) for level in embedding.fpn_hidden_states)
         encoding = self.model.vision_encoder.neck.position_encoding
         positions = tuple(encoding(level.shape, level.device, level.dtype) for level in levels)
         return Sam3VisionEncoderOutput(fpn_hidden_states=levels, fpn_position_encoding=positions)
@@ -172,10 +161,9 @@ class Sam3Segmenter(Segmenter):
         keys = ("input_ids", "attention_mask", "input_boxes", "input_boxes_labels")
         return {key: encoded[key].to(self.device) for key in keys if key in encoded}
 
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> InstancesPrediction:
-        features = Sam3Features.from_data(embedding.data)
+    def _predict(self, embedding: Sam3Embedding, prompt: Prompt, multimask: bool) -> InstancesPrediction:
         with torch.inference_mode():
-            outputs = self.model(vision_embeds=self.vision_embeds(features), **self.prompt_inputs(prompt, embedding.image_hw))
+            outputs = self.model(vision_embeds=self.vision_embeds(embedding), **self.prompt_inputs(prompt, embedding.image_hw))
             instances = self.instances_from(outputs, embedding.image_hw, prompt)
             semantic = self.processor.post_process_semantic_segmentation(
                 outputs, target_sizes=[embedding.image_hw], return_segmentation_scores=True
@@ -202,4 +190,4 @@ class Sam3Segmenter(Segmenter):
         return answer.instances
 
 
-__all__ = ["DEFAULT_HUB_ID", "Sam3Features", "Sam3Segmenter", "sam3_processor"]
+__all__ = ["DEFAULT_HUB_ID", "Sam3Embedding", "Sam3Segmenter", "sam3_processor"]

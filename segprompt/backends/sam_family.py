@@ -18,7 +18,8 @@ Frames (``H x W`` original image, ``S`` the model's input side):
 Low-resolution logits (``Prediction.low_res_logits``, a ``"logits"`` mask
 prompt) are ``L x L`` with ``L = 4 x`` the feature grid (256; 288 for SAM 3's
 tracker) and cover the model input (``S x S``, padding included). A binary
-mask prompt is put into that frame by :func:`~segprompt.backends.sam.binary_mask_to_logits`.
+mask prompt is put into that frame by the embedding's
+:class:`~segprompt.backends.frame.ModelFrame` (``mask_logits``).
 
 Masks and scores are those of the transformers pipeline (processor -> model
 -> ``processor.post_process_masks``, threshold 0): the encoder runs in
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -40,17 +41,11 @@ from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from ..progress import ProgressCallback, no_progress
 from .base import Embedding, Prediction, Segmenter
-from .sam import binary_mask_to_logits
+from .frame import ModelFrame
 
-Frame = Literal["square", "padded"]
-
-_FEATURE = "image_embeddings."
-_INTERMEDIATE = "intermediate_embeddings."
-
-
-@dataclass
-class SamFamilyFeatures:
-    """What the mask decoder of a transformers SAM-family model reads for one image (the cached embedding).
+@dataclass(eq=False)
+class SamFamilyEmbedding(Embedding):
+    """What the mask decoder of a transformers SAM-family model reads for one image.
 
     Attributes:
         image_embeddings: the encoder's outputs in the order the model's
@@ -63,34 +58,18 @@ class SamFamilyFeatures:
             layers' outputs ``(1, 64, 64, D)`` the HQ decoder fuses; ``()`` otherwise.
         input_hw: ``(h, w)`` of the image inside the model input after resizing
             (``(S, S)`` in the square frame).
+        input_side: ``S``, the side of the model's square input.
     """
 
     image_embeddings: tuple[torch.Tensor, ...]
     intermediate_embeddings: tuple[torch.Tensor, ...]
     input_hw: tuple[int, int]
+    input_side: int
 
-    def to_data(self) -> dict[str, Any]:
-        """The :attr:`Embedding.data` holding these features (tensors and plain values only: cacheable)."""
-        data: dict[str, Any] = {"input_hw": self.input_hw}
-        data.update({f"{_FEATURE}{i}": tensor for i, tensor in enumerate(self.image_embeddings)})
-        data.update({f"{_INTERMEDIATE}{i}": tensor for i, tensor in enumerate(self.intermediate_embeddings)})
-        return data
-
-    @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "SamFamilyFeatures":
-        def ordered(prefix: str) -> tuple[torch.Tensor, ...]:
-            keys = sorted((int(key[len(prefix) :]), key) for key in data if key.startswith(prefix))
-            return tuple(data[key] for _, key in keys)
-
-        height, width = data["input_hw"]
-        return cls(ordered(_FEATURE), ordered(_INTERMEDIATE), (int(height), int(width)))
-
-    def to(self, device: torch.device) -> "SamFamilyFeatures":
-        return SamFamilyFeatures(
-            tuple(t.to(device) for t in self.image_embeddings),
-            tuple(t.to(device) for t in self.intermediate_embeddings),
-            self.input_hw,
-        )
+    @property
+    def frame(self) -> ModelFrame:
+        """The image inside the model's ``S x S`` input."""
+        return ModelFrame(self.image_hw, self.input_hw, self.input_side)
 
 
 @dataclass
@@ -118,8 +97,8 @@ class SamFamilySegmenter(Segmenter):
     """Base of the transformers SAM-family backends (points, box, mask prompts).
 
     Subclasses set :attr:`name`, :attr:`description`, :attr:`hub_ids`
-    (variant -> hub id), :attr:`default_variant`, :attr:`frame` and
-    :meth:`model_classes`; SAM-HQ overrides the encoder/decoder hooks.
+    (variant -> hub id), :attr:`default_variant` and :meth:`model_classes`;
+    SAM-HQ overrides the encoder/decoder hooks (and so its frame).
 
     Args:
         model_dir: a local model folder (``save_pretrained`` layout); default
@@ -136,7 +115,6 @@ class SamFamilySegmenter(Segmenter):
     #: Variant -> hub id of the released weights.
     hub_ids: ClassVar[dict[str, str]]
     default_variant: ClassVar[str]
-    frame: ClassVar[Frame] = "square"
     #: Said when the weights cannot be found offline (e.g. SAM 3's licence gate).
     access_note: ClassVar[str] = ""
 
@@ -179,44 +157,42 @@ class SamFamilySegmenter(Segmenter):
 
     # -- the per-family hooks -------------------------------------------------------------------
 
-    def encode(self, rgb: np.ndarray) -> SamFamilyFeatures:
+    def encode(self, rgb: np.ndarray) -> SamFamilyEmbedding:
         """Run the processor and the image encoder on an ``(H, W, 3)`` uint8 image."""
         inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
         side = int(inputs["pixel_values"].shape[-1])
         with torch.inference_mode():
             embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
-        return SamFamilyFeatures(tuple(embeddings), (), (side, side))
+        image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return SamFamilyEmbedding(self.name, self.model_id, image_hw, rgb, tuple(embeddings), (), (side, side), side)
 
-    def forward(self, features: SamFamilyFeatures, prompt: PromptTensors, multimask: bool) -> Any:
-        """The model's forward on cached features; returns its output (``pred_masks``, ``iou_scores``)."""
-        return self.model(image_embeddings=list(features.image_embeddings), multimask_output=multimask, **prompt.as_kwargs())
+    def forward(self, embedding: SamFamilyEmbedding, prompt: PromptTensors, multimask: bool) -> Any:
+        """The model's forward on an embedding's features; returns its output (``pred_masks``, ``iou_scores``)."""
+        image_embeddings = [tensor.to(self.device) for tensor in embedding.image_embeddings]
+        return self.model(image_embeddings=image_embeddings, multimask_output=multimask, **prompt.as_kwargs())
 
-    def post_process(self, pred_masks: torch.Tensor, image_hw: tuple[int, int], features: SamFamilyFeatures) -> torch.Tensor:
+    def post_process(self, pred_masks: torch.Tensor, embedding: SamFamilyEmbedding) -> torch.Tensor:
         """``(1, P, K, L, L)`` logits -> ``(P, K, H, W)`` upsampled logits (the processor's ``post_process_masks``)."""
-        return self.processor.post_process_masks(pred_masks.cpu(), [list(image_hw)], binarize=False)[0]
+        return self.processor.post_process_masks(pred_masks.cpu(), [list(embedding.image_hw)], binarize=False)[0]
 
     # -- Segmenter ----------------------------------------------------------------------------
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Encode the image once; ``data`` holds :class:`SamFamilyFeatures` (see :meth:`SamFamilyFeatures.to_data`)."""
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SamFamilyEmbedding:
+        """Encode the image once (see :class:`SamFamilyEmbedding`)."""
         rgb = self._rgb(image)
         progress(0, 1, f"{self.name}: encoding the image")
-        features = self.encode(rgb)
+        embedding = self.encode(rgb)
         progress(1, 1, f"{self.name}: image encoded")
-        return Embedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, features.to_data())
+        return embedding
 
-    def features(self, embedding: Embedding) -> SamFamilyFeatures:
-        """The :class:`SamFamilyFeatures` inside ``embedding``, on this backend's device."""
-        return SamFamilyFeatures.from_data(embedding.data).to(self.device)
-
-    def prompt_tensors(self, prompts: Sequence[Prompt], image_hw: tuple[int, int], input_hw: tuple[int, int]) -> PromptTensors:
+    def prompt_tensors(self, prompts: Sequence[Prompt], frame: ModelFrame) -> PromptTensors:
         """The model inputs of ``P`` prompts with the same parts (one mask at most, shared), in the input frame."""
         first = prompts[0]
         tensors = PromptTensors()
         if first.points is not None or first.box is not None:
-            tensors.points, tensors.labels, tensors.boxes = self.geometry_tensors(prompts, image_hw, input_hw)
+            tensors.points, tensors.labels, tensors.boxes = self.geometry_tensors(prompts, frame.image_hw, frame.input_hw)
         if first.mask is not None:
-            tensors.masks = torch.as_tensor(self.mask_logits(first, image_hw), device=self.device)[None, None]
+            tensors.masks = torch.as_tensor(self.mask_logits(first, frame), device=self.device)[None, None]
         return tensors
 
     def geometry_tensors(
@@ -239,7 +215,7 @@ class SamFamilySegmenter(Segmenter):
         points, labels, boxes = (encoded.get(key) for key in ("input_points", "input_labels", "input_boxes"))
         return tuple(None if t is None else t.to(self.device) for t in (points, labels, boxes))  # type: ignore[return-value]
 
-    def mask_logits(self, prompt: Prompt, image_hw: tuple[int, int]) -> np.ndarray:
+    def mask_logits(self, prompt: Prompt, frame: ModelFrame) -> np.ndarray:
         """``(L, L)`` float32 low-resolution logits of the prompt's mask, in this model's frame."""
         side = self.low_res_side
         mask = prompt.mask
@@ -250,13 +226,12 @@ class SamFamilySegmenter(Segmenter):
                     f"got {mask.data.shape}"
                 )
             return np.array(mask.data, np.float32)  # a writable copy for torch
-        return binary_mask_to_logits(mask.data, side=side, keep_aspect=self.frame == "padded")
+        return frame.mask_logits(mask.data, side)
 
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> Prediction:
-        features = self.features(embedding)
+    def _predict(self, embedding: SamFamilyEmbedding, prompt: Prompt, multimask: bool) -> Prediction:
         with torch.inference_mode():
-            output = self.forward(features, self.prompt_tensors([prompt], embedding.image_hw, features.input_hw), multimask)
-            logits = self.post_process(output.pred_masks, embedding.image_hw, features)[0]
+            output = self.forward(embedding, self.prompt_tensors([prompt], embedding.frame), multimask)
+            logits = self.post_process(output.pred_masks, embedding)[0]
         return Prediction(
             masks=(logits > 0).numpy(),
             scores=output.iou_scores[0, 0].float().cpu().numpy(),
@@ -264,4 +239,4 @@ class SamFamilySegmenter(Segmenter):
         )
 
 
-__all__ = ["PromptTensors", "SamFamilyFeatures", "SamFamilySegmenter"]
+__all__ = ["PromptTensors", "SamFamilyEmbedding", "SamFamilySegmenter"]

@@ -19,7 +19,7 @@ import torch
 from ..hub import PretrainedModel
 from ..prompts import Prompt
 from . import register
-from .sam_family import PromptTensors, SamFamilyFeatures, SamFamilySegmenter
+from .sam_family import PromptTensors, SamFamilyEmbedding, SamFamilySegmenter
 
 #: The released SAM-HQ checkpoints converted for transformers (Apache-2.0).
 HUB_IDS = {
@@ -43,7 +43,6 @@ class SamHqSegmenter(SamFamilySegmenter):
     description = "SAM-HQ (ViT-B/L/H, high-quality output token); points, box, mask prompts"
     hub_ids = HUB_IDS
     default_variant = "vit_b"
-    frame = "padded"
 
     def __init__(
         self,
@@ -69,12 +68,16 @@ class SamHqSegmenter(SamFamilySegmenter):
         # SAM's prompt encoder takes masks at 4 x its embedding grid (no mask_input_size attribute here).
         return 4 * int(self.model.prompt_encoder.image_embedding_size[0])
 
-    def encode(self, rgb: np.ndarray) -> SamFamilyFeatures:
+    def encode(self, rgb: np.ndarray) -> SamFamilyEmbedding:
         inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
         with torch.inference_mode():
             image_embeddings, intermediate = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
         height, width = (int(v) for v in inputs["reshaped_input_sizes"][0])
-        return SamFamilyFeatures((image_embeddings,), tuple(intermediate), (height, width))
+        side = int(inputs["pixel_values"].shape[-1])
+        image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return SamFamilyEmbedding(
+            self.name, self.model_id, image_hw, rgb, (image_embeddings,), tuple(intermediate), (height, width), side
+        )
 
     def geometry_tensors(
         self, prompts: Sequence[Prompt], image_hw: tuple[int, int], input_hw: tuple[int, int]
@@ -95,16 +98,16 @@ class SamHqSegmenter(SamFamilySegmenter):
             boxes = torch.from_numpy((corners * np.tile(scale, 2))[None]).to(self.device)
         return points, labels, boxes
 
-    def forward(self, features: SamFamilyFeatures, prompt: PromptTensors, multimask: bool) -> Any:
+    def forward(self, embedding: SamFamilyEmbedding, prompt: PromptTensors, multimask: bool) -> Any:
         return self.model(
-            image_embeddings=features.image_embeddings[0],
-            intermediate_embeddings=list(features.intermediate_embeddings),
+            image_embeddings=embedding.image_embeddings[0].to(self.device),
+            intermediate_embeddings=[tensor.to(self.device) for tensor in embedding.intermediate_embeddings],
             multimask_output=multimask,
             hq_token_only=self.hq_token_only,
             **prompt.as_kwargs(),
         )
 
-    def post_process(self, pred_masks: torch.Tensor, image_hw: tuple[int, int], features: SamFamilyFeatures) -> torch.Tensor:
+    def post_process(self, pred_masks: torch.Tensor, embedding: SamFamilyEmbedding) -> torch.Tensor:
         return self.processor.post_process_masks(
-            pred_masks.cpu(), [list(image_hw)], [list(features.input_hw)], binarize=False
+            pred_masks.cpu(), [list(embedding.image_hw)], [list(embedding.input_hw)], binarize=False
         )[0]

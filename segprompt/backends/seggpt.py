@@ -16,6 +16,7 @@ halfway. The score is its mean inside the mask (0 for an empty mask).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -32,6 +33,17 @@ from .probability import ProbabilityPrediction
 DEFAULT_HUB_ID = "BAAI/seggpt-vit-large"
 #: SegGPT paints one object class: palette entry 0 is background, 1 the object.
 NUM_LABELS = 1
+
+
+@dataclass(eq=False)
+class SegGptEmbedding(Embedding):
+    """SegGPT's input image; its encoder runs per prompt, since the prompt pair enters it.
+
+    Attributes:
+        pixel_values: ``(1, 3, 448, 448)`` float32, the processor's resize and ImageNet normalisation.
+    """
+
+    pixel_values: torch.Tensor
 
 
 @register
@@ -70,15 +82,15 @@ class SegGptSegmenter(Segmenter):
     def model_id(self) -> str:
         return self._model_id
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """``data["pixel_values"]``: ``(1, 3, 448, 448)`` float32, the processor's resize and ImageNet normalisation."""
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SegGptEmbedding:
+        """Prepare the image (see :class:`SegGptEmbedding`)."""
         rgb = self._rgb(image)
         pixel_values = self.processor(images=rgb, return_tensors="pt")["pixel_values"]
         progress(1, 1, "SegGPT: image prepared")
-        return Embedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, {"pixel_values": pixel_values})
+        return SegGptEmbedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, pixel_values)
 
     @torch.inference_mode()
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> ProbabilityPrediction:
+    def _predict(self, embedding: SegGptEmbedding, prompt: Prompt, multimask: bool) -> ProbabilityPrediction:
         # multimask is moot: SegGPT paints one mask per prompt, hence K = 1.
         reference = prompt.reference
         inputs = self.processor.preprocess(
@@ -88,7 +100,7 @@ class SegGptSegmenter(Segmenter):
             return_tensors="pt",
         )
         outputs = self.model(
-            pixel_values=embedding.data["pixel_values"].to(self.device),
+            pixel_values=embedding.pixel_values.to(self.device),
             prompt_pixel_values=inputs["prompt_pixel_values"].to(self.device),
             prompt_masks=inputs["prompt_masks"].to(self.device),
         )

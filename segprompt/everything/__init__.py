@@ -99,11 +99,7 @@ def segment_everything(
         ValueError: ``embedding`` was made by another backend or model.
     """
     generator = _generator(segmenter.name)
-    if embedding.backend != segmenter.name or embedding.model_id != segmenter.model_id:
-        raise ValueError(
-            f"embedding was made by backend {embedding.backend!r} / model {embedding.model_id!r}, "
-            f"not {segmenter.name!r} / {segmenter.model_id!r}"
-        )
+    segmenter.check_embedding(embedding)
     if settings is None:
         settings = generator.Settings()
     elif not isinstance(settings, generator.Settings):

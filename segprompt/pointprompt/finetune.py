@@ -10,9 +10,10 @@ resolution, before and after training.
 
 Frames: points are original-image ``(x, y)`` pixels (mapped to SAM's 1024
 input frame by ``ResizeLongestSide``, as ``SamPredictor`` does); the target is
-the ground-truth mask resized the way SAM resizes the image, padded to
-1024 x 1024 at the bottom/right and averaged down to 256 x 256 (soft targets
-in ``[0, 1]``).
+the fraction of each 256 x 256 low-resolution cell of SAM's padded frame the
+ground-truth mask covers (:meth:`ModelFrame.mask_fraction
+<segprompt.backends.frame.ModelFrame.mask_fraction>`: soft targets in ``[0, 1]``,
+padding background).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..backends.base import Embedding
+from ..backends.frame import ModelFrame
 from ..progress import ProgressCallback, no_progress
 from ..errors import SegpromptError
 from ..metrics import iou
@@ -35,7 +37,7 @@ from ..prompts import LOW_RES_SIDE
 from .strategies import PointSet
 
 if TYPE_CHECKING:
-    from ..backends.sam import SamSegmenter
+    from ..backends.sam import SamEmbedding, SamSegmenter
     from ..datasets.base import Dataset
     from .counts import PointCounts
     from .runner import EmbeddingSource
@@ -47,19 +49,19 @@ class FinetuneExample:
 
     Attributes:
         features: ``(1, 256, 64, 64)`` float32 SAM image embedding.
-        input_hw: ``(h, w)`` of the image after SAM's longest-side-1024 resize.
+        frame: the image in SAM's padded 1024 input.
         points: the prompt, ``(x, y)`` original-image pixels.
         mask: ``(H, W)`` bool ground truth.
     """
 
     features: torch.Tensor
-    input_hw: tuple[int, int]
+    frame: ModelFrame
     points: PointSet
     mask: np.ndarray
 
     @classmethod
-    def from_embedding(cls, embedding: Embedding, points: PointSet, mask: np.ndarray) -> "FinetuneExample":
-        return cls(embedding.data["features"].detach(), tuple(embedding.data["input_hw"]), points, np.asarray(mask, bool))
+    def from_embedding(cls, embedding: "SamEmbedding", points: PointSet, mask: np.ndarray) -> "FinetuneExample":
+        return cls(embedding.features.detach(), embedding.frame, points, np.asarray(mask, bool))
 
 
 @dataclass(frozen=True)
@@ -94,13 +96,9 @@ class FinetuneResult:
         return {**self.__dict__, "gain_percent": self.gain_percent}
 
 
-def low_res_target(mask: np.ndarray, input_hw: tuple[int, int]) -> torch.Tensor:
+def low_res_target(mask: np.ndarray, frame: ModelFrame) -> torch.Tensor:
     """``(1, 1, 256, 256)`` float32 fraction of object in each low-resolution cell (module docstring)."""
-    image_side = LOW_RES_SIDE * 4
-    full = torch.as_tensor(np.asarray(mask, np.float32))[None, None]
-    resized = F.interpolate(full, size=tuple(input_hw), mode="bilinear", align_corners=False)
-    padded = F.pad(resized, (0, image_side - input_hw[1], 0, image_side - input_hw[0]))
-    return F.avg_pool2d(padded, 4)
+    return torch.from_numpy(frame.mask_fraction(mask, LOW_RES_SIDE))[None, None]
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -132,8 +130,8 @@ def evaluate(sam: Sam, examples: Sequence[FinetuneExample]) -> tuple[float, floa
     losses, ious = [], []
     for example in examples:
         logits = _forward(sam, example, transform)
-        losses.append(float(_loss(logits, low_res_target(example.mask, example.input_hw))))
-        full = sam.postprocess_masks(logits, example.input_hw, example.mask.shape)
+        losses.append(float(_loss(logits, low_res_target(example.mask, example.frame))))
+        full = sam.postprocess_masks(logits, example.frame.input_hw, example.mask.shape)
         ious.append(iou(full[0, 0].numpy() > sam.mask_threshold, example.mask))
     return float(np.mean(losses)), float(np.mean(ious))
 
@@ -163,7 +161,7 @@ def finetune_sam(
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
     transform = ResizeLongestSide(sam.image_encoder.img_size)
-    targets = [low_res_target(example.mask, example.input_hw) for example in train]
+    targets = [low_res_target(example.mask, example.frame) for example in train]
     result = FinetuneResult(n_train=len(train), n_validation=len(validation))
     sam.eval()  # SAM has no dropout or batch norm; eval keeps that true for any variant
     best_loss, result.iou_before = evaluate(sam, validation)

@@ -3,8 +3,10 @@
 For every sample (image) the runner embeds the image once (through the
 embedding cache when given) and, for every object of the sample, scores each
 automatic strategy and each human prompt set at every timestep on that one
-embedding: all prompts of an object in one batched call where the backend has
-``score_prompts`` (SAM), else one ``predict`` each. Output folder::
+embedding: all prompts of an object in one call of
+:func:`segprompt.evaluation.score_prompts` (batched on the model's device for
+backends that declare :class:`~segprompt.backends.base.BatchPredictor`, such
+as SAM; one ``predict`` each otherwise). Output folder::
 
     run.json          settings: the run identity (a resumed run must use the same) and options
     results.csv       one row per (image, object, strategy, timestep), see results.py
@@ -42,6 +44,7 @@ from ..backends.base import Embedding, Segmenter
 from ..progress import ProgressCallback, no_progress
 from ..datasets.base import Dataset, Sample
 from ..errors import PromptError
+from ..evaluation import MaskSelection, score_prompts, select_mask
 from ..io import atomic_write_text
 from ..metrics import iou
 from ..prompts import Prompt
@@ -164,37 +167,23 @@ def pointprompt_worker(settings: Mapping[str, Any]) -> Callable[[tuple[int, froz
     return score
 
 
-def feature_grid(embedding: Embedding) -> np.ndarray | None:
-    """``(h, w, C)`` float32 model features covering the image, or ``None``.
-
-    SAM's ``(1, C, 64, 64)`` embedding covers the padded 1024 x 1024 input; the
-    image occupies its top-left ``ceil(input_hw / 16)`` cells, which are kept.
-    """
-    features, input_hw = embedding.data.get("features"), embedding.data.get("input_hw")
-    if features is None or input_hw is None or getattr(features, "ndim", 0) != 4:
-        return None
-    array = features.detach().float().cpu().numpy() if hasattr(features, "detach") else np.asarray(features)
-    from ..backends.sam_arch import IMAGE_SIZE
-
-    stride = IMAGE_SIZE / array.shape[-1]
-    rows, cols = math.ceil(input_hw[0] / stride), math.ceil(input_hw[1] / stride)
-    return np.ascontiguousarray(array[0, :, :rows, :cols].transpose(1, 2, 0), dtype=np.float32)
-
-
 class _Scorer:
     """Answers and scores prompts on one image's embedding.
 
     Interactive strategies call :meth:`predict` one prompt at a time; their
     answers are remembered until :meth:`reset`, so scoring their timesteps
-    does not run the model again. :meth:`score` scores many prompts at once,
-    through ``SamSegmenter.score_prompts`` (batched decoding, IoU on packed
-    bits) where the backend has it, else one ``predict`` per prompt.
+    does not run the model again. :meth:`score` scores many prompts at once
+    (:func:`segprompt.evaluation.score_prompts`). ``select`` says which
+    candidate of a multimask answer is taken (``"best"`` or ``"first"``).
     """
 
-    def __init__(self, segmenter: Segmenter, embedding: Embedding, multimask: bool | None) -> None:
+    def __init__(
+        self, segmenter: Segmenter, embedding: Embedding, multimask: bool | None, select: MaskSelection = "best"
+    ) -> None:
         self.segmenter = segmenter
         self.embedding = embedding
         self.multimask = multimask
+        self.select = select
         self.memo: dict[bytes, tuple[np.ndarray, float, float]] = {}
 
     def reset(self) -> None:
@@ -208,15 +197,14 @@ class _Scorer:
         return points.include.tobytes() + b"|" + points.exclude.tobytes()
 
     def predict(self, points: PointSet) -> np.ndarray:
-        """``(H, W)`` bool best-scored mask for ``points`` (remembered with its score and seconds)."""
+        """``(H, W)`` bool selected mask for ``points`` (remembered with its score and seconds)."""
         key = self._key(points)
         if key not in self.memo:
             start = time.perf_counter()
-            # SamSegmenter.predict_best decodes fast and upsamples only the chosen mask.
-            fast = getattr(self.segmenter, "predict_best", None)
-            prediction = (fast or self.segmenter.predict)(self.embedding, points.to_prompt(), multimask=self._multimask(points))
-            seconds = time.perf_counter() - start
-            self.memo[key] = (prediction.best_mask, float(prediction.scores[prediction.best]), seconds)
+            mask, model_score = select_mask(
+                self.segmenter, self.embedding, points.to_prompt(), multimask=self._multimask(points), select=self.select
+            )
+            self.memo[key] = (mask, model_score, time.perf_counter() - start)
         return self.memo[key][0]
 
     def score(self, prompts: list[PointSet], gt: np.ndarray, ignore: np.ndarray | None) -> list[tuple[float, float, float]]:
@@ -229,22 +217,18 @@ class _Scorer:
                 out[i] = (iou(mask, gt, ignore), model_score, seconds)
             else:
                 pending.append(i)
-        batch = getattr(self.segmenter, "score_prompts", None)
-        if batch is None:
-            for i in pending:
-                mask = self.predict(prompts[i])
-                _, model_score, seconds = self.memo[self._key(prompts[i])]
-                out[i] = (iou(mask, gt, ignore), model_score, seconds)
-            return out
         for multimask in (False, True):
             chosen = [i for i in pending if self._multimask(prompts[i]) == multimask]
             if not chosen:
                 continue
             start = time.perf_counter()
-            scored = batch(self.embedding, [prompts[i].to_prompt() for i in chosen], gt, multimask=multimask, ignore=ignore)
+            scored = score_prompts(
+                self.segmenter, self.embedding, [prompts[i].to_prompt() for i in chosen], gt,
+                multimask=multimask, select=self.select, ignore=ignore,
+            )
             seconds = (time.perf_counter() - start) / len(chosen)
             for j, i in enumerate(chosen):
-                out[i] = (float(scored.iou[j]), float(scored.scores[j, scored.selected[j]]), seconds)
+                out[i] = (float(scored.iou[j]), float(scored.selected_scores[j]), seconds)
         return out
 
 
@@ -374,7 +358,7 @@ def _score_sample(
     embedding = cache.embed(segmenter, sample.image) if cache is not None else segmenter.embed(sample.image)
     embed_seconds = time.perf_counter() - start
     scorer = _Scorer(segmenter, embedding, config.multimask)
-    grid = feature_grid(embedding)
+    grid = embedding.feature_map()
     human_points = human_reference(sample) if len(objects) == 1 else None
     for obj in objects:
         if not todo[obj.object_id]:

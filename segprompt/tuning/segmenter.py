@@ -12,6 +12,7 @@ Registered as backend ``"clipseg-tuned"``:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,18 @@ from ..backends.probability import ProbabilityPrediction
 from ..hub import PretrainedModel
 from ..prompts import Prompt
 from .tuned import TunedCLIPSeg
+
+
+@dataclass(eq=False)
+class SquashedImageEmbedding(Embedding):
+    """The image squashed to the tuned model's square, as in training.
+
+    Attributes:
+        resized: ``(S, S, 3)`` uint8 RGB. The vision tower itself runs per
+            prompt, since visual prompts enter it.
+    """
+
+    resized: np.ndarray
 
 
 @register
@@ -55,22 +68,19 @@ class TunedClipSegSegmenter(Segmenter):
         """The checkpoint's default phrase (the most common training text)."""
         return self.tuned.default_text
 
-    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """Keep the image squashed to the model's square: ``data["resized"]`` is ``(S, S, 3)`` uint8.
-
-        The vision tower itself runs per prompt, since visual prompts enter it.
-        """
+    def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SquashedImageEmbedding:
+        """Keep the image squashed to the model's square (see :class:`SquashedImageEmbedding`)."""
         rgb = self._rgb(image)
         size = self.tuned.image_size
         resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
         progress(1, 1, "image resized")
-        return Embedding(self.name, self.model_id, rgb.shape[:2], rgb, {"resized": resized})
+        return SquashedImageEmbedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, resized)
 
-    def _predict(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> ProbabilityPrediction:
+    def _predict(self, embedding: SquashedImageEmbedding, prompt: Prompt, multimask: bool) -> ProbabilityPrediction:
         height, width = embedding.image_hw
         self.tuned.net.eval()
         with torch.inference_mode():
-            logits = self.tuned.logits([embedding.data["resized"]], [prompt.text.phrase])
+            logits = self.tuned.logits([embedding.resized], [prompt.text.phrase])
             resized = torch.nn.functional.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)
         probabilities = torch.sigmoid(resized)[0, 0].float().numpy()
         mask = probabilities >= self.threshold

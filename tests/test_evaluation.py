@@ -1,4 +1,4 @@
-"""Fast decoding and batch scoring against SamPredictor + segprompt.metrics.iou (tiny random-init SAM)."""
+"""Scoring many prompts against ground truth (segprompt.evaluation) vs SamPredictor + segprompt.metrics.iou (tiny random-init SAM)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import torch
 from segment_anything import SamPredictor
 from skimage import data as skdata
 
+from segprompt.backends import create
 from segprompt.backends.sam import _batches, binary_mask_to_logits
-from segprompt.backends.sam_fast import FastMaskDecoder, low_res_extent
 from segprompt.errors import PromptError, UnsupportedPromptError
+from segprompt.evaluation import count_true, score_prompts, select_mask, selection_settings
 from segprompt.metrics import iou
 from segprompt.prompts import Box, MaskPrompt, Points, Prompt, Text
 
@@ -61,11 +62,12 @@ def _reference(predictor: SamPredictor, prompt: Prompt, multimask: bool):
 def test_scores_equal_a_sam_predictor_loop(setup, tiny_sam, multimask):
     image, embedding, predictor, gt, ignore = setup
     prompts = _mixed_prompts(*image.shape[:2], gt)
-    best = tiny_sam.score_prompts(embedding, prompts, gt, multimask=multimask, ignore=ignore, exact=True, chunk_size=3)
-    oracle = tiny_sam.score_prompts(
-        embedding, prompts, gt, multimask=multimask, select="oracle", ignore=ignore, exact=True
+    best = score_prompts(tiny_sam, embedding, prompts, gt, multimask=multimask, ignore=ignore, exact=True, chunk_size=3)
+    oracle = score_prompts(
+        tiny_sam, embedding, prompts, gt, multimask=multimask, select="oracle", ignore=ignore, exact=True
     )
-    fast = tiny_sam.score_prompts(embedding, prompts, gt, multimask=multimask, ignore=ignore)
+    first = score_prompts(tiny_sam, embedding, prompts, gt, multimask=multimask, select="first", ignore=ignore, exact=True)
+    fast = score_prompts(tiny_sam, embedding, prompts, gt, multimask=multimask, ignore=ignore)
     assert fast.n_exact == 0 and best.n_exact > 0  # random-init logits are all near zero
     # a pixel within float rounding of 0 may flip: 1 / (union of ~30000 pixels)
     np.testing.assert_allclose(fast.iou, best.iou, atol=1e-4)
@@ -79,6 +81,7 @@ def test_scores_equal_a_sam_predictor_loop(setup, tiny_sam, multimask):
         assert best.iou[index] == pytest.approx(ious[chosen], abs=1e-6), index
         assert oracle.selected[index] == int(np.argmax(ious)), index
         assert oracle.iou[index] == pytest.approx(max(ious), abs=1e-6), index
+        assert first.selected[index] == 0 and first.iou[index] == pytest.approx(ious[0], abs=1e-6), index
         np.testing.assert_allclose(best.scores[index], scores, atol=1e-6)
     assert 0.0 < best.iou.min() and best.iou.max() < 1.0, "the target must discriminate between prompts"
 
@@ -86,7 +89,7 @@ def test_scores_equal_a_sam_predictor_loop(setup, tiny_sam, multimask):
 def test_kept_logits_feed_the_next_timestep(setup, tiny_sam):
     image, embedding, predictor, gt, _ = setup
     prompts = _mixed_prompts(*image.shape[:2], gt)[:3]
-    result = tiny_sam.score_prompts(embedding, prompts, gt, keep_logits=True, exact=True)
+    result = score_prompts(tiny_sam, embedding, prompts, gt, keep_logits=True, exact=True)
     for index, prompt in enumerate(prompts):
         _, scores, low_res = _reference(predictor, prompt, True)
         np.testing.assert_allclose(result.low_res_logits[index], low_res[np.argmax(scores)], atol=1e-5)
@@ -94,7 +97,7 @@ def test_kept_logits_feed_the_next_timestep(setup, tiny_sam):
     follow_up = [
         Prompt(points=prompt.points, mask=MaskPrompt(result.low_res_logits[i], "logits")) for i, prompt in enumerate(prompts)
     ]
-    again = tiny_sam.score_prompts(embedding, follow_up, gt, multimask=False, exact=True)
+    again = score_prompts(tiny_sam, embedding, follow_up, gt, multimask=False, exact=True)
     for index, prompt in enumerate(follow_up):
         masks, _, _ = predictor.predict(
             point_coords=prompt.points.xy,
@@ -105,24 +108,66 @@ def test_kept_logits_feed_the_next_timestep(setup, tiny_sam):
         assert again.iou[index] == pytest.approx(iou(masks[0], gt), abs=1e-6)
 
 
-@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask-prompt"])
-def test_fast_decoder_matches_the_reference_decoder(setup, tiny_sam_model, tiny_sam, with_mask):
-    image, embedding, _, gt, _ = setup
-    mask = MaskPrompt(gt) if with_mask else None  # a mask prompt makes every layer's image tokens per-prompt
-    prompts = [Prompt(points=Points([[20, 30], [60, 80]], [1, 0]), box=Box(10, 10, 150, 200), mask=mask)] * 2
-    sparse, dense = tiny_sam._encode_prompts(prompts, embedding.image_hw)
-    features = embedding.data["features"]
-    decoder = FastMaskDecoder(tiny_sam_model)
-    for multimask in (True, False):
-        reference, ref_scores = tiny_sam.decode(embedding, **tiny_sam.prompt_tensors(prompts[0], embedding.image_hw), multimask=multimask)
-        logits, scores = decoder.decode(features, sparse, dense, multimask)
-        torch.testing.assert_close(logits, reference.expand_as(logits), atol=1e-5, rtol=0)
-        torch.testing.assert_close(scores, ref_scores.expand_as(scores), atol=1e-6, rtol=0)
-        cropped, _ = decoder.decode(features, sparse, dense, multimask, input_hw=embedding.data["input_hw"])
-        rows, cols = low_res_extent(embedding.data["input_hw"])
-        assert rows <= cropped.shape[2] < 256 or cols <= cropped.shape[3] < 256
-        torch.testing.assert_close(cropped, logits[..., : cropped.shape[2], : cropped.shape[3]])
-    assert decoder.context(features) is decoder.context(features)
+def test_first_scores_masks_0_even_when_another_candidate_scores_higher(setup, tiny_sam):
+    """PointPrompt's reference scores masks[0] of the multimask output, whatever SAM's predicted IoUs say."""
+    image, embedding, predictor, gt, ignore = setup
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(3)
+    clicks = [Prompt(points=Points([[rng.uniform(0, width - 1), rng.uniform(0, height - 1)]], [1])) for _ in range(12)]
+    chosen = None
+    for prompt in clicks:  # a click whose best-scored candidate is not masks[0] and scores differently
+        masks, scores, _ = _reference(predictor, prompt, True)
+        ious = [iou(mask, gt, ignore) for mask in masks]
+        if int(np.argmax(scores)) != 0 and abs(ious[0] - ious[int(np.argmax(scores))]) > 1e-3:
+            chosen = (prompt, ious, int(np.argmax(scores)))
+            break
+    assert chosen is not None, "no click where masks[0] is not the best-scored candidate"
+    prompt, ious, best_index = chosen
+    first = score_prompts(tiny_sam, embedding, [prompt], gt, select="first", ignore=ignore, exact=True)
+    best = score_prompts(tiny_sam, embedding, [prompt], gt, select="best", ignore=ignore, exact=True)
+    assert first.selected[0] == 0 and first.iou[0] == pytest.approx(ious[0], abs=1e-6)
+    assert best.selected[0] == best_index and best.iou[0] == pytest.approx(ious[best_index], abs=1e-6)
+    assert first.iou[0] != pytest.approx(best.iou[0], abs=1e-4)
+    assert first.selected_scores[0] < best.selected_scores[0]
+    # the interactive path picks the same candidates
+    mask, _ = select_mask(tiny_sam, embedding, prompt, select="first")
+    assert iou(mask, gt, ignore) == pytest.approx(ious[0], abs=1e-3)
+
+
+def test_selection_words():
+    assert selection_settings("single") == (False, "best")
+    assert selection_settings("first") == (True, "first")
+    with pytest.raises(ValueError, match="single"):
+        selection_settings("worst")
+
+
+def test_backends_without_batches_are_scored_by_predict(tiny_sam):
+    """The classical backend declares no batch capability: one predict per prompt, same IoU convention."""
+    classical = create("classical")
+    image = IMAGES["landscape"]
+    gt = image[..., 0] > 150
+    embedding = classical.embed(image)
+    prompts = [Prompt(box=Box(20, 20, 200, 150)), Prompt(points=Points([[100, 80], [300, 40]], [1, 0]))]
+    for select in ("best", "first", "oracle"):
+        scored = score_prompts(classical, embedding, prompts, gt, select=select, keep_logits=True)
+        for index, prompt in enumerate(prompts):
+            answer = classical.predict(embedding, prompt)
+            ious = [iou(mask, gt) for mask in answer.masks]
+            expected = {"best": answer.best, "first": 0, "oracle": int(np.argmax(ious))}[select]
+            assert scored.selected[index] == expected
+            assert scored.iou[index] == ious[expected]
+            np.testing.assert_array_equal(scored.scores[index, : len(answer.scores)], answer.scores)
+        assert scored.low_res_logits is None  # classical has no logits
+    with pytest.raises(PromptError, match=r"prompts\[1\].*outside"):
+        score_prompts(classical, embedding, [prompts[0], Prompt(points=Points([[1, 5000]], [1]))], gt)
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 11), (2, 1, 64, 64), (5, 37, 53)])
+def test_count_true_counts_every_pixel(shape):
+    masks = torch.from_numpy(np.random.default_rng(0).random(shape) > 0.4)
+    np.testing.assert_array_equal(count_true(masks).numpy(), masks.flatten(-2).sum(-1).numpy())
+    full = torch.ones(shape, dtype=torch.bool)
+    assert (count_true(full) == shape[-1] * shape[-2]).all()
 
 
 def test_batches_group_by_shape_and_keep_order():
@@ -137,10 +182,10 @@ def test_scoring_errors_name_the_prompt(setup, tiny_sam):
     image, embedding, _, gt, _ = setup
     good = Prompt(points=Points([[1, 1]], [1]))
     with pytest.raises(PromptError, match=r"prompts\[1\].*outside"):
-        tiny_sam.score_prompts(embedding, [good, Prompt(points=Points([[1, image.shape[0] + 3]], [1]))], gt)
+        score_prompts(tiny_sam, embedding, [good, Prompt(points=Points([[1, image.shape[0] + 3]], [1]))], gt)
     with pytest.raises(UnsupportedPromptError, match=r"prompts\[0\].*text"):
-        tiny_sam.score_prompts(embedding, [Prompt(text=Text("astronaut"))], gt)
+        score_prompts(tiny_sam, embedding, [Prompt(text=Text("astronaut"))], gt)
     with pytest.raises(ValueError, match="gt_mask shape"):
-        tiny_sam.score_prompts(embedding, [good], gt[:-1])
+        score_prompts(tiny_sam, embedding, [good], gt[:-1])
     with pytest.raises(ValueError, match="select"):
-        tiny_sam.score_prompts(embedding, [good], gt, select="worst")
+        score_prompts(tiny_sam, embedding, [good], gt, select="worst")
