@@ -13,7 +13,9 @@ example boxes on the target image; a concept backend answers these with every
 matching instance).
 
 Each prompt part is a frozen dataclass. Array fields are copied on construction
-and made read-only, so a prompt cannot change after it was validated. Parts
+and made read-only, so a prompt cannot change after it was validated; copies
+made by ``pickle`` or :func:`copy.deepcopy` (a prompt sent to a Dask worker)
+are read-only too. Parts
 check what they can check alone (NaN, an inverted box, empty text, an empty
 reference mask) when built; :meth:`Prompt.validate_for` checks what needs the
 target image's size (points or a box outside the image, a mask of another
@@ -53,6 +55,21 @@ def _frozen_array(value: Any, dtype: Any, name: str) -> np.ndarray:
     return array
 
 
+class _ReadOnlyArrays:
+    """Keeps a frozen part's arrays read-only through ``pickle`` and :func:`copy.deepcopy`.
+
+    Both rebuild an object from its ``__dict__`` without ``__post_init__``, and
+    NumPy unpickles (and deep-copies) arrays writeable; the arrays restored
+    here are the copy's own, so they are frozen again.
+    """
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            object.__setattr__(self, name, value)
+
+
 def _encode_array(array: np.ndarray) -> dict[str, Any]:
     buffer = _io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
@@ -68,7 +85,7 @@ def _decode_array(blob: Any, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class Points:
+class Points(_ReadOnlyArrays):
     """Click prompts.
 
     Attributes:
@@ -185,7 +202,7 @@ class Box:
 
 
 @dataclass(frozen=True, eq=False)
-class MaskPrompt:
+class MaskPrompt(_ReadOnlyArrays):
     """A dense prompt: a previous mask to refine.
 
     Attributes:
@@ -262,7 +279,7 @@ class Text:
 
 
 @dataclass(frozen=True, eq=False)
-class VisualReference:
+class VisualReference(_ReadOnlyArrays):
     """Show-don't-tell prompt: a reference image and the mask of the target in it.
 
     Attributes:
@@ -315,7 +332,7 @@ class VisualReference:
 
 
 @dataclass(frozen=True, eq=False)
-class Exemplars:
+class Exemplars(_ReadOnlyArrays):
     """Example boxes on the *target* image: "objects like these" (SAM 3's visual exemplars).
 
     Each box marks one instance of the concept (label ``1``, positive) or
@@ -486,8 +503,20 @@ class Prompt:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Prompt":
+        """The prompt :meth:`to_dict` wrote; a ``"schema"`` newer than :attr:`SCHEMA_VERSION` is refused.
+
+        A dict without ``"schema"`` is read as version 1.
+        """
         if not isinstance(data, dict):
             raise PromptError(f"prompt: expected a JSON object, got {type(data).__name__}")
+        schema = data.get("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+            raise PromptError(f"prompt.schema: expected a positive integer version, got {schema!r}")
+        if schema > cls.SCHEMA_VERSION:
+            raise PromptError(
+                f"prompt.schema: version {schema} is newer than this segprompt reads (version {cls.SCHEMA_VERSION}); "
+                "update segprompt to read it"
+            )
         unknown = set(data) - set(PROMPT_KINDS) - {"schema"}
         if unknown:
             raise PromptError(f"prompt: unknown field(s) {sorted(unknown)}; known: {list(PROMPT_KINDS)}")

@@ -66,7 +66,6 @@ def test_scores_equal_a_sam_predictor_loop(setup, tiny_sam, multimask):
     oracle = score_prompts(
         tiny_sam, embedding, prompts, gt, multimask=multimask, select="oracle", ignore=ignore, exact=True
     )
-    first = score_prompts(tiny_sam, embedding, prompts, gt, multimask=multimask, select="first", ignore=ignore, exact=True)
     fast = score_prompts(tiny_sam, embedding, prompts, gt, multimask=multimask, ignore=ignore)
     assert fast.n_exact == 0 and best.n_exact > 0  # random-init logits are all near zero
     # a pixel within float rounding of 0 may flip: 1 / (union of ~30000 pixels)
@@ -81,7 +80,6 @@ def test_scores_equal_a_sam_predictor_loop(setup, tiny_sam, multimask):
         assert best.iou[index] == pytest.approx(ious[chosen], abs=1e-6), index
         assert oracle.selected[index] == int(np.argmax(ious)), index
         assert oracle.iou[index] == pytest.approx(max(ious), abs=1e-6), index
-        assert first.selected[index] == 0 and first.iou[index] == pytest.approx(ious[0], abs=1e-6), index
         np.testing.assert_allclose(best.scores[index], scores, atol=1e-6)
     assert 0.0 < best.iou.min() and best.iou.max() < 1.0, "the target must discriminate between prompts"
 

@@ -162,3 +162,42 @@ def test_json_is_plain_and_versioned():
     data = json.loads(Prompt(box=Box(1, 2, 3, 4), points=Points.from_lists([[1, 1]])).to_json())
     assert data == {"schema": 1, "points": {"xy": [[1.0, 1.0]], "labels": [1]}, "box": {"x0": 1.0, "y0": 2.0, "x1": 3.0, "y1": 4.0}}
     assert Prompt().is_empty()
+
+
+@pytest.mark.parametrize("copy_of", ["pickle", "deepcopy"])
+def test_copies_stay_read_only(copy_of):
+    """A prompt sent to a Dask worker (pickled) or deep-copied keeps its read-only promise."""
+    import copy
+    import pickle
+
+    prompt = _every_kind()
+    twin = pickle.loads(pickle.dumps(prompt)) if copy_of == "pickle" else copy.deepcopy(prompt)
+    assert twin == prompt
+    arrays = {
+        "points.xy": twin.points.xy, "points.labels": twin.points.labels, "mask.data": twin.mask.data,
+        "reference.image": twin.reference.image, "reference.mask": twin.reference.mask,
+        "exemplars.boxes": twin.exemplars.boxes, "exemplars.labels": twin.exemplars.labels,
+    }
+    for name, array in arrays.items():
+        assert not array.flags.writeable, name
+        with pytest.raises(ValueError):
+            array.flat[0] = array.flat[0]
+    assert prompt.points.xy is not twin.points.xy  # the copy froze its own arrays
+
+
+def test_a_newer_schema_is_refused_naming_the_field_and_version(tmp_path):
+    data = json.loads(Prompt(box=Box(1, 2, 3, 4)).to_json())
+    data["schema"] = Prompt.SCHEMA_VERSION + 1
+    with pytest.raises(PromptError, match=r"prompt\.schema: version 2 is newer than this segprompt reads \(version 1\)"):
+        Prompt.from_dict(data)
+    for bad in ("1", 0, True, None):
+        with pytest.raises(PromptError, match="prompt.schema: expected a positive integer version"):
+            Prompt.from_dict({**data, "schema": bad})
+    assert Prompt.from_dict({"box": data["box"]}).box == Box(1, 2, 3, 4)  # no schema: version 1
+    # a file names itself (the CLI's reader)
+    from segprompt.cli.segment import read_prompt_file
+
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(PromptError, match=rf"{path.name}: prompt\.schema: version 2"):
+        read_prompt_file(path)
