@@ -312,8 +312,8 @@ class AnnotationSession:
             "schema": PROMPTS_SCHEMA,
             "labels_file": labels_path.name,
             "image_hw": list(self.image_hw),
-            "backend": self.embedding.backend,
-            "model_id": self.embedding.model_id,
+            "backend": self.segmenter.name,  # the backend that answered (PerSAM answers from SAM's embedding)
+            "model_id": self.segmenter.model_id,
             "objects": [
                 {
                     "label": o.label,

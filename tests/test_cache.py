@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -65,10 +67,19 @@ def _corrupt_tensor_bytes(path, tensor: torch.Tensor) -> None:
     path.write_bytes(bytes(raw))
 
 
-def test_reopen_skips_the_sam_encoder(tiny_sam, tmp_path):
-    calls = []
-    handle = tiny_sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
+@contextlib.contextmanager
+def encoder_calls(sam: SamSegmenter) -> Iterator[list[int]]:
+    """A list that grows by one each time ``sam``'s image encoder runs inside the block."""
+    calls: list[int] = []
+    handle = sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
     try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def test_reopen_skips_the_sam_encoder(tiny_sam, tmp_path):
+    with encoder_calls(tiny_sam) as calls:
         cache = EmbeddingCache(tmp_path)
         first = cache.embed(tiny_sam, COFFEE)
         assert len(calls) == 1
@@ -88,8 +99,6 @@ def test_reopen_skips_the_sam_encoder(tiny_sam, tmp_path):
         assert len(calls) == 2
         assert torch.equal(recomputed.features, first.features)
         torch.load(path, weights_only=True)  # rewritten whole
-    finally:
-        handle.remove()
 
 
 def test_round_trip_of_tensors_arrays_and_values(tmp_path):
@@ -153,12 +162,8 @@ def test_a_changed_non_tensor_value_fails_the_checksum(tiny_sam, tmp_path):
         rows[0] ^= 1 << 3  # 698 -> 690
 
     _rewrite_tree(path, flip_input_hw)
-    calls = []
-    handle = tiny_sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
-    try:
+    with encoder_calls(tiny_sam) as calls:
         again = cache.embed(tiny_sam, COFFEE)
-    finally:
-        handle.remove()
     assert len(calls) == 1, "the tampered entry must be recomputed"
     assert again.input_hw == first.input_hw == (698, 1024)
     assert cache.embed(tiny_sam, COFFEE).input_hw == (698, 1024)  # and stored again whole
@@ -177,12 +182,8 @@ def test_composite_embeddings_round_trip_with_their_parts(tiny_sam, tmp_path):
     composed = ComposedSegmenter(PerSamSegmenter(sam=tiny_sam), "classical")  # PerSAM proposes from SAM's embedding
     cache = EmbeddingCache(tmp_path)
     first = cache.embed(composed, COFFEE)
-    calls = []
-    handle = tiny_sam.model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
-    try:
+    with encoder_calls(tiny_sam) as calls:
         again = cache.embed(composed, COFFEE)
-    finally:
-        handle.remove()
     assert not calls
     assert type(again) is type(first) and set(again.parts) == {"proposer", "refiner"}
     for role in ("proposer", "refiner"):

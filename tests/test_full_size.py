@@ -1,8 +1,9 @@
 """Full-size random-init SAM (ViT-B) against SamPredictor: the tiny model's parity at the real size.
 
 Marked ``slow`` (one to three minutes on CPU; left out by default, ``python -m pytest -m slow`` runs it):
-the ViT-B encoder with windowed and global attention at 1024 x 1024, and the
-decoder fed by real-size features, where the tiny tests' model is narrower.
+the ViT-B encoder (12 blocks of width 768, windowed and global attention at
+1024 x 1024) where the tiny SAM's has 2 blocks of width 64, and the decoder on
+the features of a real-size encoder.
 """
 
 from __future__ import annotations

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torchvision.ops import nms
 
 from ..errors import SegpromptError
-from ..hub import PretrainedModel
+from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Box, Prompt
 from .base import CompositeEmbedding, Embedding, Prediction, Segmenter
 from ..progress import ProgressCallback, no_progress
@@ -71,46 +73,69 @@ class Detections:
 class DetectorSamSegmenter(Segmenter):
     """Base of the detector + SAM backends.
 
+    Subclasses name their detector (:meth:`detector_classes`,
+    :attr:`default_hub_id`) and its default thresholds, and implement
+    :meth:`embed_detector` and :meth:`detect_from`.
+
     Args:
-        detector: the loaded detector: ``model`` (moved to ``device``),
-            ``processor``, and ``model_id`` (the :attr:`detector_id`).
+        model_dir: local detector folder (``save_pretrained`` layout); default see :mod:`segprompt.hub`.
+        hub_id: hub model used without ``model_dir`` (default :attr:`default_hub_id`).
         box_threshold: minimum detection score, read by the subclass's
-            :meth:`detect_from`.
+            :meth:`detect_from` (default :attr:`default_box_threshold`).
+        top_k: at most this many detections become masks.
+        nms_threshold: detections overlapping a better one by more than this
+            IoU are dropped before the top-K, so the K masks are K objects
+            (default :attr:`default_nms_threshold`).
         sam: the SAM backend that turns boxes into masks (any
             :class:`Segmenter` accepting ``"box"``); default
             ``create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)``.
-        sam_model_type, sam_checkpoint, device: used only when ``sam`` is ``None``.
-        top_k: at most this many detections become masks.
-        nms_threshold: detections overlapping a better one by more than this
-            IoU are dropped before the top-K, so the K masks are K objects.
+        sam_model_type, sam_checkpoint: used only when ``sam`` is ``None``.
+        device: torch device of the detector (and of the SAM built here).
+        pretrained: an already loaded detector and processor; overrides
+            ``model_dir`` and ``hub_id``.
     """
+
+    #: The released detector used without ``model_dir``.
+    default_hub_id: ClassVar[str]
+    default_box_threshold: ClassVar[float]
+    default_nms_threshold: ClassVar[float]
 
     def __init__(
         self,
-        detector: PretrainedModel,
+        model_dir: str | Path | None = None,
         *,
-        box_threshold: float,
+        hub_id: str | None = None,
+        box_threshold: float | None = None,
+        top_k: int = 3,
+        nms_threshold: float | None = None,
         sam: Segmenter | None = None,
         sam_model_type: str = "vit_b",
         sam_checkpoint: str | None = None,
-        top_k: int = 3,
-        nms_threshold: float = 0.5,
         device: str = "cpu",
+        pretrained: PretrainedModel | None = None,
     ) -> None:
         from . import create  # the registry imports this module's subclasses: import at call time
 
         if top_k < 1:
             raise SegpromptError(f"{self.name}: top_k must be at least 1, got {top_k}")
+        if pretrained is None:
+            model_class, processor_class = self.detector_classes()
+            pretrained = load_pretrained(model_class, processor_class, hub_id or self.default_hub_id, model_dir)
         if sam is None:
             sam = create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)
         self.sam = sam
         self.top_k = int(top_k)
-        self.nms_threshold = float(nms_threshold)
-        self.model = detector.model.to(device)
-        self.processor = detector.processor
+        self.nms_threshold = float(self.default_nms_threshold if nms_threshold is None else nms_threshold)
+        self.box_threshold = float(self.default_box_threshold if box_threshold is None else box_threshold)
+        self.model = pretrained.model.to(device)
+        self.processor = pretrained.processor
         self.device = torch.device(device)
-        self.box_threshold = float(box_threshold)
-        self._detector_id = detector.model_id
+        self._detector_id = pretrained.model_id
+
+    @classmethod
+    def detector_classes(cls) -> tuple[Any, Any]:
+        """``(model class, processor class)`` of the detector (transformers, imported on use)."""
+        raise NotImplementedError
 
     @property
     def detector_id(self) -> str:

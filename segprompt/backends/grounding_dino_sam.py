@@ -15,15 +15,14 @@ gives original-image pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
-from .base import Embedding, Segmenter
+from .base import Embedding
 from .detector_sam import Detections, DetectorSamSegmenter
 
 DEFAULT_HUB_ID = "IDEA-Research/grounding-dino-tiny"
@@ -44,52 +43,25 @@ class GroundingDinoEmbedding(Embedding):
 
 @register
 class GroundingDinoSamSegmenter(DetectorSamSegmenter):
-    """Grounding DINO text-grounded detection + SAM.
+    """Grounding DINO text-grounded detection + SAM (options: :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`).
 
-    Args:
-        model_dir: local ``GroundingDinoForObjectDetection`` folder; default see
-            :mod:`segprompt.hub`.
-        hub_id: hub model used without ``model_dir``.
-        box_threshold: minimum box score (max over tokens of the sigmoid
-            logits); 0.35 as in the Grounding DINO demo.
-        top_k, nms_threshold, sam, sam_model_type, sam_checkpoint: see
-            :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`;
-            0.8 is the IoU the Grounded-SAM demo suppresses at.
-        device: torch device of the detector (and of the SAM built here).
-        pretrained: an already loaded detector and processor; overrides
-            ``model_dir`` and ``hub_id``.
+    ``box_threshold`` is the minimum box score (max over tokens of the sigmoid
+    logits), 0.35 by default as in the Grounding DINO demo; ``nms_threshold``
+    0.8, the IoU the Grounded-SAM demo suppresses at.
     """
 
     name = "grounding-dino-sam"
     accepts = frozenset({"text"})
     description = "Grounding DINO boxes from a text phrase, each box segmented by SAM"
+    default_hub_id = DEFAULT_HUB_ID
+    default_box_threshold = 0.35
+    default_nms_threshold = 0.8
 
-    def __init__(
-        self,
-        model_dir: str | Path | None = None,
-        *,
-        hub_id: str = DEFAULT_HUB_ID,
-        box_threshold: float = 0.35,
-        top_k: int = 3,
-        nms_threshold: float = 0.8,
-        sam: Segmenter | None = None,
-        sam_model_type: str = "vit_b",
-        sam_checkpoint: str | None = None,
-        device: str = "cpu",
-        pretrained: PretrainedModel | None = None,
-    ) -> None:
+    @classmethod
+    def detector_classes(cls) -> tuple[Any, Any]:
         from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
-        super().__init__(
-            pretrained or load_pretrained(GroundingDinoForObjectDetection, GroundingDinoProcessor, hub_id, model_dir),
-            box_threshold=box_threshold,
-            sam=sam,
-            sam_model_type=sam_model_type,
-            sam_checkpoint=sam_checkpoint,
-            top_k=top_k,
-            nms_threshold=nms_threshold,
-            device=device,
-        )
+        return GroundingDinoForObjectDetection, GroundingDinoProcessor
 
     def embed_detector(self, rgb: np.ndarray) -> GroundingDinoEmbedding:
         pixels = self.processor.image_processor(images=rgb, return_tensors="pt")

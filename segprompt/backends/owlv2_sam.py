@@ -25,18 +25,17 @@ scales them back accordingly and the result is in original-image pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
 from torchvision.ops import box_iou
 from transformers.image_transforms import center_to_corners_format
 
-from ..hub import PretrainedModel, load_pretrained
 from ..prompts import Box, Prompt, VisualReference
 from . import register
-from .base import Embedding, Segmenter
+from .base import Embedding
 from .detector_sam import Detections, DetectorSamSegmenter
 
 DEFAULT_HUB_ID = "google/owlv2-base-patch16-ensemble"
@@ -55,52 +54,25 @@ class Owlv2Embedding(Embedding):
 
 @register
 class Owlv2SamSegmenter(DetectorSamSegmenter):
-    """OWLv2 open-vocabulary detection + SAM.
+    """OWLv2 open-vocabulary detection + SAM (options: :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`).
 
-    Args:
-        model_dir: local ``Owlv2ForObjectDetection`` folder; default see
-            :mod:`segprompt.hub`.
-        hub_id: hub model used without ``model_dir``.
-        box_threshold: minimum detection score (sigmoid of the class logit;
-            0.1 is transformers' default for OWLv2).
-        top_k, nms_threshold, sam, sam_model_type, sam_checkpoint: see
-            :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`;
-            0.3 is the IoU OWL's image-guided post-processing suppresses at.
-        device: torch device of the detector (and of the SAM built here).
-        pretrained: an already loaded detector and processor; overrides
-            ``model_dir`` and ``hub_id``.
+    ``box_threshold`` is the minimum detection score (sigmoid of the class
+    logit), 0.1 by default, transformers' default for OWLv2; ``nms_threshold``
+    0.3, the IoU OWL's image-guided post-processing suppresses at.
     """
 
     name = "owlv2-sam"
     accepts = frozenset({"text", "reference"})
     description = "OWLv2 boxes from a text or a visual reference, each box segmented by SAM"
+    default_hub_id = DEFAULT_HUB_ID
+    default_box_threshold = 0.1
+    default_nms_threshold = 0.3
 
-    def __init__(
-        self,
-        model_dir: str | Path | None = None,
-        *,
-        hub_id: str = DEFAULT_HUB_ID,
-        box_threshold: float = 0.1,
-        top_k: int = 3,
-        nms_threshold: float = 0.3,
-        sam: Segmenter | None = None,
-        sam_model_type: str = "vit_b",
-        sam_checkpoint: str | None = None,
-        device: str = "cpu",
-        pretrained: PretrainedModel | None = None,
-    ) -> None:
+    @classmethod
+    def detector_classes(cls) -> tuple[Any, Any]:
         from transformers import Owlv2ForObjectDetection, Owlv2Processor
 
-        super().__init__(
-            pretrained or load_pretrained(Owlv2ForObjectDetection, Owlv2Processor, hub_id, model_dir),
-            box_threshold=box_threshold,
-            sam=sam,
-            sam_model_type=sam_model_type,
-            sam_checkpoint=sam_checkpoint,
-            top_k=top_k,
-            nms_threshold=nms_threshold,
-            device=device,
-        )
+        return Owlv2ForObjectDetection, Owlv2Processor
 
     @torch.inference_mode()
     def feature_map(self, rgb: np.ndarray) -> torch.Tensor:
