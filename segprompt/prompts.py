@@ -53,13 +53,19 @@ def _frozen_array(value: Any, dtype: Any, name: str) -> np.ndarray:
     return array
 
 
-def _encode_array(array: np.ndarray) -> dict[str, Any]:
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """``{"npy_zlib_base64": ...}``: ``array`` as a zlib-compressed ``.npy`` in base64, for JSON files (dtype and shape kept)."""
     buffer = _io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return {"npy_zlib_base64": base64.b64encode(zlib.compress(buffer.getvalue(), 6)).decode("ascii")}
 
 
-def _decode_array(blob: Any, name: str) -> np.ndarray:
+def decode_array(blob: Any, name: str) -> np.ndarray:
+    """The array :func:`encode_array` stored; ``name`` (the JSON field) is named in the error.
+
+    Raises:
+        PromptError: the blob is not a valid encoded array.
+    """
     try:
         raw = zlib.decompress(base64.b64decode(blob["npy_zlib_base64"]))
         return np.load(_io.BytesIO(raw), allow_pickle=False)
@@ -232,11 +238,11 @@ class MaskPrompt:
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "data": _encode_array(self.data)}
+        return {"kind": self.kind, "data": encode_array(self.data)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MaskPrompt":
-        return cls(_decode_array(data["data"], "mask.data"), data.get("kind", "binary"))
+        return cls(decode_array(data["data"], "mask.data"), data.get("kind", "binary"))
 
 
 @dataclass(frozen=True)
@@ -307,11 +313,11 @@ class VisualReference:
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": _encode_array(self.image), "mask": _encode_array(self.mask)}
+        return {"image": encode_array(self.image), "mask": encode_array(self.mask)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VisualReference":
-        return cls(_decode_array(data["image"], "reference.image"), _decode_array(data["mask"], "reference.mask"))
+        return cls(decode_array(data["image"], "reference.image"), decode_array(data["mask"], "reference.mask"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -526,4 +532,6 @@ __all__ = [
     "PromptKind",
     "Text",
     "VisualReference",
+    "decode_array",
+    "encode_array",
 ]

@@ -24,6 +24,9 @@ from ..errors import SegpromptError, StorageError
 
 _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.segment",
+    "segprompt.cli.everything",
+    "segprompt.cli.refine",
+    "segprompt.cli.replay",
     "segprompt.cli.demo",
     "segprompt.cli.models",
     "segprompt.cli.datasets",
