@@ -630,6 +630,7 @@ class AnnotationSession:
                                  "nothing changed")
         for label in set(ids) - set(records):  # kept: its old mask, where nothing else took it
             proposed[(current == label) & (proposed == 0)] = label
+        records = {label: records[label] for label in ids if label in records}  # in the order asked
         self.sync()
         changed = np.flatnonzero(proposed != current)
         action = {"op": "reprompt", "source": source,

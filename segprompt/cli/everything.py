@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..everything import GENERATORS, everything_backends, settings_from_strings, settings_help
+from ..everything import everything_backends, settings_from_strings, settings_help
 from ..errors import SegpromptError
 from ..io import read_image
 from . import annotate
@@ -52,14 +52,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     annotate.check_outputs(args.out, args.ome_zarr)
-    extra = {}
-    if args.text is not None:
-        fields = {field.name for field in dataclasses.fields(GENERATORS.get(args.backend).Settings)} \
-            if args.backend in everything_backends() else set()
-        if "text" not in fields:
-            raise SegpromptError(f"--text is the concept of sam3's everything; the {args.backend!r} generator takes none")
-        extra["text"] = args.text
-    settings = settings_from_strings(args.backend, args.settings, **extra)
+    extra = {} if args.text is None else {"text": args.text}
+    settings = settings_from_strings(args.backend, args.settings)
+    fields = {field.name for field in dataclasses.fields(settings)}
+    if args.text is not None and "text" not in fields:
+        raise SegpromptError(f"--text is the concept of sam3's everything; the {args.backend!r} generator takes none")
+    settings = dataclasses.replace(settings, **extra)
+    if "text" in fields and not settings.text.strip():
+        raise SegpromptError(f"{args.backend} segments every instance of a concept: give its phrase (--text PHRASE)")
     options = annotate.given_options(args)
     annotate.check_options(args.backend, options)
     image = read_image(args.image, plane=args.plane)

@@ -90,8 +90,9 @@ def everything_settings(backend: str, **options: Any) -> Any:
 
 
 def settings_to_dict(settings: Any) -> dict[str, Any]:
-    """``settings`` as a JSON-ready dict; ``everything_settings(backend, **settings_to_dict(s)) == s``."""
-    return {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+    """``settings`` as a JSON-ready dict (tuples as lists); ``everything_settings(backend, **settings_to_dict(s)) == s``."""
+    values = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
 
 def settings_help(backend: str) -> str:
