@@ -19,7 +19,7 @@ import numpy as np
 
 from ..annotation import AnnotationSession
 from ..annotation_outputs import check_outputs, write_outputs
-from ..backends import backend_names, backend_options, create_from_options
+from ..backends import backend_options, create_from_options
 from ..backends.base import Embedding, Segmenter
 from ..errors import SegpromptError
 from ..progress import ProgressCallback
@@ -31,11 +31,11 @@ MODEL_FLAGS = {"model_type": "--model-type", "checkpoint": "--checkpoint", "mode
                "variant": "--variant", "device": "--device"}
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None:
-    """``--backend`` (unless ``backend`` is false) and the model flags."""
+def add_model_arguments(parser: argparse.ArgumentParser, backend_help: str | None = None) -> None:
+    """``--backend`` (described by ``backend_help``; no such flag when ``None``) and the model flags."""
     group = parser.add_argument_group("model")
-    if backend:
-        group.add_argument("--backend", default="classical", help=f"one of {', '.join(backend_names())}")
+    if backend_help is not None:
+        group.add_argument("--backend", default="classical", help=backend_help)
     group.add_argument("--model-type", help="SAM architecture: vit_b, vit_l, vit_h (sam; default vit_b)")
     group.add_argument("--checkpoint", help="SAM weights file (sam; default: the official checkpoint)")
     group.add_argument("--model-dir", help="local model folder of a transformers backend (sam2, sam-hq, sam3, ...)")

@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--text", metavar="PHRASE", help="sam3: the concept whose every instance is segmented")
     parser.add_argument("--class-name", metavar="NAME", help="class of every object found (default: sam3's phrase, else object)")
-    annotate.add_model_arguments(parser)
+    annotate.add_model_arguments(parser, f"one of {', '.join(everything_backends())}")
     parser.set_defaults(func=run)
 
 

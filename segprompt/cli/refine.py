@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     annotate.add_output_arguments(parser)
     parser.add_argument("--classes", type=Path, metavar="FILE", help="class names: a COCO file or an objects.csv")
     parser.add_argument("--ids", metavar="ID,ID,...", help="refine only these objects (default: all)")
-    annotate.add_model_arguments(parser)
+    annotate.add_model_arguments(parser, "a backend taking a box or a mask prompt (segprompt models lists them)")
     parser.set_defaults(func=run)
 
 

@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("session", type=Path, help="the session file")
     annotate.add_output_arguments(parser)
     parser.add_argument("--image", type=Path, help="the image, when it is not where the session file says")
-    annotate.add_model_arguments(parser, backend=False)
+    annotate.add_model_arguments(parser)
     parser.set_defaults(func=run)
 
 
