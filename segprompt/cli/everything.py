@@ -52,12 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     annotate.check_outputs(args.out, args.ome_zarr)
-    extra = {} if args.text is None else {"text": args.text}
     settings = settings_from_strings(args.backend, args.settings)
     fields = {field.name for field in dataclasses.fields(settings)}
-    if args.text is not None and "text" not in fields:
-        raise SegpromptError(f"--text is the concept of sam3's everything; the {args.backend!r} generator takes none")
-    settings = dataclasses.replace(settings, **extra)
+    if args.text is not None:
+        if "text" not in fields:
+            raise SegpromptError(f"--text is the concept of sam3's everything; the {args.backend!r} generator takes none")
+        settings = dataclasses.replace(settings, text=args.text)
     if "text" in fields and not settings.text.strip():
         raise SegpromptError(f"{args.backend} segments every instance of a concept: give its phrase (--text PHRASE)")
     options = annotate.given_options(args)
