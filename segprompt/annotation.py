@@ -822,7 +822,7 @@ class AnnotationSession:
         The session file defaults to the one beside the labels
         (``<stem>.session.json``, or a schema 1 ``<stem>.prompts.json``);
         without one every id becomes a ``"manual"`` object. The history goes on
-        from the file's when it describes this label map and this model;
+        from the file's when it describes this label map, image and model;
         otherwise it restarts with one ``import`` of the loaded map, so a
         later save still replays to it.
 
@@ -851,6 +851,7 @@ class AnnotationSession:
             record is not None
             and record["schema"] >= 2
             and record.get("labels_sha256") == labels_digest(labels)
+            and record.get("image", {}).get("sha256") == image_digest(self.embedding.image)
             and record.get("backend", {}).get("name") == self.segmenter.name
             and record.get("backend", {}).get("model_id") == self.segmenter.model_id
             and isinstance(record.get("history"), list)
