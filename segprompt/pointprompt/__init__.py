@@ -3,9 +3,11 @@
 Reproduces and extends "Benchmarking Human and Automated Prompting in the
 Segment Anything Model" (PointPrompt, olivesgatech): automatic point
 strategies (:mod:`.strategies`), interpretable prompt features
-(:mod:`.features`), scoring against human prompts (:mod:`.scoring`), IoU
-regression (:mod:`.regression`), prompt-encoder finetuning
-(:mod:`.finetune`) and a resumable runner (:mod:`.runner`).
+(:mod:`.features`; the reference code's: :mod:`.paper_features`), scoring
+against human prompts (:mod:`.scoring`), IoU regression (:mod:`.regression`),
+prompt-encoder finetuning (:mod:`.finetune`) and a resumable runner
+(:mod:`.runner`), under our protocol or the paper's (:mod:`.config`:
+``BenchmarkConfig.for_protocol("paper")``).
 
 Example::
 

@@ -193,7 +193,7 @@ def _forward(sam: Sam, example: FinetuneExample, transform: ResizeLongestSide) -
     """Single-mask ``(1, 1, 256, 256)`` low-resolution logits of the example's prompt."""
     prompt = example.points.to_prompt().points
     coords = transform.apply_coords(np.asarray(prompt.xy), example.mask.shape)
-    points = (torch.as_tensor(coords, dtype=torch.float32)[None], torch.as_tensor(prompt.labels, dtype=torch.int64)[None])
+    points = (torch.as_tensor(coords, dtype=torch.float32)[None], torch.as_tensor(np.array(prompt.labels), dtype=torch.int64)[None])
     sparse, dense = sam.prompt_encoder(points=points, boxes=None, masks=None)
     logits, _ = sam.mask_decoder(
         image_embeddings=example.features,
@@ -308,7 +308,7 @@ def finetune_sam(
             loss = loss_of(_forward(sam, train[index], transform), targets[index])
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         result.train_loss.append(float(np.mean(losses)))
         validation_loss, _ = evaluate(sam, validation, config)
         result.validation_loss.append(validation_loss)

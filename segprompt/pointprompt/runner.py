@@ -12,6 +12,10 @@ embedding: all prompts of an object in one batched call where the backend has
     summary.json      scoring.summarize + regression.regress_iou
     iou_by_category.png, human_vs_auto.png (when human prompts exist), feature_importance.png
 
+How prompts are made and scored, and how the summary reads the rows, is the
+:class:`~segprompt.pointprompt.config.BenchmarkConfig` (ours or the paper's
+protocol); the protocol and every setting are in ``run.json`` and ``summary.json``.
+
 Interrupt it at any point (Ctrl-C, kill) and run it again with the same
 arguments: finished (image, object, strategy) units are skipped, so the final
 ``results.csv`` equals that of an uninterrupted run. A resume with other
@@ -275,13 +279,27 @@ class _StepRecord:
 
     @classmethod
     def of(cls, sample: Sample, prompt_set: str, n_timesteps: int, use_scores: bool) -> "_StepRecord":
+        """The record of ``prompt_set``; a per-timestep array of another length than ``n_timesteps`` is not used."""
         record = sample.meta.get("pointprompt", {}).get(prompt_set, {})
-        rounds = {t: int(r) for t, r in enumerate(np.asarray(record.get("eachround", []), dtype=np.int64).ravel())}
-        scores = np.asarray(record.get("scores", []), dtype=np.float64).ravel()
-        if not use_scores or len(scores) != n_timesteps:
-            return cls(rounds=rounds)
-        sorts = np.asarray(record.get("sorts", np.argsort(-scores, kind="stable")), dtype=np.int64).ravel()
-        return cls(dict(enumerate(scores.tolist())), rounds, {int(t): rank for rank, t in enumerate(sorts)})
+        rounds = _per_timestep(record.get("eachround"), n_timesteps, np.int64)
+        scores = _per_timestep(record.get("scores"), n_timesteps, np.float64)
+        rounds_by_step = {} if rounds is None else dict(enumerate(rounds.tolist()))
+        if not use_scores or scores is None:
+            return cls(rounds=rounds_by_step)
+        sorts = _per_timestep(record.get("sorts"), n_timesteps, np.int64)
+        order = np.argsort(-scores, kind="stable") if sorts is None else sorts
+        return cls(dict(enumerate(scores.tolist())), rounds_by_step, {int(t): rank for rank, t in enumerate(order)})
+
+
+def _per_timestep(values: Any, n_timesteps: int, dtype: type) -> np.ndarray | None:
+    """``values`` as a 1-D array of ``n_timesteps`` numbers, or ``None`` (absent, ragged or of another length)."""
+    if values is None:
+        return None
+    try:
+        array = np.asarray(values, dtype=dtype).ravel()
+    except (TypeError, ValueError):
+        return None
+    return array if len(array) == n_timesteps else None
 
 
 def _unit_rows(

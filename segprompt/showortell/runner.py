@@ -3,8 +3,10 @@
 For every dataset, method and seed, each test image is segmented for all
 classes at once: a confidence map per class (text: averaged over the
 templates; visual: averaged over the ``n_prompts`` references drawn for that
-class and seed), merged by :func:`segprompt.semantic.merge_confidences`
-(confidence <= 0.2 -> 0, background map at index 0, argmax), and its confusion
+class and seed), merged by :func:`segprompt.showortell.confidence.merge`
+(ours: confidence <= 0.2 -> 0, background map at index 0, argmax; the paper's
+protocol differs where background is a real class, see
+:mod:`segprompt.showortell.settings`), and its confusion
 matrix against the ground truth is appended to ``per_image.jsonl`` through the
 run store (:mod:`segprompt.runstore`: fsync per row, ``run.json`` with the
 run's identity, ``inputs.jsonl`` with the dataset files read). A killed run
