@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SegpromptError
-from ..pointprompt.config import PAPER_MODEL_TYPE, PAPER_STRATEGIES, PAPER_STRATEGY_OPTIONS, PROTOCOLS, SELECTIONS, BenchmarkConfig
+from ..pointprompt.config import (
+    PAPER_MODEL_TYPE,
+    PAPER_STRATEGIES,
+    PAPER_STRATEGY_OPTIONS,
+    PROTOCOLS,
+    SELECTIONS,
+    BenchmarkConfig,
+)
 from ..pointprompt.counts import PointCounts
 from ..pointprompt.runner import RunSource, run_benchmark
 from ..pointprompt.strategies import strategy_names

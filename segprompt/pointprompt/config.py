@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping
 
 from ..errors import SegpromptError
+from ..protocols import PROTOCOLS, check_choices, preset
 from .counts import PointCounts
 from .strategies import StrategyError, create_strategy, strategy_names
-
-PROTOCOLS = ("ours", "paper")
 #: The strategies of the PointPrompt paper (saliency by spectral residual, see strategies.saliency).
 PAPER_STRATEGIES: tuple[str, ...] = ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance", "saliency")
 #: Which of a prompt's candidate masks is scored: the highest-scored (``"best"``, of SAM's three when
@@ -81,11 +80,8 @@ class BenchmarkConfig:
     regression_rows: Literal["all", "human"] = "all"
 
     def __post_init__(self) -> None:
-        choices = {"protocol": PROTOCOLS, "selection": SELECTIONS, "human_scores": ("model", "recorded"),
-                   "features": PROTOCOLS, "regression_rows": ("all", "human")}  # fmt: skip
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise SegpromptError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        check_choices(self, {"protocol": PROTOCOLS, "selection": SELECTIONS, "human_scores": ("model", "recorded"),
+                             "features": PROTOCOLS, "regression_rows": ("all", "human")})  # fmt: skip
         if self.selection == "first" and self.multimask is False:
             raise SegpromptError("mask selection 'first' takes the first of SAM's three masks: it needs multimask output")
         if self.selection == "single" and self.multimask:
@@ -113,10 +109,7 @@ class BenchmarkConfig:
         Raises:
             SegpromptError: an unknown protocol.
         """
-        if protocol not in PROTOCOLS:
-            raise SegpromptError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-        defaults = PAPER_DEFAULTS if protocol == "paper" else {}
-        return cls(**{"protocol": protocol, **defaults, **overrides})
+        return cls(**preset(protocol, PAPER_DEFAULTS, overrides))
 
     def identity(self) -> dict[str, Any]:
         """Every field but ``max_images`` (which may change between runs): a resumed run must give the same.

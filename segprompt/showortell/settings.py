@@ -14,9 +14,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal, Mapping
 
 from ..errors import SegpromptError
+from ..protocols import PROTOCOLS, check_choices, preset
 from .protocol import DEFAULT_TEMPLATES
-
-PROTOCOLS = ("ours", "paper")
 #: The side the reference squashes every image and reference to (``--img-size``).
 PAPER_SIDE = 518
 #: The SAM the reference's PersonalizeSAM loads (``sam_vit_h_4b8939.pth``).
@@ -66,11 +65,8 @@ class RunSettings:
     max_images: int | None = None
 
     def __post_init__(self) -> None:
-        choices = {"protocol": PROTOCOLS, "reference_draw": ("per_class", "sequential"),
-                   "background_rule": PROTOCOLS, "persam_confidence": ("score", "similarity")}  # fmt: skip
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise SegpromptError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        check_choices(self, {"protocol": PROTOCOLS, "reference_draw": ("per_class", "sequential"),
+                             "background_rule": PROTOCOLS, "persam_confidence": ("score", "similarity")})  # fmt: skip
         if self.squash_references and self.resize is None:
             raise SegpromptError("squash_references needs a resize side to squash the references to")
 
@@ -81,10 +77,7 @@ class RunSettings:
         Raises:
             SegpromptError: an unknown protocol.
         """
-        if protocol not in PROTOCOLS:
-            raise SegpromptError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-        defaults = PAPER_DEFAULTS if protocol == "paper" else {}
-        return cls(**{"protocol": protocol, **defaults, **overrides})
+        return cls(**preset(protocol, PAPER_DEFAULTS, overrides))
 
     def identity(self) -> dict[str, Any]:
         """Every field but ``max_images`` (which may change between runs): each changes a row.
