@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data model", ("io", "prompts", "text_tokenizer", "export", "session_file")),
     ("models and data", ("hub", "checkpoints", "datasets")),
     ("segmentation", ("backends", "instances", "cache", "compose", "semantic", "annotation_objects", "annotation", "everything", "annotation_outputs", "replay")),
-    ("evaluation and workflows", ("evaluation", "baselines", "runstore", "distributed", "pointprompt", "showortell", "tuning", "testing")),
+    ("evaluation and workflows", ("evaluation", "baselines", "runstore", "protocols", "distributed", "pointprompt", "showortell", "tuning", "testing")),
     ("front ends", ("cli", "__main__")),
 )
 
