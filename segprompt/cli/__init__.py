@@ -24,6 +24,7 @@ from ..errors import SegpromptError, StorageError
 
 _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.segment",
+    "segprompt.cli.segment_volume",
     "segprompt.cli.demo",
     "segprompt.cli.models",
     "segprompt.cli.datasets",
