@@ -56,7 +56,7 @@ from segprompt.volume.propagation import VIDEO_PROPAGATORS, ProjectionPropagator
 from segprompt.volume.reader import SliceImages, Volume
 from segprompt.volume.session import PropagationRun, VolumeSession
 
-from ._widget import PROGRESS_STEPS, POINT_COLOURS, _Failed, _in_background, _overlay_colormap, _ProgressRelay
+from ._widget import PROGRESS_STEPS, POINT_COLOURS, SegpromptWidget, _Failed, _in_background, _overlay_colormap, _ProgressRelay
 
 if TYPE_CHECKING:
     import napari
@@ -205,18 +205,8 @@ class VolumeWidget(QWidget):
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
 
-    @staticmethod
-    def _report(action: Callable[..., Any]) -> Callable[..., None]:
-        """A UI action whose user mistakes become notifications."""
-
-        @functools.wraps(action)
-        def run(*_: Any) -> None:
-            try:
-                action()
-            except SegpromptError as exc:
-                show_error(str(exc))
-
-        return run
+    #: A UI action whose user mistakes become notifications (the annotator widget's).
+    _report = staticmethod(SegpromptWidget._report)
 
     def toggle_include(self) -> None:
         """Switch the label of the next points between include and exclude."""
@@ -420,14 +410,8 @@ class VolumeWidget(QWidget):
         self.progress_bar.setRange(0, PROGRESS_STEPS)
         self.worker_done.emit()
 
-    def _on_progress(self, done: int, total: int, message: str) -> None:
-        if total > 0:
-            self.progress_bar.setRange(0, PROGRESS_STEPS)
-            self.progress_bar.setValue(min(PROGRESS_STEPS, PROGRESS_STEPS * done // total))
-            self.progress_bar.setFormat(f"{message} %p%")
-        else:
-            self.progress_bar.setRange(0, 0)
-            self.progress_bar.setFormat(message)
+    #: ``progress(done, total, message)`` on :attr:`progress_bar`, as the annotator widget shows it.
+    _on_progress = SegpromptWidget._on_progress
 
     def _on_propagated(self, runs: list[PropagationRun]) -> None:
         self.last_runs = runs

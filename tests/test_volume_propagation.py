@@ -190,12 +190,21 @@ def test_projection_derives_box_points_and_passes_logits():
     assert single.kinds() == {"points"} and len(single.points) == 1
 
 
-def test_sam_propagation_prompts_each_slice_with_the_previous_logits(tiny_sam, ellipsoid):
-    """Random-init weights say nothing about quality; this checks the chain: slice k + 1 is SAM's answer to
-    the previous slice's low-resolution logits plus its grown box, exactly."""
+@pytest.mark.parametrize("backend", ["sam", "sam2"])
+def test_sam_family_propagation_prompts_each_slice_with_the_previous_logits(backend, tiny_sam, ellipsoid):
+    """Random-init weights say nothing about quality; this checks the chain: slice k + 1 is the backend's answer
+    to the previous slice's low-resolution logits (in its own frame: SAM's padded, SAM 2's square) plus its grown
+    box, exactly."""
+    if backend == "sam":
+        segmenter = tiny_sam
+    else:
+        from segprompt.backends.sam2 import Sam2Segmenter
+        from segprompt.testing import random_sam2
+
+        segmenter = Sam2Segmenter(pretrained=random_sam2("tiny", seed=0))
     volume = ellipsoid[0][14:18, ::2, ::2]
-    embeddings = SliceEmbeddings(tiny_sam, SliceImages(Volume(volume, "ZYX")))
-    session = VolumeSession(ProjectionPropagator(tiny_sam, embeddings), NEVER_STOP)
+    embeddings = SliceEmbeddings(segmenter, SliceImages(Volume(volume, "ZYX")), embed_image=plain_embed)
+    session = VolumeSession(ProjectionPropagator(segmenter, embeddings), NEVER_STOP)
     first = session.prompt(1, 1, Prompt(points=Points.from_lists(include=[(28, 24)])))
     assert first.logits is not None and first.logits.shape == (256, 256)
     [up, down] = session.propagate(1)
@@ -203,7 +212,7 @@ def test_sam_propagation_prompts_each_slice_with_the_previous_logits(tiny_sam, e
     previous = first
     for z in (2, 3):
         prompt = project(previous.mask, previous.logits, PROJECTIONS["mask"])
-        expected = tiny_sam.predict(embeddings.get(z), prompt, multimask=False)
+        expected = segmenter.predict(embeddings.get(z), prompt, multimask=False)
         np.testing.assert_array_equal(session.mask(1, z), expected.best_mask)
         previous = SliceResult.from_prediction(expected)
 

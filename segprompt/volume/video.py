@@ -220,7 +220,8 @@ class VideoPropagator(Propagator):
     def _features(self, index: int) -> dict[str, list[torch.Tensor]]:
         """The session-cache entry of slice ``index``: its feature maps and the (shared) positional encodings."""
         embedding = self.embeddings.get(index)
-        maps = [embedding.data[f"{_FEATURE}{i}"].to(self.device) for i in range(len(embedding.data))]
+        levels = sum(1 for key in embedding.data if key.startswith(_FEATURE))
+        maps = [embedding.data[f"{_FEATURE}{i}"].to(self.device) for i in range(levels)]
         if self.encoder.positions is None:  # every frame came from the disk cache: encode one for them
             self.encoder.features(embedding.image)
         return {"vision_feats": maps, "vision_pos_embeds": self.encoder.positions}

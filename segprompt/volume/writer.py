@@ -72,7 +72,7 @@ def check_label_volume_output(path: str | os.PathLike) -> None:
     if suffix == ".zarr":
         if path.exists() and not (path / "zarr.json").is_file() and not (path / ".zgroup").is_file():
             raise StorageError(errno.EEXIST, f"exists and is not a Zarr store, refusing to replace it: {path}")
-        check_writable_dir(path.parent if str(path.parent) else Path("."))
+        check_writable_dir(path.parent)
     else:
         check_writable([path])
 
