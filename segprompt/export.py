@@ -364,7 +364,7 @@ def read_objects_csv(path: str | os.PathLike) -> list[ObjectInfo]:
 # -- OME-Zarr -----------------------------------------------------------------
 
 
-def _pyramid_factors(image_hw: tuple[int, int]) -> list[int]:
+def pyramid_factors(image_hw: tuple[int, int]) -> list[int]:
     """Downsampling factors 1, 2, 4, ... until the longest side is at most :data:`ZARR_SMALLEST_SIDE`."""
     factors = [1]
     while max(image_hw) / factors[-1] > ZARR_SMALLEST_SIDE:
@@ -375,28 +375,59 @@ def _pyramid_factors(image_hw: tuple[int, int]) -> list[int]:
 #: Downsampling of the pyramid levels: NGFF ``multiscales`` "type" and "metadata".
 _IMAGE_DOWNSAMPLING = ("local mean", {"description": "each level halves y and x by area averaging",
                                       "method": "cv2.resize", "kwargs": {"interpolation": "INTER_AREA"}})
-_LABEL_DOWNSAMPLING = ("nearest", {"description": "each level keeps every second pixel along y and x",
-                                   "method": "numpy slicing", "kwargs": {"step": 2}})
+LABEL_DOWNSAMPLING = ("nearest", {"description": "each level keeps every second pixel along y and x",
+                                  "method": "numpy slicing", "kwargs": {"step": 2}})
+#: NGFF axis types of the axis names segprompt writes.
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
-def _multiscales(name: str, factors: list[int], downsampling: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """NGFF ``multiscales`` for ``(c, y, x)`` levels ``"0", "1", ...`` halved along y and x."""
+def multiscales_metadata(
+    name: str, factors: list[int], downsampling: tuple[str, dict[str, Any]], leading_axes: Sequence[str] = ("c",)
+) -> list[dict[str, Any]]:
+    """NGFF ``multiscales`` for ``(*leading_axes, y, x)`` levels ``"0", "1", ...`` halved along y and x only.
+
+    ``leading_axes``: NGFF axis names before ``y, x`` (``"c"`` for a 2-D image,
+    ``"z"`` or ``"t"`` for a stack), each kept at scale 1.
+    """
+    axes = [*leading_axes, "y", "x"]
     return [
         {
             "name": name,
-            "axes": [
-                {"name": "c", "type": "channel"},
-                {"name": "y", "type": "space"},
-                {"name": "x", "type": "space"},
-            ],
+            "axes": [{"name": axis, "type": _AXIS_TYPES[axis]} for axis in axes],
             "datasets": [
-                {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [1.0, float(f), float(f)]}]}
+                {
+                    "path": str(level),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [1.0] * len(leading_axes) + [float(f), float(f)]}
+                    ],
+                }
                 for level, f in enumerate(factors)
             ],
             "type": downsampling[0],
             "metadata": downsampling[1],
         }
     ]
+
+
+def image_label_metadata(records: dict[int, LabelledObject], source_image: str | None) -> dict[str, Any]:
+    """NGFF ``image-label`` of a label image: segprompt's overlay colours and each object's class, score, backend.
+
+    ``records``: id -> record, in the order to list them. ``source_image``:
+    the relative path of the image the labels belong to, or ``None`` for a
+    label image written on its own.
+    """
+    metadata: dict[str, Any] = {} if source_image is None else {"source": {"image": source_image}}
+    if records:  # the spec asks for at least one entry when the lists are present
+        metadata["colors"] = [
+            {"label-value": label, "rgba": [*(int(c) for c in OVERLAY_COLOURS[(label - 1) % len(OVERLAY_COLOURS)]), 255]}
+            for label in records
+        ]
+        metadata["properties"] = [
+            {"label-value": label, "class": r.class_name or DEFAULT_CLASS, "score": _score(r.score),
+             "backend": r.backend, "model_id": r.model_id}
+            for label, r in records.items()
+        ]
+    return metadata
 
 
 def _write_levels(group: Any, levels: list[np.ndarray]) -> None:
@@ -439,7 +470,7 @@ def write_ome_zarr(
     if labels.shape != rgb.shape[:2]:
         raise ImageError(f"{path}: label map {labels.shape} does not match the image {rgb.shape[:2]}")
     records = _records_by_id(labels, objects)
-    factors = _pyramid_factors(labels.shape)
+    factors = pyramid_factors(labels.shape)
     image_levels, label_levels = [], []
     for factor in factors:
         size = (max(1, -(-rgb.shape[1] // factor)), max(1, -(-rgb.shape[0] // factor)))
@@ -448,27 +479,15 @@ def write_ome_zarr(
     label_dtype = np.uint16 if labels.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
     with atomic_directory(path) as temp:
         root = zarr.open_group(store=str(temp), mode="w", zarr_format=3)
-        root.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": _multiscales(name, factors, _IMAGE_DOWNSAMPLING)}
+        root.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": multiscales_metadata(name, factors, _IMAGE_DOWNSAMPLING)}
         _write_levels(root, image_levels)
         labels_group = root.create_group("labels")
         labels_group.attrs["ome"] = {"version": NGFF_VERSION, "labels": ["objects"]}
         objects_group = labels_group.create_group("objects")
-        colours = [
-            {"label-value": label, "rgba": [*(int(c) for c in OVERLAY_COLOURS[(label - 1) % len(OVERLAY_COLOURS)]), 255]}
-            for label in records
-        ]
-        properties = [
-            {"label-value": label, "class": r.class_name or DEFAULT_CLASS, "score": _score(r.score),
-             "backend": r.backend, "model_id": r.model_id}
-            for label, r in records.items()
-        ]
-        image_label: dict[str, Any] = {"source": {"image": "../../"}}
-        if records:  # the spec asks for at least one entry when the lists are present
-            image_label.update(colors=colours, properties=properties)
         objects_group.attrs["ome"] = {
             "version": NGFF_VERSION,
-            "multiscales": _multiscales("objects", factors, _LABEL_DOWNSAMPLING),
-            "image-label": image_label,
+            "multiscales": multiscales_metadata("objects", factors, LABEL_DOWNSAMPLING),
+            "image-label": image_label_metadata(records, source_image="../../"),
         }
         _write_levels(objects_group, [level.astype(label_dtype) for level in label_levels])
 
@@ -547,6 +566,7 @@ def read_class_names(path: str | os.PathLike, image: str | int | None = None) ->
 __all__ = [
     "CSV_FIELDS",
     "DEFAULT_CLASS",
+    "LABEL_DOWNSAMPLING",
     "LabelledObject",
     "NGFF_VERSION",
     "ObjectInfo",
@@ -555,6 +575,9 @@ __all__ = [
     "label_tiff_bytes",
     "objects_csv_text",
     "read_class_names",
+    "image_label_metadata",
+    "multiscales_metadata",
+    "pyramid_factors",
     "read_coco",
     "read_labels",
     "read_objects_csv",

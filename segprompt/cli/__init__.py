@@ -27,6 +27,7 @@ _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.everything",
     "segprompt.cli.refine",
     "segprompt.cli.replay",
+    "segprompt.cli.segment_volume",
     "segprompt.cli.demo",
     "segprompt.cli.models",
     "segprompt.cli.datasets",

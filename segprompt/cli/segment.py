@@ -99,6 +99,16 @@ def prompt_from_args(args: argparse.Namespace) -> Prompt:
     Raises:
         PromptError: a malformed value, naming the flag and the value.
     """
+    return dataclasses.replace(where_prompt_from_args(args), **semantic_flags.prompt_parts(args))
+
+
+def where_prompt_from_args(args: argparse.Namespace) -> Prompt:
+    """The prompt of the flags :func:`add_prompt_arguments` adds (``--prompt-file``, ``--point``, ``--box``,
+    ``--mask-prompt``, ``--exemplar``); flags replace the file's part of the same kind.
+
+    Raises:
+        PromptError: a malformed value, naming the flag and the value.
+    """
     prompt = read_prompt_file(args.prompt_file) if args.prompt_file else Prompt()
     parts: dict[str, Any] = {}
     if args.point:
@@ -114,7 +124,6 @@ def prompt_from_args(args: argparse.Namespace) -> Prompt:
             parts["mask"] = MaskPrompt(read_mask(args.mask_prompt))
         except PromptError as exc:
             raise PromptError(f"--mask-prompt {args.mask_prompt}: {exc}") from exc
-    parts.update(semantic_flags.prompt_parts(args))
     return dataclasses.replace(prompt, **parts)
 
 
