@@ -491,6 +491,7 @@ def write_figure(path: str | os.PathLike, figure: Any, **savefig_options: Any) -
 __all__ = [
     "IMAGE_SUFFIXES",
     "MASK_SUFFIXES",
+    "MAX_ASPECT_RATIO",
     "OUTPUT_SUFFIXES",
     "OVERLAY_COLOURS",
     "atomic_path",
