@@ -144,6 +144,11 @@ def test_accept_undo_redo_save_load_by_keys(qtbot, widget, sam_and_embedding, tm
 
     press(widget, "T")
     assert not widget.points_layer.feature_defaults["include"][0]
+    before = len(notification_manager.records)
+    add_point(qtbot, widget, row=60, col=20)  # an exclude click alone says only where the object is not
+    assert any("only exclude points" in str(n.message) for n in notification_manager.records[before:])
+    press(widget, "Q")
+    press(widget, "T")
     add_point(qtbot, widget, row=60, col=20)
     press(widget, "N")
     assert widget.session.candidate == 1

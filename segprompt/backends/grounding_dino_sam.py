@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
 from .base import Segmenter
@@ -80,7 +80,7 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
 
     def embed_detector(self, rgb: np.ndarray) -> dict[str, Any]:
         """``pixel_values`` ``(1, 3, h, w)`` float32 (shortest side 800, longest at most 1333) and ``pixel_mask`` ``(1, h, w)``."""
-        pixels = self.processor.image_processor(images=rgb, return_tensors="pt")
+        pixels = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)
         return {"pixel_values": pixels["pixel_values"], "pixel_mask": pixels["pixel_mask"]}
 
     @torch.inference_mode()

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import SegpromptError
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..instances import Instances, InstancesPrediction
 from ..prompts import Prompt
 from ..text_tokenizer import clip_tokenizer
@@ -139,7 +139,7 @@ class Sam3Segmenter(Segmenter):
 
     def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, 3, 1008, 1008)`` float32: the processor's resize and normalisation."""
-        return self.processor.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
+        return self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)["pixel_values"].to(self.device)
 
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
         """Run SAM 3's vision encoder once; ``data`` holds :class:`Sam3Features`."""

@@ -22,7 +22,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
 from .base import Embedding, Segmenter
@@ -73,7 +73,7 @@ class SegGptSegmenter(Segmenter):
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
         """``data["pixel_values"]``: ``(1, 3, 448, 448)`` float32, the processor's resize and ImageNet normalisation."""
         rgb = self._rgb(image)
-        pixel_values = self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+        pixel_values = self.processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)["pixel_values"]
         progress(1, 1, "SegGPT: image prepared")
         return Embedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, {"pixel_values": pixel_values})
 

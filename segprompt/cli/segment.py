@@ -85,6 +85,11 @@ def read_prompt_file(path: Path) -> Prompt:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:  # JSON files are UTF-8 (RFC 8259)
+        raise PromptError(
+            f"{path}: the prompt file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
     try:
         return Prompt.from_json(text)
     except PromptError as exc:

@@ -250,7 +250,7 @@ def _xy_text(xy: np.ndarray) -> str:
 
 
 def _human_steps(prompts: list[Prompt], image_hw: tuple[int, int]) -> list[tuple[int, PointSet]]:
-    """``(timestep, points)`` of the human timesteps that hold points inside the image."""
+    """``(timestep, points)`` of the human timesteps that can be replayed: points inside the image, one include."""
     steps = []
     for timestep, prompt in enumerate(prompts):
         if prompt.points is None:
@@ -258,7 +258,7 @@ def _human_steps(prompts: list[Prompt], image_hw: tuple[int, int]) -> list[tuple
         try:
             prompt.validate_for(image_hw)
         except PromptError:
-            continue  # a recorded click off the image cannot be replayed
+            continue  # a click off the image, or exclude clicks alone (no backend answers them), cannot be replayed
         steps.append((timestep, PointSet.from_points(prompt.points)))
     return steps
 
