@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
-from segprompt.backends import Segmenter, backend_names, create_from_options, get_backend_class
+from segprompt.backends import Segmenter, backend_names, backend_options, create_from_options, get_backend_class
 from segprompt.backends.base import Embedding
 from segprompt.backends.sam_family import SamFamilySegmenter
 from segprompt.progress import ProgressCallback
@@ -55,6 +55,8 @@ from segprompt.prompts import Points as PointsPrompt
 from segprompt.prompts import Exemplars, Prompt, Text, VisualReference
 from segprompt.semantic import SemanticSegmentation, segment_classes
 
+from ._objects_panel import ObjectsPanel
+
 if TYPE_CHECKING:
     import napari
 
@@ -64,8 +66,8 @@ KEY_BINDINGS: dict[str, str] = {
     "N": "show the next candidate mask (by score)",
     "Shift-N": "show the previous candidate mask",
     "K": "accept (keep) the preview as a new object",
-    "U": "undo the last accepted object",
-    "Shift-U": "redo the last undone object",
+    "U": "undo the last edit (accept, rename, delete, re-prompt, refine, everything)",
+    "Shift-U": "redo the last undone edit",
     "Q": "clear the prompts and the preview",
 }
 
@@ -121,7 +123,7 @@ class SegpromptWidget(QWidget):
         preview_updated: emitted after every preview refresh.
         embedding_ready: emitted when a session has started on a new embedding.
         classes_ready: emitted when a semantic label map has been added.
-        objects_changed: emitted after an accept, undo, redo or load.
+        objects_changed: emitted after any edit of the objects (accept, undo, redo, load, the whole-image panel's).
     """
 
     preview_updated = Signal()
@@ -147,6 +149,7 @@ class SegpromptWidget(QWidget):
         self._preview_answered = 0  # the request the shown preview answers
         self._accept_when_ready = False
         self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
+        self._backend_options: dict[tuple[str, str, str], dict[str, Any]] = {}  # saved in the session, for replay
         self._include = True
         self._relay = _ProgressRelay()
         self._relay.progressed.connect(self._on_progress)
@@ -266,6 +269,8 @@ class SegpromptWidget(QWidget):
         keys.setWordWrap(True)
         grid.addWidget(keys)
         layout.addWidget(objects_box)
+        self.objects_panel = ObjectsPanel(self)
+        layout.addWidget(self.objects_panel)
         layout.addStretch(1)
         self.setMaximumWidth(420)  # leave the canvas most of the window
 
@@ -399,7 +404,10 @@ class SegpromptWidget(QWidget):
             return key, functools.partial(self._segmenters.__getitem__, key)
         options: dict[str, Any] = {"model_type": model_type, "variant": variant}
         if path:
-            options["model_dir" if Path(path).expanduser().is_dir() else "checkpoint"] = path
+            folder = Path(path).expanduser()
+            options["model_dir" if folder.is_dir() else "checkpoint"] = str(folder.resolve())
+        used = backend_options(backend)
+        self._backend_options[key] = {name: value for name, value in options.items() if value is not None and name in used}
         return key, functools.partial(create_from_options, backend, **options)
 
     def compute_embedding(self) -> None:
@@ -462,13 +470,16 @@ class SegpromptWidget(QWidget):
     def _on_embedded(self, layer: Image, key: tuple[str, str, str], result: tuple[Segmenter, Embedding]) -> None:
         segmenter, embedding = result
         self._segmenters[key] = segmenter
-        self.start_session(layer, segmenter, embedding)
+        self.start_session(layer, segmenter, embedding, self._backend_options.get(key))
 
-    def start_session(self, layer: Image, segmenter: Segmenter, embedding: Embedding) -> None:
-        """Annotate ``layer`` with ``segmenter``; prompt layers are (re)created empty."""
+    def start_session(
+        self, layer: Image, segmenter: Segmenter, embedding: Embedding, backend_options: dict[str, Any] | None = None
+    ) -> None:
+        """Annotate ``layer`` with ``segmenter`` (built from ``backend_options``); prompt layers are (re)created empty."""
         self.image_layer = layer
         self.objects_layer = self._objects_layer_for(layer, embedding.image_hw)
-        self.session = AnnotationSession(segmenter, embedding, labels=self.objects_layer.data)
+        self.session = AnnotationSession(segmenter, embedding, labels=self.objects_layer.data, backend_options=backend_options)
+        self.session.image_path = layer.source.path  # the file it was opened from, for replay (None: made in Python)
         self._ensure_prompt_layers(embedding.image_hw)
         self.clear_prompts()
         height, width = embedding.image_hw
@@ -744,19 +755,19 @@ class SegpromptWidget(QWidget):
                 self.refresh_preview()
             return None
         self._accept_when_ready = False
-        label = session.accept()
+        label = session.accept(self.objects_panel.new_class_name())
         self._objects_changed()
         self.clear_prompts()
         return label
 
     def undo(self) -> int | None:
-        """Remove the last accepted object; return its id (``None`` when nothing to undo)."""
+        """Take the last edit back (accept, rename, delete, re-prompt, ...); return its (first) id, ``None`` if none."""
         label = self._require_session().undo()
         self._objects_changed()
         return label
 
     def redo(self) -> int | None:
-        """Restore the last undone object; return its id (``None`` when nothing to redo)."""
+        """Do the last undone edit again; return its (first) id (``None`` when nothing to redo)."""
         label = self._require_session().redo()
         self._objects_changed()
         return label
@@ -767,13 +778,13 @@ class SegpromptWidget(QWidget):
         self.objects_changed.emit()
 
     def save_annotations(self, labels_path: str | os.PathLike) -> Path:
-        """Save the objects (PNG/TIFF) and their prompts (``<stem>.prompts.json``); return the JSON path."""
+        """Save the objects (PNG/TIFF) and the session (``<stem>.session.json``); return the session file's path."""
         prompts = self._require_session().save(labels_path)
         show_info(f"saved {len(self.session.objects)} objects to {labels_path} and {prompts}")
         return prompts
 
     def load_annotations(self, labels_path: str | os.PathLike) -> None:
-        """Replace the objects by a saved label map (and its prompts JSON when present)."""
+        """Replace the objects by a saved label map (and its session file when present)."""
         self._require_session().load(labels_path)
         self._objects_changed()
         self._show_preview()

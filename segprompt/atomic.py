@@ -20,8 +20,9 @@ content, and a :class:`~segprompt.errors.StorageError` names the target, e.g.
 protocol for third-party writers that insist on a path; their short writes
 surface as :class:`OSError` on their own close.
 
-Stale temporary files (a writer killed with ``kill -9`` leaves one behind) are
-removed on the next write to the same target when they carry our naming and
+Stale temporary files (a writer killed with ``kill -9`` leaves one behind), and
+the stale folders of :func:`atomic_directory`, are removed on the next write to
+the same target when they carry our naming and
 either their writer process no longer runs on this machine or they are older
 than :data:`STALE_TEMP_SECONDS` (which covers other machines on a shared
 folder, reused process ids, and the pid-less names older versions wrote).
@@ -109,14 +110,14 @@ def _process_running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(target: str | os.PathLike, now: float | None = None) -> list[Path]:
-    """Remove the stale temporary files of ``target`` (rules in the module docstring); return them."""
-    target = Path(target)
-    pattern = _temp_pattern(target)
+def _remove_stale(folder: Path, pattern: re.Pattern[str], now: float | None) -> list[Path]:
+    """Remove the entries of ``folder`` named by ``pattern`` that are stale (rules in the module docstring)."""
+    import shutil
+
     now = time.time() if now is None else now
     removed = []
     try:
-        entries = list(os.scandir(target.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
@@ -127,11 +128,27 @@ def remove_stale_temps(target: str | os.PathLike, now: float | None = None) -> l
             age = now - entry.stat(follow_symlinks=False).st_mtime
             pid = match.group("pid")
             if age > STALE_TEMP_SECONDS or (pid is not None and not _process_running(int(pid))):
-                os.unlink(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except OSError:
             continue  # vanished meanwhile (its writer renamed it), or not ours to remove
     return removed
+
+
+def remove_stale_temps(target: str | os.PathLike, now: float | None = None) -> list[Path]:
+    """Remove the stale temporary files of ``target`` (rules in the module docstring); return them."""
+    target = Path(target)
+    return _remove_stale(target.parent, _temp_pattern(target), now)
+
+
+def remove_stale_temp_dirs(target: str | os.PathLike, now: float | None = None) -> list[Path]:
+    """Remove the stale folders :func:`atomic_directory` left beside ``target`` (a new store, an old one); return them."""
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?P<pid>\d+)-[0-9a-f]{{8}}\.(?:tmp|old)")
+    return _remove_stale(target.parent, pattern, now)
 
 
 def _new_temp(target: Path) -> tuple[Path, int]:
@@ -298,6 +315,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     target = _target(path)
     with storage_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_dirs(target)
         temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         temp.mkdir()
     try:
@@ -327,6 +345,7 @@ def _check_creatable(target: Path, named: Path, probed: set[Path]) -> None:
         if not folder.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         if folder not in probed:
+            remove_stale_temps(folder / ".segprompt-write-check")  # a probe of a process killed in between
             probe, fd = _new_temp(folder / ".segprompt-write-check")
             os.close(fd)
             os.unlink(probe)
@@ -368,6 +387,7 @@ __all__ = [
     "check_writable",
     "check_writable_dir",
     "fsync_dir",
+    "remove_stale_temp_dirs",
     "remove_stale_temps",
     "write_all",
     "write_files",

@@ -4,9 +4,18 @@ Checkpoints are kept in ``<cache root>/checkpoints/`` (the cache root is
 ``$SEGPROMPT_CACHE``, else the platform's user cache folder, see
 :func:`segprompt.paths.cache_root`). An official checkpoint is downloaded with
 pooch only when its file is missing, and its SHA-256 is always checked against
-:data:`SAM_CHECKPOINTS`. Since hashing a 2.5 GB file takes seconds, a verified
-file gets a small ``<file>.verified.json`` record (size, modification time,
-hash) and is not hashed again until it changes.
+:data:`SAM_CHECKPOINTS`.
+
+The SHA-256 of a checkpoint names its weights in the embedding cache, so a
+wrong one would serve another model's embeddings. :func:`checkpoint_sha256`
+therefore hashes a file's content at least once in every process, and again
+whenever its stamp (size, modification time, change time, inode, device)
+differs from the one it was hashed at: a file replaced or rewritten in place
+is always hashed again. Each hash is recorded in
+``<cache root>/verified/<digest of the absolute path>.json`` (never beside the
+user's file); a caller that only checks a file, like ``segprompt models
+--fetch``, may trust a record whose stamp matches (``trust_record=True``)
+instead of hashing 2.5 GB again.
 
 Any failure (offline, download error, hash mismatch, a file that is not a SAM
 state dict) raises :class:`~segprompt.errors.CheckpointError` telling the user
@@ -29,7 +38,7 @@ import torch
 
 from .progress import ProgressCallback, no_progress
 from .paths import cache_root
-from .errors import CheckpointError, WeightsUnavailableError
+from .errors import CheckpointError, WeightsUnavailableError, load_failure
 from .io import atomic_write_text
 
 BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -108,30 +117,62 @@ def file_sha256(path: Path, progress: ProgressCallback = no_progress) -> str:
     return digest.hexdigest()
 
 
-def _record_path(path: Path) -> Path:
-    return path.with_name(path.name + ".verified.json")
+#: ``absolute path -> (stamp, sha256)`` of every file this process hashed (see the module docstring).
+_HASHED_IN_THIS_PROCESS: dict[str, tuple[dict[str, int], str]] = {}
+
+
+def verified_dir() -> Path:
+    """``<cache root>/verified``: the records of hashed checkpoints; not created here."""
+    return cache_root() / "verified"
+
+
+def _record_path(absolute: str) -> Path:
+    return verified_dir() / f"{hashlib.sha256(os.fsencode(absolute)).hexdigest()[:32]}.json"
 
 
 def _file_stamp(path: Path) -> dict[str, int]:
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
+        "inode": stat.st_ino,
+        "device": stat.st_dev,
+    }
 
 
-def checkpoint_sha256(path: Path, progress: ProgressCallback = no_progress) -> str:
-    """SHA-256 of ``path``, reusing the ``.verified.json`` record while the file is unchanged."""
-    record = _record_path(path)
-    stamp = _file_stamp(path)
+def _recorded_sha256(absolute: str, stamp: dict[str, int]) -> str | None:
     try:
-        stored = json.loads(record.read_text(encoding="utf-8"))
-        if {key: stored[key] for key in stamp} == stamp:
+        stored = json.loads(_record_path(absolute).read_text(encoding="utf-8"))
+        if stored["path"] == absolute and {key: stored[key] for key in stamp} == stamp:
             return str(stored["sha256"])
     except (OSError, ValueError, KeyError, TypeError):
-        pass  # no record, or a stale/corrupt one: hash the file again
+        pass  # no record, or a corrupt one: hash the file
+    return None
+
+
+def checkpoint_sha256(path: Path, progress: ProgressCallback = no_progress, *, trust_record: bool = False) -> str:
+    """SHA-256 of ``path``'s content, hashed at least once per process and whenever its stamp changes.
+
+    Args:
+        trust_record: accept the record of an earlier process when the
+            file's stamp still matches it (for checks only: a digest that keys
+            the embedding cache must come from this process's own hash).
+    """
+    path = Path(path)
+    absolute = os.path.abspath(path)
+    stamp = _file_stamp(path)
+    known = _HASHED_IN_THIS_PROCESS.get(absolute)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    if trust_record and (recorded := _recorded_sha256(absolute, stamp)) is not None:
+        return recorded
     digest = file_sha256(path, progress)
+    _HASHED_IN_THIS_PROCESS[absolute] = (stamp, digest)
     try:
-        atomic_write_text(record, json.dumps({**stamp, "sha256": digest}))
+        atomic_write_text(_record_path(absolute), json.dumps({"path": absolute, **stamp, "sha256": digest}))
     except OSError:
-        pass  # a read-only folder only costs re-hashing next time
+        pass  # a read-only cache only costs hashing again in the next process
     return digest
 
 
@@ -161,8 +202,10 @@ def _missing_message(info: CheckpointInfo) -> str:
     )
 
 
-def fetch_checkpoint(model_type: str, progress: ProgressCallback = no_progress) -> Path:
+def fetch_checkpoint(model_type: str, progress: ProgressCallback = no_progress, *, trust_record: bool = False) -> Path:
     """Path of the verified official checkpoint of ``model_type``, downloading it if missing.
+
+    ``trust_record``: see :func:`checkpoint_sha256`.
 
     Raises:
         CheckpointError: unknown model type; the file is missing and cannot be
@@ -189,7 +232,7 @@ def fetch_checkpoint(model_type: str, progress: ProgressCallback = no_progress) 
             raise WeightsUnavailableError(
                 f"cannot download SAM {model_type} checkpoint ({exc}); {_missing_message(info)}", kind="sam"
             ) from exc
-    digest = checkpoint_sha256(path, progress)
+    digest = checkpoint_sha256(path, progress, trust_record=trust_record)
     if digest != info.sha256:
         raise WeightsUnavailableError(
             f"{path}: SHA-256 {digest} does not match the official {info.filename} ({info.sha256}); "
@@ -197,6 +240,13 @@ def fetch_checkpoint(model_type: str, progress: ProgressCallback = no_progress) 
             kind="sam",
         )
     return path
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file does not exist")
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -207,13 +257,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             other than tensors and containers, or is not a SAM state dict.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    _check_checkpoint_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for bad files (zip, pickle, unsafe globals)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({first_line})") from exc
+        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({load_failure(exc)})") from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: not a SAM checkpoint (expected a state dict of tensors)")
     missing = [prefix for prefix in _SAM_KEY_PREFIXES if not any(str(k).startswith(prefix) for k in state)]
@@ -235,8 +283,7 @@ def resolve_checkpoint(
         path = fetch_checkpoint(model_type, progress)
         return path, official_checkpoint(model_type).sha256
     path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file does not exist")
+    _check_checkpoint_file(path)
     return path, checkpoint_sha256(path, progress)
 
 
@@ -257,4 +304,5 @@ __all__ = [
     "load_state_dict",
     "official_checkpoint",
     "resolve_checkpoint",
+    "verified_dir",
 ]

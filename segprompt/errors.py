@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Iterator
 
 
@@ -78,6 +79,27 @@ class StorageError(SegpromptError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def load_failure(exc: BaseException) -> str:
+    """One line saying why a weights file did not load (torch, safetensors, transformers), for a user.
+
+    PyTorch's refusal of a pickled object comes with the advice to load the
+    file again with ``weights_only=False``, which runs any code the file
+    holds: that advice is never passed on. The object's type is named instead.
+    """
+    text = _ANSI_ESCAPE.sub("", str(exc))
+    unsafe = _UNSAFE_GLOBAL.search(text)
+    if unsafe is not None:
+        return f"it holds a pickled {unsafe.group(1)} object, and segprompt loads only tensors"
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds pickled objects other than tensors, and segprompt loads only tensors"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 @contextlib.contextmanager

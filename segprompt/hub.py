@@ -14,12 +14,17 @@ Where a model comes from, first match wins:
    copy already in the Hugging Face cache (``local_files_only``).
 
 When nothing works a :class:`~segprompt.errors.WeightsUnavailableError`
-names the folder to fill and the command that fills it.
+names the folder to fill and the command that fills it. A local folder is
+checked before any model is built: its ``config.json`` must describe the model
+the backend loads (a CLIPSeg folder given to SegGPT would otherwise load as a
+randomly initialised SegGPT), and files that do not load (a truncated
+``model.safetensors``, a pickle) are one :class:`~segprompt.errors.CheckpointError`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -28,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from .paths import cache_root
-from .errors import CheckpointError, WeightsUnavailableError
+from .errors import CheckpointError, WeightsUnavailableError, load_failure
 
 HUB_HOST = "huggingface.co"
+#: ``input_data_format`` of every image given to a transformers processor: segprompt's images are ``(H, W, 3)``.
+#: Left to guess, a processor reads an image 1 or 3 rows high as channels first (a silently wrong input).
+CHANNELS_LAST = "channels_last"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -77,6 +85,43 @@ class PretrainedModel:
     model_id: str
 
 
+def _model_types(config: dict[str, Any]) -> set[str]:
+    """The ``model_type`` of a configuration and of the configurations it nests (a detector, a tracker...)."""
+    nested = [value for value in config.values() if isinstance(value, dict)]
+    return {str(part["model_type"]) for part in [config, *nested] if "model_type" in part}
+
+
+def check_model_type(folder: Path, model_class: Any) -> None:
+    """Refuse a model folder whose ``config.json`` describes another model than ``model_class``.
+
+    A folder fits when its configuration, or one it nests, has the class's
+    ``model_type`` or that type's video form (``sam2_video`` holds ``sam2``),
+    the cases transformers itself loads.
+
+    Raises:
+        CheckpointError: naming the model type (and class) the folder's weights fit.
+    """
+    wanted = getattr(getattr(model_class, "config_class", None), "model_type", "")
+    if not wanted:
+        return
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read the model configuration ({exc})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: not a model configuration (a JSON {type(config).__name__}, not an object)")
+    found = _model_types(config)
+    if wanted in found or f"{wanted}_video" in found:
+        return
+    kind = config.get("model_type", "unknown")
+    classes = ", ".join(config.get("architectures") or [])
+    raise CheckpointError(
+        f"{folder}: holds a {kind!r} model{f' ({classes})' if classes else ''}, not the {wanted!r} model "
+        f"{model_class.__name__} this backend loads; give it to the backend of {kind!r} models"
+    )
+
+
 def _folder_id(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
@@ -119,21 +164,25 @@ def load_pretrained(
         source, online = local, False
     else:
         source, online = None, not is_offline()
-    try:
-        if source is not None:
+    if source is not None:
+        check_model_type(source, model_class)
+        try:
             model = model_class.from_pretrained(str(source))
             processor = processor_class.from_pretrained(str(source))
-        else:
-            # Online this downloads; offline it succeeds only from the Hugging Face cache.
-            model = model_class.from_pretrained(hub_id, local_files_only=not online)
-            processor = processor_class.from_pretrained(hub_id, local_files_only=not online)
+        except Exception as exc:  # torch, safetensors and transformers raise many types for files that do not load
+            raise CheckpointError(f"cannot load model {hub_id} from {source}: {load_failure(exc)}") from exc
+        return PretrainedModel(model.eval(), processor, model_id)
+    try:
+        # Online this downloads; offline it succeeds only from the Hugging Face cache.
+        model = model_class.from_pretrained(hub_id, local_files_only=not online)
+        processor = processor_class.from_pretrained(hub_id, local_files_only=not online)
     except (OSError, ValueError) as exc:
-        if source is None and not online:
+        if not online:
             note = f" {access_note.strip()}" if access_note.strip() else ""
             raise WeightsUnavailableError(
                 f"model {hub_id} is not available offline; put a copy in {local} "
                 f"(`hf download {hub_id} --local-dir {local}` where the hub is reachable, or save_pretrained).{note}",
                 kind="transformers",
             ) from exc
-        raise CheckpointError(f"cannot load model {hub_id} from {source or 'the hub'}: {exc}") from exc
+        raise CheckpointError(f"cannot load model {hub_id} from the hub: {load_failure(exc)}") from exc
     return PretrainedModel(model.eval(), processor, model_id)

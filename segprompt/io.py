@@ -13,11 +13,23 @@ Every image entering segprompt is normalised by :func:`to_rgb_uint8` to a
   and infinities become 0.
 * channels: ``(H, W)`` and ``(H, W, 1)`` grayscale are replicated to three
   channels; ``(H, W, 4)`` RGBA drops alpha; ``(H, W, 3)`` is taken as RGB.
-  Anything else (2 channels, 4-D arrays) is an :class:`ImageError`.
+  Anything else (2 channels, 4-D arrays) is an :class:`ImageError` naming the
+  channel count or shape.
+* sides: the longer side may be at most :data:`MAX_ASPECT_RATIO` times the
+  shorter. SAM scales the longer side to 1024 pixels, so a thinner image (a
+  1 x 3000 strip) would keep no row at all. (Writing such an image is fine:
+  :func:`write_image` and the overlays skip this rule.)
 
 Files are read by extension: PNG/JPEG/BMP through OpenCV (converted from BGR),
-TIFF through tifffile (``plane`` picks a 2-D plane from a stack), ``.npy``
-through NumPy. Every failure raises :class:`ImageError` naming the file.
+TIFF through tifffile (``plane`` picks a 2-D plane from a stack; the file's own
+axes decide what is a stack, so planar RGB ``(3, H, W)`` is read as colour),
+``.npy`` through NumPy (a last axis of at most 4 holds channels, a longer one
+makes a stack ``(N, H, W)``). Before OpenCV decodes a file its structure is
+checked (a PNG's chunks up to ``IEND`` with their CRCs, its header's size; a
+JPEG's end-of-image marker after its last scan), so a truncated or corrupt
+file is an error instead of a partly grey image, and the message is not
+preceded by libpng's or libjpeg's own warnings. Every failure raises
+:class:`ImageError` naming the file.
 
 Outputs are encoded in memory and written by :mod:`segprompt.atomic`
 (temporary file beside the target, every byte checked, fsync, rename): a
@@ -31,6 +43,8 @@ from __future__ import annotations
 
 import io as _io
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +64,10 @@ _TIFF_SUFFIXES = (".tif", ".tiff")
 OUTPUT_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 PERCENTILES = (0.5, 99.5)
+#: The longer side of an image may be at most this many times its shorter side (see the module docstring).
+MAX_ASPECT_RATIO = 1024
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI, _JPEG_SOS, _JPEG_EOI = b"\xff\xd8", b"\xff\xda", b"\xff\xd9"
 
 
 def _percentile_scale(data: np.ndarray) -> np.ndarray:
@@ -79,53 +97,146 @@ def _to_uint8(data: np.ndarray) -> np.ndarray:
     raise ImageError(f"unsupported pixel type {data.dtype}")
 
 
-def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """Normalise an array to ``(H, W, 3)`` uint8 RGB by the rules in the module docstring."""
+def _rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """:func:`to_rgb_uint8` without the side check: for images written, not segmented (overlays)."""
     data = np.asarray(image)
     if data.size == 0:
         raise ImageError(f"empty image of shape {data.shape}")
     if data.ndim == 3 and data.shape[2] == 1:
         data = data[..., 0]
-    if data.ndim == 2:
-        data = np.repeat(_to_uint8(data)[..., None], 3, axis=2)
-    elif data.ndim == 3 and data.shape[2] in (3, 4):
-        data = _to_uint8(data[..., :3])
-    else:
+    if data.ndim == 3 and data.shape[2] not in (3, 4) and data.shape[2] <= 4:
+        raise ImageError(
+            f"cannot use an image with {data.shape[2]} channels (shape {data.shape}); "
+            "expected 1 (grey), 3 (RGB) or 4 (RGBA)"
+        )
+    if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[2] not in (3, 4)):
         raise ImageError(f"cannot use an array of shape {data.shape} as an image; expected (H, W), (H, W, 3) or (H, W, 4)")
+    data = np.repeat(_to_uint8(data)[..., None], 3, axis=2) if data.ndim == 2 else _to_uint8(data[..., :3])
     return np.ascontiguousarray(data)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Normalise an array to ``(H, W, 3)`` uint8 RGB by the rules in the module docstring.
+
+    Raises:
+        ImageError: an empty array, a shape or channel count that is not an
+            image, a pixel type without a rule, or an image too thin to segment.
+    """
+    rgb = _rgb_uint8(image)
+    short, long = sorted(rgb.shape[:2])
+    if long > MAX_ASPECT_RATIO * short:
+        raise ImageError(
+            f"an image of {rgb.shape[0]} x {rgb.shape[1]} (H x W) pixels is too thin to segment: its longer side "
+            f"is more than {MAX_ASPECT_RATIO} times its shorter (SAM scales the longer to 1024 pixels); crop or pad it"
+        )
+    return rgb
+
+
+def _opencv_pixel_limit() -> int:
+    """The most pixels OpenCV decodes (``OPENCV_IO_MAX_IMAGE_PIXELS``, default 2^30), as OpenCV reads it."""
+    try:
+        return int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")) or 1 << 30
+    except ValueError:
+        return 1 << 30
+
+
+def _check_png(path: Path, content: bytes) -> None:
+    """Refuse a PNG whose header claims more pixels than OpenCV decodes, or whose chunks are cut off or corrupt."""
+    offset = len(_PNG_SIGNATURE)
+    while True:
+        if offset + 8 > len(content):
+            raise ImageError(f"{path}: the PNG file is truncated (it ends before its IEND chunk)")
+        length, kind = struct.unpack(">I4s", content[offset : offset + 8])
+        end = offset + 12 + length
+        if end > len(content):
+            raise ImageError(f"{path}: the PNG file is truncated (its {kind.decode('latin-1')} chunk is cut off)")
+        body = content[offset + 4 : end - 4]
+        if zlib.crc32(body) != struct.unpack(">I", content[end - 4 : end])[0]:
+            raise ImageError(f"{path}: the PNG file is corrupt (the CRC of its {kind.decode('latin-1')} chunk is wrong)")
+        if kind == b"IHDR" and length >= 8:
+            width, height = struct.unpack(">II", body[4:12])
+            if width * height > _opencv_pixel_limit():
+                raise ImageError(
+                    f"{path}: the PNG header claims {width} x {height} (W x H) pixels, more than the "
+                    f"{_opencv_pixel_limit()} OpenCV decodes (OPENCV_IO_MAX_IMAGE_PIXELS)"
+                )
+        if kind == b"IEND":
+            return
+        offset = end
+
+
+def _check_jpeg(path: Path, content: bytes) -> None:
+    """Refuse a JPEG with no end-of-image marker after its last scan: libjpeg would fill the rest with grey."""
+    # 0xFF inside entropy-coded data is always followed by 0x00, so these two bytes are real markers.
+    last_scan = content.rfind(_JPEG_SOS)
+    if last_scan < 0 or content.rfind(_JPEG_EOI) < last_scan:
+        raise ImageError(f"{path}: the JPEG file is truncated (its image data ends before the end-of-image marker)")
+
+
+def _decode_opencv(path: Path, plane: int | None) -> np.ndarray:
+    suffix = path.suffix.lower()
+    content = path.read_bytes()
+    if content.startswith(_PNG_SIGNATURE):  # by content: a JPEG named .png is still decoded
+        _check_png(path, content)
+    elif content.startswith(_JPEG_SOI):
+        _check_jpeg(path, content)
+    try:
+        data = cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        reason = "more pixels than OpenCV decodes" if "MAX_IMAGE_PIXELS" in str(exc) else str(exc).strip().splitlines()[-1]
+        raise ImageError(f"{path}: cannot decode the file as {suffix[1:].upper()} ({reason})") from None
+    if data is None:
+        raise ImageError(f"{path}: cannot decode the file as {suffix[1:].upper()} (corrupt or not an image)")
+    if data.ndim == 3 and data.shape[2] == 3:
+        data = cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+    elif data.ndim == 3 and data.shape[2] == 4:
+        data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA)
+    return _one_plane(path, data, plane, stack=False)
+
+
+def _read_tiff(path: Path, plane: int | None) -> np.ndarray:
+    """The TIFF's first series with its samples (channels) last.
+
+    With a samples axis (``S``: the file says which axis holds colour) it is a
+    stack when it has axes beyond Y, X and S; without one (an array saved with
+    its shape only) the rule of ``.npy`` files applies.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(str(path)) as tif:
+            series = tif.series[0]
+            data, axes = series.asarray(), series.axes
+    except Exception as exc:  # tifffile raises many types for broken files
+        raise ImageError(f"{path}: cannot read TIFF ({exc})") from exc
+    if "S" in axes:  # planar colour ("SYX", photometric RGB with separate planes) is still colour
+        return _one_plane(path, np.moveaxis(data, axes.index("S"), -1), plane, stack=data.ndim > 3)
+    return _one_plane(path, data, plane, stack=_looks_like_stack(data))
 
 
 def _read_raw(path: Path, plane: int | None) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix in _CV2_SUFFIXES:
-        data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if data is None:
-            raise ImageError(f"{path}: cannot decode the file as {suffix[1:].upper()} (corrupt or not an image)")
-        if data.ndim == 3 and data.shape[2] == 3:
-            data = cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
-        elif data.ndim == 3 and data.shape[2] == 4:
-            data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA)
-        return data
+        return _decode_opencv(path, plane)
     if suffix in _TIFF_SUFFIXES:
-        import tifffile
-
-        try:
-            data = tifffile.imread(str(path))
-        except Exception as exc:  # tifffile raises many types for broken files
-            raise ImageError(f"{path}: cannot read TIFF ({exc})") from exc
-        return _select_plane(path, data, plane)
+        return _read_tiff(path, plane)
     if suffix == ".npy":
         try:
             data = np.load(str(path), allow_pickle=False)
         except Exception as exc:
             raise ImageError(f"{path}: cannot read NumPy file ({exc})") from exc
-        return _select_plane(path, data, plane)
+        return _one_plane(path, data, plane, stack=_looks_like_stack(data))
     raise ImageError(f"{path}: unsupported image type {suffix!r}; supported: {', '.join(IMAGE_SUFFIXES)}")
 
 
-def _select_plane(path: Path, data: np.ndarray, plane: int | None) -> np.ndarray:
-    is_stack = data.ndim == 4 or (data.ndim == 3 and data.shape[2] not in (1, 3, 4))
-    if not is_stack:
+def _looks_like_stack(data: np.ndarray) -> bool:
+    """``(N, H, W[, C])`` rather than ``(H, W[, C])``: a last axis longer than 4 is not one of channels."""
+    return data.ndim == 4 or (data.ndim == 3 and data.shape[2] > 4)
+
+
+def _one_plane(path: Path, data: np.ndarray, plane: int | None, stack: bool) -> np.ndarray:
+    """``data`` itself, or plane ``plane`` (default 0) of a ``stack`` along its first axis."""
+    if not stack:
         if plane not in (None, 0):
             raise ImageError(f"{path}: plane={plane} requested but the file holds a single image of shape {data.shape}")
         return data
@@ -133,6 +244,13 @@ def _select_plane(path: Path, data: np.ndarray, plane: int | None) -> np.ndarray
     if not -data.shape[0] <= index < data.shape[0]:
         raise ImageError(f"{path}: plane={plane} out of range; the stack has {data.shape[0]} planes")
     return data[index]
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an image file")
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
 
 
 def read_image(path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
@@ -147,8 +265,7 @@ def read_image(path: str | os.PathLike, plane: int | None = None) -> np.ndarray:
         ImageError: missing, empty, corrupt or unsupported file, naming ``path``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+    _check_file(path)
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: file is empty")
     data = _read_raw(path, plane)
@@ -168,8 +285,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         ImageError: missing, corrupt or colour (channels differ) files.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+    _check_file(path)
     if path.suffix.lower() == ".png":
         # OpenCV expands palette PNGs to colour; PIL keeps the palette indices (VOC-style label maps).
         from PIL import Image
@@ -255,7 +371,7 @@ def image_bytes(path: str | os.PathLike, image: np.ndarray) -> bytes:
     """The file content :func:`write_image` writes to ``path`` (type from its suffix)."""
     check_output_type(path)
     try:
-        return encode_image(Path(path).suffix, to_rgb_uint8(image))
+        return encode_image(Path(path).suffix, _rgb_uint8(image))
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from exc
 
@@ -297,7 +413,7 @@ def mask_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     A fixed colour vanishes on objects of that colour (a red overlay on a red
     fruit); this one always contrasts with what it covers. ``(3,)`` uint8 RGB.
     """
-    rgb = to_rgb_uint8(image)
+    rgb = _rgb_uint8(image)
     covered = rgb[np.asarray(mask, bool)]
     if covered.size == 0:
         return OVERLAY_COLOURS[0]
@@ -314,7 +430,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, prompt: P
     boundary is drawn in its colour at full strength. ``prompt``'s points and
     box are drawn on top (:func:`draw_prompt`).
     """
-    rgb = to_rgb_uint8(image)
+    rgb = _rgb_uint8(image)
     labels = np.asarray(labels)
     if labels.shape != rgb.shape[:2]:
         raise ImageError(f"overlay: mask shape {labels.shape} does not match image shape {rgb.shape[:2]}")
@@ -342,7 +458,7 @@ def draw_prompt(image: np.ndarray, prompt: Prompt) -> np.ndarray:
     least 3 px). The box covers pixels ``x0 <= x < x1``, ``y0 <= y < y1``.
     Other prompt kinds (mask, text, references) have nothing to draw here.
     """
-    out = np.ascontiguousarray(to_rgb_uint8(image)).copy()
+    out = np.ascontiguousarray(_rgb_uint8(image)).copy()
     side = max(out.shape[:2])
     thickness = max(1, round(0.003 * side))
     if prompt.box is not None:
@@ -375,6 +491,7 @@ def write_figure(path: str | os.PathLike, figure: Any, **savefig_options: Any) -
 __all__ = [
     "IMAGE_SUFFIXES",
     "MASK_SUFFIXES",
+    "MAX_ASPECT_RATIO",
     "OUTPUT_SUFFIXES",
     "OVERLAY_COLOURS",
     "atomic_path",

@@ -21,6 +21,13 @@ reference mask) when built; :meth:`Prompt.validate_for` checks what needs the
 target image's size (points or a box outside the image, a mask of another
 shape). Both raise :class:`~segprompt.errors.PromptError` naming the field and
 the offending value.
+
+Degenerate prompts, which no backend can answer with a meaningful mask, are
+refused the same way for every backend (rather than answered with an empty
+mask and a confident score): a box or exemplar box less than
+:data:`MIN_BOX_SIDE` pixel wide or high, a binary mask prompt with no
+foreground pixel, and exclude points with nothing else saying where the object
+is (no include point, box, mask, text, reference or exemplar).
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ PROMPT_KINDS: tuple[PromptKind, ...] = ("points", "box", "mask", "text", "refere
 
 #: Side of SAM's low-resolution mask logits (SAM, SAM-HQ, SAM 2.1, EdgeTAM: 4 x the 64 x 64 feature grid).
 LOW_RES_SIDE = 256
+#: The smallest width and height of a box prompt, in pixels: a smaller box covers no pixel's full width.
+MIN_BOX_SIDE = 1.0
 #: Every low-resolution logits side a SAM-family model produces: SAM's 256 and SAM 3's tracker's 288
 #: (4 x its 72 x 72 feature grid). Which one a backend takes is its own check.
 LOW_RES_SIDES: tuple[int, ...] = (LOW_RES_SIDE, 288)
@@ -70,13 +79,19 @@ class _ReadOnlyArrays:
             object.__setattr__(self, name, value)
 
 
-def _encode_array(array: np.ndarray) -> dict[str, Any]:
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """``{"npy_zlib_base64": ...}``: ``array`` as a zlib-compressed ``.npy`` in base64, for JSON files (dtype and shape kept)."""
     buffer = _io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return {"npy_zlib_base64": base64.b64encode(zlib.compress(buffer.getvalue(), 6)).decode("ascii")}
 
 
-def _decode_array(blob: Any, name: str) -> np.ndarray:
+def decode_array(blob: Any, name: str) -> np.ndarray:
+    """The array :func:`encode_array` stored; ``name`` (the JSON field) is named in the error.
+
+    Raises:
+        PromptError: the blob is not a valid encoded array.
+    """
     try:
         raw = zlib.decompress(base64.b64decode(blob["npy_zlib_base64"]))
         return np.load(_io.BytesIO(raw), allow_pickle=False)
@@ -154,7 +169,16 @@ class Points(_ReadOnlyArrays):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Points":
-        return cls(np.asarray(data["xy"], dtype=np.float64).reshape(-1, 2), data["labels"])
+        return cls(_frozen_array(data["xy"], np.float64, "points.xy").reshape(-1, 2), data["labels"])
+
+
+def _check_box_size(name: str, box: tuple[float, float, float, float]) -> None:
+    x0, y0, x1, y1 = box
+    if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
+        raise PromptError(
+            f"{name}: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is {x1 - x0:g} x {y1 - y0:g} pixels; "
+            f"a box must be at least {MIN_BOX_SIDE:g} pixel wide and high"
+        )
 
 
 @dataclass(frozen=True)
@@ -180,6 +204,7 @@ class Box:
             raise PromptError(f"box: inverted or empty box, x1={self.x1} <= x0={self.x0}")
         if self.y1 <= self.y0:
             raise PromptError(f"box: inverted or empty box, y1={self.y1} <= y0={self.y0}")
+        _check_box_size("box", (self.x0, self.y0, self.x1, self.y1))
 
     def as_array(self) -> np.ndarray:
         """``(4,)`` float array ``[x0, y0, x1, y1]``."""
@@ -249,11 +274,11 @@ class MaskPrompt(_ReadOnlyArrays):
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "data": _encode_array(self.data)}
+        return {"kind": self.kind, "data": encode_array(self.data)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MaskPrompt":
-        return cls(_decode_array(data["data"], "mask.data"), data.get("kind", "binary"))
+        return cls(decode_array(data["data"], "mask.data"), data.get("kind", "binary"))
 
 
 @dataclass(frozen=True)
@@ -324,11 +349,11 @@ class VisualReference(_ReadOnlyArrays):
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": _encode_array(self.image), "mask": _encode_array(self.mask)}
+        return {"image": encode_array(self.image), "mask": encode_array(self.mask)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "VisualReference":
-        return cls(_decode_array(data["image"], "reference.image"), _decode_array(data["mask"], "reference.mask"))
+        return cls(decode_array(data["image"], "reference.image"), decode_array(data["mask"], "reference.mask"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -365,6 +390,7 @@ class Exemplars(_ReadOnlyArrays):
                 raise PromptError(
                     f"exemplars.boxes[{index}]: inverted or empty box ({x0:g}, {y0:g}, {x1:g}, {y1:g})"
                 )
+            _check_box_size(f"exemplars.boxes[{index}]", (x0, y0, x1, y1))
         labels = _frozen_array(self.labels, np.float64, "exemplars.labels")
         if labels.shape != (boxes.shape[0],):
             raise PromptError(f"exemplars.labels: expected shape ({boxes.shape[0]},), got {labels.shape}")
@@ -410,7 +436,7 @@ class Exemplars(_ReadOnlyArrays):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Exemplars":
-        return cls(np.asarray(data["boxes"], dtype=np.float64).reshape(-1, 4), data["labels"])
+        return cls(_frozen_array(data["boxes"], np.float64, "exemplars.boxes").reshape(-1, 4), data["labels"])
 
 
 _PART_TYPES: dict[str, type] = {
@@ -459,9 +485,16 @@ class Prompt:
 
         Raises:
             PromptError: a point, the box or an exemplar box lies outside the
-                image, or a binary mask prompt's shape differs from ``(H, W)``.
+                image, a binary mask prompt's shape differs from ``(H, W)`` or
+                it is empty, or only exclude points say where the object is.
         """
         height, width = int(image_hw[0]), int(image_hw[1])
+        others = self.kinds() - {"points"}
+        if self.points is not None and not len(self.points.include) and not others:
+            raise PromptError(
+                "points: only exclude points (label 0), which say where the object is not; "
+                "add an include point, a box or a mask"
+            )
         if self.points is not None:
             x, y = self.points.xy[:, 0], self.points.xy[:, 1]
             outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)
@@ -487,10 +520,13 @@ class Prompt:
                     f"exemplars.boxes[{index}]: ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is outside the "
                     f"{width}x{height} (W x H) image"
                 )
-        if self.mask is not None and self.mask.kind == "binary" and self.mask.data.shape != (height, width):
-            raise PromptError(
-                f"mask.data: mask shape {self.mask.data.shape} does not match the image shape {(height, width)}"
-            )
+        if self.mask is not None and self.mask.kind == "binary":
+            if self.mask.data.shape != (height, width):
+                raise PromptError(
+                    f"mask.data: mask shape {self.mask.data.shape} does not match the image shape {(height, width)}"
+                )
+            if not self.mask.data.any():
+                raise PromptError("mask.data: the mask prompt is empty (no foreground pixel); mark the object in it")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -525,7 +561,9 @@ class Prompt:
             if data.get(name) is not None:
                 try:
                     parts[name] = part_type.from_dict(data[name])
-                except (KeyError, TypeError) as exc:
+                except PromptError:
+                    raise
+                except (KeyError, TypeError, ValueError) as exc:  # a missing field, a list of 3 numbers for (x, y)...
                     raise PromptError(f"prompt.{name}: malformed entry ({exc!r})") from exc
         return cls(**parts)
 
@@ -545,6 +583,7 @@ class Prompt:
 __all__ = [
     "LOW_RES_SIDE",
     "LOW_RES_SIDES",
+    "MIN_BOX_SIDE",
     "PROMPT_KINDS",
     "Box",
     "Exemplars",
@@ -555,4 +594,6 @@ __all__ = [
     "PromptKind",
     "Text",
     "VisualReference",
+    "decode_array",
+    "encode_array",
 ]

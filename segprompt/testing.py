@@ -494,6 +494,127 @@ _TINY_SAM3_MEMORY = {
 }
 
 
+# -- video models (volume propagation) --------------------------------------------------------
+#
+# The memory modules fix some widths: memory attention reads 64-channel memories (transformers
+# hard-codes ``kv_in_dim=64``) and object pointers are split into memory-width chunks, so the
+# decoder is 128 wide. To keep a propagation over a few frames at a second, the tiny video
+# models see 256 x 256 (SAM 2) / 224 x 224 (SAM 3, 14-pixel patches) frames instead of 1024 / 1008.
+
+#: Input side of the tiny video models.
+TINY_SAM2_VIDEO_SIDE = 256
+TINY_SAM3_VIDEO_SIDE = 224
+_TINY_VIDEO_WIDTH = 128
+
+
+def _tiny_video_memory(grid: int) -> dict[str, Any]:
+    """Memory-module settings of the tiny video models, whose coarsest feature map is ``grid x grid``."""
+    width = _TINY_VIDEO_WIDTH
+    return {
+        "prompt_encoder_config": {"hidden_size": width},
+        "mask_decoder_config": {"hidden_size": width, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": width},
+        "memory_attention_hidden_size": width,
+        "memory_attention_num_layers": 1,
+        "memory_attention_feed_forward_hidden_size": 64,
+        "memory_attention_rope_feat_sizes": [grid, grid],
+        "memory_encoder_hidden_size": width,
+        "memory_encoder_output_channels": 64,
+        "mask_downsampler_embed_dim": width,
+        "memory_fuser_embed_dim": width,
+        "memory_fuser_intermediate_dim": 64,
+        "memory_fuser_num_layers": 1,
+    }
+
+
+def random_sam2_video(size: Size = "tiny", seed: int = 0, variant: str = "large") -> PretrainedModel:
+    """A random ``Sam2VideoModel`` and its ``Sam2VideoProcessor`` (image and video processors).
+
+    ``"tiny"``: the tiny Hiera of :func:`random_sam2` on 256 x 256 frames,
+    128-wide neck, decoder and memory, one memory-attention and one fuser
+    layer. ``"full"``: the architecture of ``facebook/sam2.1-hiera-<variant>``.
+    """
+    from transformers import Sam2ImageProcessor, Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
+    from transformers import Sam2VideoVideoProcessor
+
+    if size == "tiny":
+        side, grid = TINY_SAM2_VIDEO_SIDE, TINY_SAM2_VIDEO_SIDE // 16
+        backbone = {
+            "hidden_size": 8,
+            "blocks_per_stage": [1, 1, 1, 2],
+            "embed_dim_per_stage": [8, 16, 32, 64],
+            "num_attention_heads_per_stage": [1, 1, 2, 2],
+            "global_attention_blocks": [4],
+            "window_positional_embedding_background_size": [4, 4],
+            "image_size": [side, side],
+        }
+        vision = _sam2_vision(
+            backbone, backbone_channel_list=[64, 32, 16, 8], fpn_hidden_size=_TINY_VIDEO_WIDTH,
+            backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+        )
+        memory = _tiny_video_memory(grid)
+        memory["prompt_encoder_config"]["image_size"] = side
+        config = Sam2VideoConfig(vision_config=vision, image_size=side, **memory)
+        sizes = {"size": {"height": side, "width": side}}
+    else:
+        hiera = SAM2_HIERA[variant]
+        config = Sam2VideoConfig(vision_config=_sam2_vision(hiera, backbone_channel_list=_channels(hiera)))
+        side, sizes = 1024, {}
+    processor = Sam2VideoProcessor(
+        image_processor=Sam2ImageProcessor(**sizes), video_processor=Sam2VideoVideoProcessor(**sizes), target_size=side
+    )
+    with _seeded(seed):
+        model = Sam2VideoModel(config)
+    return _pretrained(model, processor, size, seed)
+
+
+def random_sam3_tracker_video(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
+    """A random ``Sam3TrackerVideoModel`` and its ``Sam3TrackerVideoProcessor``.
+
+    ``"tiny"``: a 2-layer width-32 ViT (14-pixel patches) on 224 x 224 frames,
+    128-wide neck, decoder and memory. ``"full"``: the tracker of ``facebook/sam3``
+    (1008 x 1008 frames).
+    """
+    from transformers import Sam2VideoVideoProcessor, Sam3ImageProcessor, Sam3TrackerVideoConfig
+    from transformers import Sam3TrackerVideoModel, Sam3TrackerVideoProcessor
+
+    # SAM 3's normalisation (mean = std = 0.5), as its image processor's.
+    stats = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+    if size == "tiny":
+        side, grid = TINY_SAM3_VIDEO_SIDE, TINY_SAM3_VIDEO_SIDE // 14
+        vit = {
+            "model_type": "sam3_vit_model", "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
+            "num_hidden_layers": 2, "global_attn_indexes": [1], "image_size": side, "window_size": 8,
+            "pretrain_image_size": side,
+        }
+        vision = {
+            "model_type": "sam3_vision_model", "backbone_config": vit, "fpn_hidden_size": _TINY_VIDEO_WIDTH,
+            "backbone_feature_sizes": [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+        }
+        memory = _tiny_video_memory(grid)
+        memory["prompt_encoder_config"]["image_size"] = side
+        config = Sam3TrackerVideoConfig(vision_config=vision, image_size=side, **memory)
+    else:
+        config, side = Sam3TrackerVideoConfig(), 1008
+    sizes = {"size": {"height": side, "width": side}}
+    processor = Sam3TrackerVideoProcessor(
+        image_processor=Sam3ImageProcessor(**sizes), video_processor=Sam2VideoVideoProcessor(**sizes, **stats),
+        target_size=side,
+    )
+    with _seeded(seed):
+        model = Sam3TrackerVideoModel(config)
+    return _pretrained(model, processor, size, seed)
+
+
+def tiny_sam2_video_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_sam2_video` into ``directory``."""
+    return save_model_dir(random_sam2_video("tiny", seed), directory)
+
+
+def tiny_sam3_tracker_video_dir(directory: str | Path, seed: int = 0) -> Path:
+    """Save the tiny :func:`random_sam3_tracker_video` into ``directory``."""
+    return save_model_dir(random_sam3_tracker_video("tiny", seed), directory)
+
+
 def tiny_sam2_dir(directory: str | Path, seed: int = 0) -> Path:
     """Save the tiny :func:`random_sam2` into ``directory``."""
     return save_model_dir(random_sam2("tiny", seed), directory)

@@ -13,17 +13,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from segprompt.annotation import (
-    PROMPTS_FORMAT,
-    AnnotationSession,
-    box_from_vertices,
-    default_prompts_path,
-    rowcol_to_xy,
-    wants_multimask,
-)
+from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy, wants_multimask
 from segprompt.errors import ImageError, PromptError, SegpromptError, UnsupportedPromptError
 from segprompt.io import read_mask, write_mask
 from segprompt.prompts import Box, Points, Prompt, Text
+from segprompt.session_file import LEGACY_SUFFIX, SESSION_FORMAT, SESSION_SCHEMA
 
 IMAGE = data.coffee()[::5, ::5]  # (80, 120, 3): non-square, so a (row, col) / (x, y) swap cannot pass
 
@@ -150,20 +144,26 @@ def test_save_load_round_trip(session, sam_and_embedding, tmp_path):
         session.accept()
     expected = session.labels.copy()
     json_path = session.save(tmp_path / "objects.tif")
-    assert json_path == tmp_path / "objects.prompts.json"
+    assert json_path == tmp_path / "objects.session.json"
     np.testing.assert_array_equal(read_mask(tmp_path / "objects.tif"), expected)
     record = json.loads(json_path.read_text())
-    assert record["format"] == PROMPTS_FORMAT and record["image_hw"] == [80, 120]
+    assert record["format"] == SESSION_FORMAT and record["schema"] == SESSION_SCHEMA
+    assert record["image"]["hw"] == [80, 120] and record["labels_file"] == "objects.tif"
     assert [o["label"] for o in record["objects"]] == [1, 2]
+    assert [o["area"] for o in record["objects"]] == [int((expected == 1).sum()), int((expected == 2).sum())]
 
     fresh = AnnotationSession(*sam_and_embedding)
     fresh.load(tmp_path / "objects.tif")
     np.testing.assert_array_equal(fresh.labels, expected)
     assert [o.prompt for o in fresh.objects] == prompts
     assert [o.score for o in fresh.objects] == pytest.approx([o.score for o in session.objects])
-    # Undo works on loaded objects too.
-    assert fresh.undo() == 2
+    assert [o.source for o in fresh.objects] == ["prompt", "prompt"]
+    # Loading starts a fresh undo history; edits of loaded objects are undoable.
+    assert fresh.undo() is None
+    fresh.delete([2])
     np.testing.assert_array_equal(fresh.labels, np.where(expected == 2, 0, expected))
+    assert fresh.undo() == 2
+    np.testing.assert_array_equal(fresh.labels, expected)
 
 
 def test_png_labels_without_prompts_file(session, tmp_path):
@@ -185,8 +185,8 @@ def test_load_errors(session, tmp_path):
     labels = np.zeros((80, 120), np.uint8)
     labels[:5, :5] = 1
     write_mask(tmp_path / "objects.png", labels)
-    prompts = default_prompts_path(tmp_path / "objects.png")
-    prompts.write_text(json.dumps({"format": PROMPTS_FORMAT, "objects": [{"label": 2, "prompt": None}]}))
+    prompts = tmp_path / f"objects{LEGACY_SUFFIX}"  # a schema 1 file, as the first plugin wrote them
+    prompts.write_text(json.dumps({"format": SESSION_FORMAT, "objects": [{"label": 2, "prompt": None}]}))
     with pytest.raises(SegpromptError, match=r"objects\[0\].label=2 is not in"):
         session.load(tmp_path / "objects.png")
     prompts.write_text("{not json")
@@ -195,7 +195,7 @@ def test_load_errors(session, tmp_path):
     prompts.write_text(json.dumps({"objects": []}))
     with pytest.raises(SegpromptError, match="not a segprompt annotation file"):
         session.load(tmp_path / "objects.png")
-    prompts.write_text(json.dumps({"format": PROMPTS_FORMAT, "objects": [{"label": 1, "prompt": {"pointz": 1}}]}))
+    prompts.write_text(json.dumps({"format": SESSION_FORMAT, "objects": [{"label": 1, "prompt": {"pointz": 1}}]}))
     with pytest.raises(SegpromptError, match=r"objects\[0\] is malformed"):
         session.load(tmp_path / "objects.png")
     assert not session.labels.any()  # a failed load leaves the session as it was

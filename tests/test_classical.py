@@ -9,7 +9,7 @@ from segprompt.backends import create
 from segprompt.backends.classical import BOX_CONSISTENCY_MIN, WORK_SIDE, box_consistency
 from segprompt.baselines import box_fill, centre_click, plain_grabcut
 from segprompt.datasets import open_dataset
-from segprompt.errors import UnsupportedPromptError
+from segprompt.errors import PromptError, UnsupportedPromptError
 from segprompt.metrics import iou
 from segprompt.prompts import Box, MaskPrompt, Points, Prompt, Text
 
@@ -161,9 +161,9 @@ def test_mask_prompt_is_refined_to_the_object(segmenter):
     assert prediction.scores[0] == pytest.approx(iou(refined, rough), abs=0.02)
 
 
-def test_only_exclude_points_give_an_empty_mask(segmenter):
-    prediction = segmenter.segment(skimage.data.coins(), Prompt(points=Points.from_lists([], [[10, 10]])))
-    assert not prediction.best_mask.any()
+def test_only_exclude_points_are_refused_as_by_every_backend(segmenter):
+    with pytest.raises(PromptError, match="only exclude points"):
+        segmenter.segment(skimage.data.coins(), Prompt(points=Points.from_lists([], [[10, 10]])))
 
 
 def test_multimask_false_returns_the_best_candidate(segmenter):

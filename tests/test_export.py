@@ -15,7 +15,10 @@ from segprompt.export import (
     CSV_FIELDS,
     NGFF_VERSION,
     ObjectInfo,
+    read_class_names,
     read_coco,
+    read_labels,
+    read_objects_csv,
     read_ome_zarr_labels,
     write_coco,
     write_label_png,
@@ -39,7 +42,8 @@ def _labels():
     return labels
 
 
-OBJECTS = [ObjectInfo(3, "cell", 0.91, "sam"), ObjectInfo(7, "nucleus", float("nan"), "classical"), ObjectInfo(300, "cell")]
+OBJECTS = [ObjectInfo(3, "cell", 0.91, "sam", "vit_b:0123"), ObjectInfo(7, "nucleus", float("nan"), "classical"),
+           ObjectInfo(300, "cell")]
 
 
 def test_coco_round_trip_matches_pycocotools_decode(tmp_path):
@@ -71,6 +75,7 @@ def test_coco_round_trip_matches_pycocotools_decode(tmp_path):
     np.testing.assert_array_equal(back, labels)
     assert back.dtype == np.int32
     assert [(o.label, o.class_name, o.backend) for o in objects] == [(3, "cell", "sam"), (7, "nucleus", "classical"), (300, "cell", "")]
+    assert [o.model_id for o in objects] == ["vit_b:0123", "", ""]
     assert objects[0].score == pytest.approx(0.91) and np.isnan(objects[1].score)
 
 
@@ -228,3 +233,42 @@ def test_ome_zarr_replaces_a_store_atomically_and_keeps_it_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.ome.zarr"]  # no temporary or old folder left
     with pytest.raises(DatasetError, match="no OME-Zarr label image"):
         read_ome_zarr_labels(tmp_path / "nothing.zarr")
+
+
+def test_objects_csv_reads_back_and_names_the_classes_of_a_label_image(tmp_path):
+    labels = _labels()
+    write_objects_csv(tmp_path / "objects.csv", labels, OBJECTS)
+    back = read_objects_csv(tmp_path / "objects.csv")
+    assert [(o.label, o.class_name, o.backend, o.model_id) for o in back] == [
+        (3, "cell", "sam", "vit_b:0123"), (7, "nucleus", "classical", ""), (300, "cell", "", "")
+    ]
+    assert back[0].score == pytest.approx(0.91) and np.isnan(back[1].score)
+    assert read_class_names(tmp_path / "objects.csv") == {3: "cell", 7: "nucleus", 300: "cell"}
+    (tmp_path / "other.csv").write_text("id,class\n5,dog\n")  # another tool's table: id and class suffice
+    assert read_class_names(tmp_path / "other.csv") == {5: "dog"}
+    for text, message in (
+        ("label,class\n1,a\n", "no 'id' column"),
+        ("id,class\n1,a\n1,b\n", "id 1 appears twice"),
+        ("id,score\n1,high\n", "line 2: bad id or score"),
+        ("id\n0\n", "line 2: id must be >= 1"),
+    ):
+        (tmp_path / "bad.csv").write_text(text)
+        with pytest.raises(DatasetError, match=message):
+            read_objects_csv(tmp_path / "bad.csv")
+    with pytest.raises(DatasetError, match=r"COCO file \(.json\) or an objects table"):
+        read_class_names(tmp_path / "labels.png")
+
+
+def test_read_labels_opens_label_images_coco_and_ome_zarr(tmp_path):
+    labels = _labels()
+    write_label_tiff(tmp_path / "l.tif", labels)
+    write_coco(tmp_path / "l.json", labels, OBJECTS, "cells.png")
+    write_ome_zarr(tmp_path / "l.ome.zarr", np.zeros((H, W, 3), np.uint8), labels, OBJECTS)
+    for name, classes in (("l.tif", {}), ("l.json", {3: "cell", 7: "nucleus", 300: "cell"}),
+                          ("l.ome.zarr", {3: "cell", 7: "nucleus", 300: "cell"})):
+        back, objects = read_labels(tmp_path / name)
+        np.testing.assert_array_equal(back, labels)
+        assert {o.label: o.class_name for o in objects} == classes, name
+    np.save(tmp_path / "f.npy", labels.astype(np.float32))
+    with pytest.raises(ImageError, match="a label image holds integer ids"):
+        read_labels(tmp_path / "f.npy")

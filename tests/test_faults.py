@@ -233,3 +233,44 @@ def test_a_real_full_tmpfs(small_tmpfs, coins_png):
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     assert _segment(coins_png, "--out", small_tmpfs / "new" / "mask.png") == 2
     assert target.read_bytes() == before
+
+
+# --- a benchmark whose disk fills up mid-run, then resumes ----------------------------------------------------------
+
+
+def _bench_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as handle:
+        return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.9])
+def test_a_benchmark_on_a_disk_filling_up_exits_2_then_resumes_to_the_same_rows(tmp_path, full_disk, capsys, fraction):
+    from segprompt.io import write_mask as save_mask
+
+    data = tmp_path / "coins"
+    coins = skimage.data.coins()
+    for i, (row, col) in enumerate([(20, 30), (100, 150), (180, 40)]):
+        crop = coins[row : row + 40, col : col + 56]
+        write_image(data / "images" / f"c{i}.png", crop)
+        save_mask(data / "masks" / f"c{i}.png", crop > 120)
+
+    def bench(out: Path) -> int:
+        return main(["bench", "pointprompt", "--data", str(data), "--out", str(out), "--strategies", "distance_centre",
+                     "random", "--points", "1,0", "--no-cache"])
+
+    clean = tmp_path / "clean"
+    assert bench(clean) == 0
+    total = sum(p.stat().st_size for p in clean.iterdir())
+    capsys.readouterr()
+    out = tmp_path / "full"
+    out.mkdir()
+    full_disk(out, int(total * fraction))
+    assert bench(out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"segprompt bench: error: no space left on device: {out}{os.sep}")
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+    full_disk(out, 1 << 30)  # space freed
+    assert bench(out) == 0
+    assert _bench_rows(out / "results.csv") == _bench_rows(clean / "results.csv")

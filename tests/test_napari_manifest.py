@@ -13,7 +13,12 @@ def test_manifest_validates_and_is_discovered():
 
     manifest = npe2.PluginManifest.from_file(Path(__file__).parents[1] / "napari_plugin" / "napari.yaml")
     assert manifest.name == "segprompt"
-    assert [w.display_name for w in manifest.contributions.widgets] == ["segprompt"]
+    assert [w.display_name for w in manifest.contributions.widgets] == ["segprompt", "segprompt volume"]
+    commands = {c.id: c.python_name for c in manifest.contributions.commands}
+    module, name = commands[manifest.contributions.widgets[1].command].split(":")
+    from napari_plugin._volume_widget import VolumeWidget
+
+    assert getattr(importlib.import_module(module), name) is VolumeWidget
     assert {s.key for s in manifest.contributions.sample_data} == {"astronaut", "coins", "coffee"}
     installed = npe2.PluginManager.instance()
     installed.discover()

@@ -104,7 +104,7 @@ def test_preview_requests_coalesce_to_the_newest_prompt(qtbot, widget, sam_and_e
     np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))
 
 
-def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
+def test_accept_undo_redo_save_load_by_keys(qtbot, widget, sam_and_embedding, tmp_path):
     from napari.utils.key_bindings import coerce_keybinding
 
     assert {coerce_keybinding(key) for key in KEY_BINDINGS} <= set(widget.viewer.keymap)
@@ -115,7 +115,8 @@ def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
     assert objects.data is widget.session.labels
     first = widget.session.objects[0]
     assert first.label == 1 and first.prompt.points.xy.tolist() == [[100.0, 20.0]]
-    np.testing.assert_array_equal(np.flatnonzero(objects.data == 1), first.pixels)
+    segmenter, embedding = sam_and_embedding
+    np.testing.assert_array_equal(objects.data == 1, segmenter.predict(embedding, first.prompt, multimask=True).best_mask)
     assert len(widget.points_layer.data) == 0 and not widget.preview_layer.data.any()
 
     with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
@@ -132,7 +133,7 @@ def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
     np.testing.assert_array_equal(objects.data, saved)
 
     json_path = widget.save_annotations(tmp_path / "coffee.tif")
-    assert json_path.name == "coffee.prompts.json"
+    assert json_path.name == "coffee.session.json"
     np.testing.assert_array_equal(read_mask(tmp_path / "coffee.tif"), saved)
     press(widget, "U")
     press(widget, "U")
@@ -143,6 +144,11 @@ def test_accept_undo_redo_save_load_by_keys(qtbot, widget, tmp_path):
 
     press(widget, "T")
     assert not widget.points_layer.feature_defaults["include"][0]
+    before = len(notification_manager.records)
+    add_point(qtbot, widget, row=60, col=20)  # an exclude click alone says only where the object is not
+    assert any("only exclude points" in str(n.message) for n in notification_manager.records[before:])
+    press(widget, "Q")
+    press(widget, "T")
     add_point(qtbot, widget, row=60, col=20)
     press(widget, "N")
     assert widget.session.candidate == 1

@@ -61,8 +61,11 @@ def test_bench_pointprompt_writes_results_summary_plots_and_finetune(tmp_path, t
     assert set(summary["strategies"]) == {"random", "distance_centre"}
     assert (out / "iou_by_category.png").is_file() and not (out / "human_vs_auto.png").exists()
     finetune = json.loads((out / "finetune.json").read_text())
-    assert set(finetune) == {"random", "distance_centre"}
-    assert finetune["random"]["n_train"] == 1 and finetune["random"]["n_validation"] == 1
+    assert finetune["protocol"] == "ours" and finetune["test_split"] == "validation"
+    assert finetune["recipe"]["max_epochs"] == 1 and finetune["recipe"]["loss"] == "dice_bce"
+    assert set(finetune["strategies"]) == {"random", "distance_centre"}
+    result = finetune["strategies"]["random"]
+    assert result["n_train"] == 1 and result["n_validation"] == 1 and result["evaluated_on"] == "validation"
 
 
 TIMING_COLUMNS = ("embed_seconds", "select_seconds", "predict_seconds")

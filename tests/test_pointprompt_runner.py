@@ -122,7 +122,8 @@ def test_feature_grid_crops_sam_features_to_the_image(segmenter):
 def test_torn_lines_and_partial_units_are_dropped_on_reopen(tmp_path):
     path = tmp_path / "results.csv"
     results = RowLog(path, RESULTS_FORMAT)
-    row = {"dataset": "d", "image_id": "a", "object_id": "a", "category": "c", "source": "auto", "iou": 0.5}
+    row = {"dataset": "d", "image_id": "a", "object_id": "a", "category": "c", "source": "auto", "iou": 0.5,
+           "round": 0, "recorded_rank": -1}
     results.append([{**row, "strategy": "random", "timestep": 0, "unit_rows": 1}])
     results.append([{**row, "strategy": "error_driven", "timestep": 0, "unit_rows": 3},
                     {**row, "strategy": "error_driven", "timestep": 1, "unit_rows": 3}])

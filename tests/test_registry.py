@@ -84,8 +84,11 @@ def test_listed_modules_are_imported_lazily_and_in_their_order(tmp_path, monkeyp
 
 def test_show_or_tell_layout_facts_are_layout_attributes():
     known = layouts()
-    assert known["voc"].background_is_class and known["voc"].min_reference_area == 0.10
+    assert known["voc"].background_is_class and known["voc"].min_reference_area == 0.02
     assert known["ade20k"].min_reference_area == 0.04 and not known["ade20k"].background_is_class
+    assert known["cityscapes"].min_reference_area == 0.01 and known["cityscapes"].background_is_class
+    assert known["voc"].background_index == known["ade20k"].background_index == known["showortell"].background_index == 0
+    assert known["cityscapes"].background_index is None and known["camvid"].background_index is None
     assert {known[name].domain for name in ("kvasir_seg", "busi", "skin_lesion_isic_ham", "sam_med2d_demo_ct")} == {"medical"}
     assert known["dsb2018_nuclei"].domain == known["isbi2012_em_membranes"].domain == "microscopy"
     assert known["camvid"].domain == "urban"

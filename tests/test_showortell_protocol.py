@@ -10,7 +10,8 @@ from segprompt.showortell.protocol import ClassSpace, ReferencePool, class_mask,
 def _semantic_sample():
     mask = np.array([[0, 1, 2], [2, 3, 3]])
     ignore = np.array([[False, False, False], [False, False, True]])
-    return Sample("s", np.zeros((2, 3, 3), np.uint8), mask, "semantic", ("background", "cat", "dog", "tree"), ignore)
+    classes = ("background", "cat", "dog", "tree")
+    return Sample("s", np.zeros((2, 3, 3), np.uint8), mask, "semantic", classes, ignore, meta={"background_index": 0})
 
 
 def test_semantic_target_maps_classes_by_name_and_ignores_unevaluated_ones():

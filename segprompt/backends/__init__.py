@@ -71,6 +71,14 @@ _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+def backend_options(name: str) -> list[str]:
+    """The generic user options (keys of :func:`create_from_options`) backend ``name`` has a use for."""
+    import inspect
+
+    accepted = inspect.signature(get_backend_class(name).__init__).parameters
+    return [option for option, names in _OPTION_ALIASES.items() if any(p in accepted for p in names)]
+
+
 def create_from_options(name: str, **options: Any) -> Segmenter:
     """Instantiate backend ``name`` from the generic user options of the CLI and napari.
 
@@ -103,6 +111,7 @@ __all__ = [
     "Prediction",
     "Segmenter",
     "backend_names",
+    "backend_options",
     "create",
     "create_from_options",
     "get_backend_class",

@@ -437,10 +437,8 @@ class ClassicalSegmenter(Segmenter):
     ) -> tuple[list[np.ndarray], list[float], list[str]]:
         work = embedding.work
         shape = work.shape[:2]
+        # Prompt.validate_for refused exclude points alone: there is at least one include point.
         include, exclude = self._points_in(prompt, embedding.scale)
-        if len(include) == 0:
-            # Only exclude points: nothing was asked for.
-            return [np.zeros(shape, bool)], [0.0], ["empty: no include point"]
         radius = max(2.0, SEED_RADIUS_FRACTION * max(shape))
         seeds = _discs(shape, include, radius)
         excluded = _discs(shape, exclude, radius) & ~seeds

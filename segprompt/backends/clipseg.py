@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import SegpromptError
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt, VisualReference
 from . import register
 from .base import Embedding, Segmenter
@@ -133,7 +133,7 @@ class ClipSegSegmenter(Segmenter):
 
     def _pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, 3, S, S)`` float32: the processor's resize to ``S x S`` and ImageNet normalisation."""
-        return self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values.to(self.device)
+        return self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST).pixel_values.to(self.device)
 
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> ClipSegEmbedding:
         """Run CLIP's vision tower once (see :class:`ClipSegEmbedding`)."""

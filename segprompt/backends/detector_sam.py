@@ -27,7 +27,7 @@ from torchvision.ops import nms
 
 from ..errors import SegpromptError
 from ..hub import PretrainedModel, load_pretrained
-from ..prompts import Box, Prompt
+from ..prompts import MIN_BOX_SIDE, Box, Prompt
 from .base import CompositeEmbedding, Embedding, Prediction, Segmenter
 from ..progress import ProgressCallback, no_progress
 
@@ -61,12 +61,12 @@ class Detections:
         return Detections(self.boxes[keep.numpy()], self.scores[keep.numpy()])
 
     def clipped(self, image_hw: tuple[int, int]) -> "Detections":
-        """Boxes clipped to a ``(H, W)`` image, dropping those left with no area."""
+        """Boxes clipped to a ``(H, W)`` image, dropping those left narrower than a box prompt may be."""
         height, width = image_hw
         boxes = self.boxes.copy()
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        keep = (boxes[:, 2] - boxes[:, 0] >= MIN_BOX_SIDE) & (boxes[:, 3] - boxes[:, 1] >= MIN_BOX_SIDE)
         return Detections(boxes[keep], self.scores[keep])
 
 

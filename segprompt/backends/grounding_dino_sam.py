@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..hub import CHANNELS_LAST
 from ..prompts import Prompt
 from . import register
 from .base import Embedding
@@ -64,7 +65,7 @@ class GroundingDinoSamSegmenter(DetectorSamSegmenter):
         return GroundingDinoForObjectDetection, GroundingDinoProcessor
 
     def embed_detector(self, rgb: np.ndarray) -> GroundingDinoEmbedding:
-        pixels = self.processor.image_processor(images=rgb, return_tensors="pt")
+        pixels = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)
         image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
         return GroundingDinoEmbedding(self.name, self.detector_id, image_hw, rgb, pixels["pixel_values"], pixels["pixel_mask"])
 

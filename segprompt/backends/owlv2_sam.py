@@ -33,6 +33,7 @@ import torch
 from torchvision.ops import box_iou
 from transformers.image_transforms import center_to_corners_format
 
+from ..hub import CHANNELS_LAST
 from ..prompts import Box, Prompt, VisualReference
 from . import register
 from .base import Embedding
@@ -77,7 +78,7 @@ class Owlv2SamSegmenter(DetectorSamSegmenter):
     @torch.inference_mode()
     def feature_map(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, h, w, D)`` float32 patch features of an ``(H, W, 3)`` uint8 image (padded-square frame)."""
-        pixel_values = self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values
+        pixel_values = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST).pixel_values
         return self.model.image_embedder(pixel_values=pixel_values.to(self.device))[0]
 
     def embed_detector(self, rgb: np.ndarray) -> Owlv2Embedding:

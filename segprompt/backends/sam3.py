@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import SegpromptError
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..instances import Instances, InstancesPrediction
 from ..prompts import Prompt
 from ..text_tokenizer import clip_tokenizer
@@ -128,7 +128,7 @@ class Sam3Segmenter(Segmenter):
 
     def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, 3, 1008, 1008)`` float32: the processor's resize and normalisation."""
-        return self.processor.image_processor(images=rgb, return_tensors="pt")["pixel_values"].to(self.device)
+        return self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)["pixel_values"].to(self.device)
 
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Sam3Embedding:
         """Run SAM 3's vision encoder once (see :class:`Sam3Embedding`)."""
@@ -161,9 +161,13 @@ class Sam3Segmenter(Segmenter):
         keys = ("input_ids", "attention_mask", "input_boxes", "input_boxes_labels")
         return {key: encoded[key].to(self.device) for key in keys if key in encoded}
 
+    def _outputs(self, embedding: Sam3Embedding, prompt: Prompt) -> Any:
+        """The model's output for ``prompt`` on ``embedding`` (call under ``torch.inference_mode``)."""
+        return self.model(vision_embeds=self.vision_embeds(embedding), **self.prompt_inputs(prompt, embedding.image_hw))
+
     def _predict(self, embedding: Sam3Embedding, prompt: Prompt, multimask: bool) -> InstancesPrediction:
         with torch.inference_mode():
-            outputs = self.model(vision_embeds=self.vision_embeds(embedding), **self.prompt_inputs(prompt, embedding.image_hw))
+            outputs = self._outputs(embedding, prompt)
             instances = self.instances_from(outputs, embedding.image_hw, prompt)
             semantic = self.processor.post_process_semantic_segmentation(
                 outputs, target_sizes=[embedding.image_hw], return_segmentation_scores=True
@@ -172,10 +176,16 @@ class Sam3Segmenter(Segmenter):
         answer = InstancesPrediction.from_instances(instances, probabilities)
         return answer if multimask else answer.subset([0])
 
-    def instances_from(self, outputs: Any, image_hw: tuple[int, int], prompt: Prompt) -> Instances:
-        """The instances of a model output above :attr:`threshold`, best first, named after the phrase (if any)."""
+    def instances_from(
+        self, outputs: Any, image_hw: tuple[int, int], prompt: Prompt, threshold: float | None = None
+    ) -> Instances:
+        """The instances of a model output scoring at least ``threshold`` (default :attr:`threshold`), best first,
+        named after the phrase (if any)."""
         result = self.processor.post_process_instance_segmentation(
-            outputs, threshold=self.threshold, mask_threshold=self.mask_threshold, target_sizes=[image_hw]
+            outputs,
+            threshold=self.threshold if threshold is None else threshold,
+            mask_threshold=self.mask_threshold,
+            target_sizes=[image_hw],
         )[0]
         count = int(result["scores"].shape[0])
         names = None if prompt.text is None else (prompt.text.phrase,) * count
@@ -183,11 +193,22 @@ class Sam3Segmenter(Segmenter):
         instances = Instances(masks, result["scores"].float().cpu().numpy(), result["boxes"].double().cpu().numpy(), names)
         return instances.sorted()
 
-    def segment_instances(self, embedding: Embedding, prompt: Prompt) -> Instances:
-        """Every instance of the concept in ``prompt`` (checked like :meth:`predict`), best first."""
-        answer = self.predict(embedding, prompt)
-        assert isinstance(answer, InstancesPrediction) and answer.instances is not None
-        return answer.instances
+    def segment_instances(self, embedding: Sam3Embedding, prompt: Prompt, threshold: float | None = None) -> Instances:
+        """Every instance of the concept in ``prompt`` scoring at least ``threshold``, best first, without the semantic map.
+
+        ``threshold`` defaults to :attr:`threshold`; the prompt is checked like
+        :meth:`predict`'s, the embedding is not (its caller,
+        :func:`segprompt.everything.segment_everything`, checks it is this model's).
+
+        Raises:
+            SegpromptError: ``threshold`` outside ``[0, 1)``.
+        """
+        if threshold is not None and not 0.0 <= threshold < 1.0:
+            raise SegpromptError(f"sam3: threshold must lie in [0, 1), got {threshold}")
+        self.check_prompt(prompt)
+        prompt.validate_for(embedding.image_hw)
+        with torch.inference_mode():
+            return self.instances_from(self._outputs(embedding, prompt), embedding.image_hw, prompt, threshold)
 
 
 __all__ = ["DEFAULT_HUB_ID", "Sam3Embedding", "Sam3Segmenter", "sam3_processor"]

@@ -76,9 +76,39 @@ def build_sam(
         try:
             sam.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:
-            first_line = str(exc).splitlines()[0]
-            raise CheckpointError(f"weights do not fit SAM {model_type!r}: {first_line}") from exc
+            raise CheckpointError(f"weights do not fit SAM {model_type!r}: {_mismatch(model_type, state_dict, exc)}") from exc
     return sam.eval()
+
+
+def encoder_shape(state_dict: Mapping[str, torch.Tensor]) -> tuple[int, int] | None:
+    """``(embedding width, block count)`` of the image encoder in a SAM state dict; ``None`` when it has none."""
+    patch = state_dict.get("image_encoder.patch_embed.proj.weight")
+    if patch is None:
+        return None
+    blocks = {key.split(".")[2] for key in state_dict if key.startswith("image_encoder.blocks.")}
+    return int(patch.shape[0]), len(blocks)
+
+
+def fitting_model_type(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The :data:`SAM_ARCHITECTURES` key whose image encoder has the width and depth of ``state_dict``'s."""
+    shape = encoder_shape(state_dict)
+    return next((name for name, arch in SAM_ARCHITECTURES.items() if (arch.embed_dim, arch.depth) == shape), None)
+
+
+def _mismatch(model_type: str, state_dict: Mapping[str, torch.Tensor], exc: RuntimeError) -> str:
+    """Why ``state_dict`` did not load as ``model_type``: the type it fits, else its encoder's shape, else torch's reason."""
+    fits = fitting_model_type(state_dict)
+    if fits is not None and fits != model_type:
+        return f"they are SAM {fits!r} weights"
+    shape = encoder_shape(state_dict)
+    if fits is None and shape is not None:
+        return (
+            f"their image encoder ({shape[0]} wide, {shape[1]} blocks) matches no SAM model type "
+            f"({', '.join(SAM_ARCHITECTURES)})"
+        )
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[1] if len(lines) > 1 else lines[0] if lines else type(exc).__name__
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def _build(arch: SamArchitecture) -> Sam:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import PromptError, SegpromptError
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from ..progress import ProgressCallback, no_progress
 from .base import Embedding, Prediction, Segmenter
@@ -159,7 +159,7 @@ class SamFamilySegmenter(Segmenter):
 
     def encode(self, rgb: np.ndarray) -> SamFamilyEmbedding:
         """Run the processor and the image encoder on an ``(H, W, 3)`` uint8 image."""
-        inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
+        inputs = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)
         side = int(inputs["pixel_values"].shape[-1])
         with torch.inference_mode():
             embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))

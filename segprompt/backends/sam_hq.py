@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..hub import PretrainedModel
+from ..hub import CHANNELS_LAST, PretrainedModel
 from ..prompts import Prompt
 from . import register
 from .sam_family import PromptTensors, SamFamilyEmbedding, SamFamilySegmenter
@@ -69,7 +69,7 @@ class SamHqSegmenter(SamFamilySegmenter):
         return 4 * int(self.model.prompt_encoder.image_embedding_size[0])
 
     def encode(self, rgb: np.ndarray) -> SamFamilyEmbedding:
-        inputs = self.processor.image_processor(images=rgb, return_tensors="pt")
+        inputs = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)
         with torch.inference_mode():
             image_embeddings, intermediate = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
         height, width = (int(v) for v in inputs["reshaped_input_sizes"][0])

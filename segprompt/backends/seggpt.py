@@ -23,7 +23,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from ..hub import PretrainedModel, load_pretrained
+from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
 from .base import Embedding, Segmenter
@@ -85,7 +85,7 @@ class SegGptSegmenter(Segmenter):
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SegGptEmbedding:
         """Prepare the image (see :class:`SegGptEmbedding`)."""
         rgb = self._rgb(image)
-        pixel_values = self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+        pixel_values = self.processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)["pixel_values"]
         progress(1, 1, "SegGPT: image prepared")
         return SegGptEmbedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, pixel_values)
 

@@ -24,6 +24,10 @@ from ..errors import SegpromptError, StorageError
 
 _VERB_MODULES: tuple[str, ...] = (
     "segprompt.cli.segment",
+    "segprompt.cli.everything",
+    "segprompt.cli.refine",
+    "segprompt.cli.replay",
+    "segprompt.cli.segment_volume",
     "segprompt.cli.demo",
     "segprompt.cli.models",
     "segprompt.cli.datasets",

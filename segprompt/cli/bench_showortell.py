@@ -8,7 +8,8 @@ from typing import Any
 
 from ..errors import SegpromptError
 from ..showortell.protocol import DEFAULT_TEMPLATES
-from ..showortell.runner import RunSettings, RunSource, parse_method, run_show_or_tell
+from ..showortell.runner import RunSource, parse_method, run_show_or_tell
+from ..showortell.settings import PAPER_SAM_MODEL, PAPER_SIDE, PROTOCOLS, RunSettings
 from .progress import tqdm_progress
 from .weights import local_weights_flags
 
@@ -32,7 +33,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model-dir", action="append", default=[], metavar="[BACKEND=]DIR",
                         help="local model folder, for all transformers backends or for one (BACKEND=DIR); repeatable")
-    parser.add_argument("--model-type", default=None, help="SAM model type for SAM-based backends (default vit_b)")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="ours",
+        help=f"defaults: ours, or the Show-or-Tell reference code's (images and references squashed to {PAPER_SIDE}, "
+        "background prompted as a class on VOC / Cityscapes with plain argmax, ADE20K's 'other' scored, its "
+        f"reference draw, PerSAM's similarity confidence on {PAPER_SAM_MODEL}); see the README table",
+    )  # fmt: skip
+    parser.add_argument("--released-splits", type=Path, metavar="DIR",
+                        help="folder of the reference's <name>_{train,val}.pkl split lists (its data/splits/): score "
+                        "its val images and draw references from its per-class training lists")  # fmt: skip
+    parser.add_argument("--model-type", default=None,
+                        help=f"SAM model type for SAM-based backends (default vit_b; paper: {PAPER_SAM_MODEL})")
     parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint file for SAM-based backends")
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="visual-reference draws to repeat (default: 0)")
@@ -40,11 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--template", action="append", dest="templates", metavar="TEMPLATE",
                         help=f"text template with {{}} for the class name; repeatable (default: {DEFAULT_TEMPLATES[0]!r})")
     parser.add_argument("--min-ref-area", type=float, default=None,
-                        help="minimum reference-mask area as a fraction of the image (default: the paper's per layout)")
+                        help="minimum reference-mask area as a fraction of the image (default: the reference "
+                        "code's per layout: VOC 0.02, ADE20K 0.04, Cityscapes 0.01, others 0)")
     parser.add_argument("--background", choices=("auto", "keep", "ignore"), default="auto",
                         help="background in the mIoU: keep (VOC, Cityscapes), ignore (others); auto picks by layout")
     parser.add_argument("--resize", type=int, default=None, metavar="SIDE",
-                        help="score at SIDE x SIDE (the paper: 518) instead of the original resolution")
+                        help=f"score at SIDE x SIDE instead of the original resolution (paper: {PAPER_SIDE}, the "
+                        "references too)")  # fmt: skip
     parser.add_argument("--max-images", type=int, help="score only the first N test images of each dataset")
     parser.add_argument("--workers", type=int, default=1,
                         help="shard the test images over this many worker processes (local Dask cluster; default 1: none)")
@@ -63,6 +76,7 @@ def parse_model_dirs(values: list[str]) -> dict[str, str]:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    print(f"protocol: {summary['protocol']}")
     for dataset_name, entry in summary["datasets"].items():
         print(f"{dataset_name} ({entry['domain']}, background {entry['background']})")
         print(f"  {'method':<28}{'mIoU':>8}{'± std':>8}{'s/image':>9}")
@@ -83,23 +97,24 @@ def run(args: argparse.Namespace) -> int:
         raise SegpromptError(f"--min-ref-area must lie in [0, 1), got {args.min_ref_area}")
     if args.workers < 1:
         raise SegpromptError(f"--workers must be at least 1, got {args.workers}")
+    if args.resize is not None and args.resize < 1:
+        raise SegpromptError(f"--resize must be at least 1, got {args.resize}")
     for spec in args.method:
         parse_method(spec)
+    explicit = {} if args.resize is None else {"resize": args.resize}
+    settings = RunSettings.for_protocol(
+        args.protocol, seeds=tuple(args.seeds), n_prompts=args.nprompts,
+        templates=tuple(args.templates or DEFAULT_TEMPLATES), max_images=args.max_images, **explicit,
+    )  # fmt: skip
+    model_type = args.model_type or (PAPER_SAM_MODEL if args.protocol == "paper" else None)
     source = RunSource(
         data=[str(folder) for folder in args.data], methods=list(args.method), layout=args.layout, domain=args.domain,
         background=args.background, min_reference_area=args.min_ref_area, model_dirs=parse_model_dirs(args.model_dir),
-        model_type=args.model_type, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
-        device=args.device,
+        model_type=model_type, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
+        device=args.device, released_splits=None if args.released_splits is None else str(args.released_splits),
     )
     with local_weights_flags(transformers="--model-dir [BACKEND=]DIR", sam="--checkpoint PATH"):
         datasets, methods = source.build()
-    settings = RunSettings(
-        seeds=tuple(args.seeds),
-        n_prompts=args.nprompts,
-        templates=tuple(args.templates or DEFAULT_TEMPLATES),
-        resize=args.resize,
-        max_images=args.max_images,
-    )
     with tqdm_progress("image") as progress:
         summary = run_show_or_tell(
             datasets, methods, args.out, settings, progress,

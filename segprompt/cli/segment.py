@@ -85,6 +85,11 @@ def read_prompt_file(path: Path) -> Prompt:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PromptError(f"{path}: cannot read prompt file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:  # JSON files are UTF-8 (RFC 8259)
+        raise PromptError(
+            f"{path}: the prompt file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
     try:
         return Prompt.from_json(text)
     except PromptError as exc:
@@ -95,6 +100,16 @@ def prompt_from_args(args: argparse.Namespace) -> Prompt:
     """Build the prompt from ``--prompt-file``, ``--point``, ``--box``, ``--mask-prompt``, ``--text`` and ``--reference``.
 
     Flags replace the prompt file's part of the same kind.
+
+    Raises:
+        PromptError: a malformed value, naming the flag and the value.
+    """
+    return dataclasses.replace(where_prompt_from_args(args), **semantic_flags.prompt_parts(args))
+
+
+def where_prompt_from_args(args: argparse.Namespace) -> Prompt:
+    """The prompt of the flags :func:`add_prompt_arguments` adds (``--prompt-file``, ``--point``, ``--box``,
+    ``--mask-prompt``, ``--exemplar``); flags replace the file's part of the same kind.
 
     Raises:
         PromptError: a malformed value, naming the flag and the value.
@@ -114,7 +129,6 @@ def prompt_from_args(args: argparse.Namespace) -> Prompt:
             parts["mask"] = MaskPrompt(read_mask(args.mask_prompt))
         except PromptError as exc:
             raise PromptError(f"--mask-prompt {args.mask_prompt}: {exc}") from exc
-    parts.update(semantic_flags.prompt_parts(args))
     return dataclasses.replace(prompt, **parts)
 
 

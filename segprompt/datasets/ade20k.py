@@ -2,10 +2,12 @@
 
 ``images/{training,validation}/*.jpg`` + ``annotations/{training,validation}/*.png``
 index maps. Convention: value 0 is "other" (pixels outside the 150 classes),
-which the benchmark ignores; values 1..150 are the classes. The mask is kept
-as is, so ``class_names[0] == "other"`` and ``class_names[k]`` is class ``k``;
-value 0 also forms ``Sample.ignore`` and is the background index (never an
-object). Class names come from ``objectInfo150.csv`` (column ``Name``, first
+which segprompt's benchmarks ignore by default; values 1..150 are the classes.
+The mask is kept as is, so ``class_names[0] == "other"`` and ``class_names[k]``
+is class ``k``; value 0 also forms ``Sample.ignore`` and is the background
+index (never an object, never prompted: ``Layout.background_index``, not the
+name, says so). Show-or-Tell's paper protocol scores those pixels as
+background instead (false positives on them count). Class names come from ``objectInfo150.csv`` (column ``Name``, first
 synonym before ``;``) when present, else ``class_1`` ... ``class_150``.
 The folders ``training``/``validation`` are the splits ``train``/``val``.
 """
@@ -42,6 +44,7 @@ def read_class_names(root: Path) -> tuple[str, ...]:
 class Ade20k(Layout):
     name = "ade20k"
     domain = "common"
+    background_index = 0
     min_reference_area = 0.04
     summary = "ADE20K scene parsing: index PNGs, 0 = other (ignore), 1..150 classes; training/validation splits"
     specificity = 30
@@ -73,5 +76,5 @@ class Ade20k(Layout):
 
 
 def _read(entry: Entry, classes: tuple[str, ...]) -> Sample:
-    meta = {"background_index": 0, "split": entry.info["split"]}
+    meta = {"background_index": Ade20k.background_index, "split": entry.info["split"]}
     return read_semantic_sample(entry, classes, range(NUM_CLASSES + 1), "ADE20K class-index", 0, meta)

@@ -159,6 +159,11 @@ class PlainFolder(PairedFolderLayout):
     def dataset_classes(self, root: Path) -> tuple[str, ...]:
         return self._classes or self.class_names
 
+    @classmethod
+    def background_of(cls, class_names: tuple[str, ...]) -> int | None:
+        """0 when ``classes.txt`` names class 0 background (``background``, ``other``, ``unlabelled``...), else ``None``."""
+        return 0 if class_names and class_names[0].lower() in BACKGROUND_NAMES else None
+
     def dataset_splits(self, root: Path, entries: list[Entry]) -> tuple[dict[str, list[str]], list[Problem]]:
         """``splits/<name>.txt`` files, one sample id (file stem) per line, e.g. ``train.txt`` and ``val.txt``.
 
@@ -189,8 +194,8 @@ class PlainFolder(PairedFolderLayout):
             kind, classes = "semantic", self._classes
             if VOID_VALUE >= len(classes):
                 ignore = mask == VOID_VALUE
-            if classes[0].lower() in BACKGROUND_NAMES:
-                meta["background_index"] = 0
+            if self.background_of(classes) is not None:
+                meta["background_index"] = self.background_of(classes)
         elif np.isin(np.unique(mask), (0, 1, 255)).all() and mask.dtype == np.uint8:
             kind, classes, mask = "binary", self.class_names, binary_mask(mask, mask_path)
         else:

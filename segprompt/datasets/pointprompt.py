@@ -26,6 +26,10 @@ Seismic images (2-D floats in [-1, 1]) are mapped to uint8 by
 ``((x + 1) / 2) * 255`` as in the reference code, then to grey RGB.
 The ``.npy`` files hold pickled object arrays, so they are loaded with
 ``allow_pickle=True``: open only releases you trust.
+
+:func:`read_test_list` reads the reference code's fixed fine-tuning test list
+(``finetuning SAM/test.npy`` of olivesgatech/PointPrompt, not in the Zenodo
+release) as sample ids.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetError
 from ..io import to_rgb_uint8
 from ..prompts import Points, Prompt
 from .base import Problem, Sample
@@ -61,6 +66,30 @@ def _load_array(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=True)
     except ValueError:  # object arrays cannot be memory-mapped
         return np.load(path, allow_pickle=True)
+
+
+def read_test_list(path: str | Path) -> list[str]:
+    """The sample ids (``"<Category>/<i>"``) of the reference code's ``test.npy``.
+
+    The file is a plain array of paths ending ``.../samples/<Category>/<i>_sample.npy``
+    (the reference's rearranged copy of the release); it is read without pickles.
+
+    Raises:
+        DatasetError: a missing or unreadable file, or a path of another form.
+    """
+    path = Path(path)
+    try:
+        names = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable test list ({exc})") from exc
+    ids = []
+    for name in np.asarray(names).ravel().tolist():
+        parts = str(name).replace("\\", "/").split("/")
+        stem = parts[-1]
+        if len(parts) < 2 or not stem.endswith("_sample.npy") or not stem[: -len("_sample.npy")].isdigit():
+            raise DatasetError(f"{path}: entry {name!r} is not a path ending <Category>/<i>_sample.npy")
+        ids.append(f"{parts[-2]}/{int(stem[: -len('_sample.npy')])}")
+    return ids
 
 
 def seismic_to_uint8(image: np.ndarray) -> np.ndarray:

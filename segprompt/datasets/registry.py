@@ -34,6 +34,8 @@ _LAYOUT_MODULES: tuple[str, ...] = (
     "segprompt.datasets.coco_mval",
     "segprompt.datasets.grabcut",
     "segprompt.datasets.tunevlseg",
+    "segprompt.datasets.cityscapes",
+    "segprompt.datasets.showortell",
 )
 
 
@@ -49,12 +51,21 @@ class Layout(ABC):
     #: Image domain (``"medical"``, ``"microscopy"``, ``"urban"``, ``"common"``); Show-or-Tell groups
     #: results by it (a ``domain.txt`` in the dataset folder overrides it).
     domain: ClassVar[str] = "unknown"
-    #: Whether the background is a real class whose IoU counts in a semantic mIoU (Show-or-Tell keeps
-    #: it for PASCAL VOC and Cityscapes, ignores it elsewhere).
+    #: Whether every class index is a real class, the background index included, whose IoU counts in a
+    #: semantic mIoU: Show-or-Tell's ``ignore_background = False`` (PASCAL VOC, whose background is class 0;
+    #: Cityscapes, which has no background). Elsewhere a background is left out of the mean.
     background_is_class: ClassVar[bool] = False
-    #: Show-or-Tell's minimum reference-mask area, as a fraction of the reference image (the paper's
-    #: value for the dataset; none where the paper sets none).
+    #: Index of the semantic class that is background (VOC's and ADE20K's 0), ``None`` when no class is.
+    #: Background is found by this index, never by the class's name (ADE20K calls it "other").
+    background_index: ClassVar[int | None] = None
+    #: Show-or-Tell's minimum reference-mask area, as a fraction of the reference image: the value the
+    #: reference code applies for the dataset (none where it sets none).
     min_reference_area: ClassVar[float] = 0.0
+
+    @classmethod
+    def background_of(cls, class_names: tuple[str, ...]) -> int | None:
+        """The background index of a dataset of this layout with ``class_names`` (:attr:`background_index`)."""
+        return cls.background_index
 
     @classmethod
     @abstractmethod

@@ -11,7 +11,14 @@ Generators live one per module, imported on first use as backends are:
   watershed (:mod:`segprompt.everything.classical`), no weights;
 * ``sam``: segment-anything's automatic mask generator (a point grid, optional
   crop layers, predicted-IoU and stability filtering, box NMS, small-region
-  removal) decoded in batches (:mod:`segprompt.everything.sam`).
+  removal) decoded in batches (:mod:`segprompt.everything.sam`);
+* ``sam3``: every instance of one concept, "everything of X"
+  (:mod:`segprompt.everything.sam3`).
+
+Settings travel as text (:func:`settings_from_strings`: the CLI's ``--set
+NAME=VALUE``, the napari settings field) and as JSON
+(:func:`settings_to_dict` -> :func:`everything_settings`: a saved session
+re-runs the same generator with the same settings).
 
 The same ``progress(done, total, message)`` callback drives the CLI's tqdm bar
 and napari's progress bar.
@@ -20,7 +27,9 @@ and napari's progress bar.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Protocol
+import types
+import typing
+from typing import Any, ClassVar, Protocol, Sequence
 
 from ..backends.base import Embedding, Segmenter
 from ..errors import SegpromptError
@@ -43,7 +52,7 @@ class EverythingGenerator(Protocol):
 #: Everything generators by backend name.
 GENERATORS: Registry[type[EverythingGenerator]] = Registry(
     "everything generator",
-    {"classical": "segprompt.everything.classical"},
+    {"classical": "segprompt.everything.classical", "sam3": "segprompt.everything.sam3"},
 )
 
 
@@ -61,6 +70,8 @@ def _generator(backend: str) -> type[EverythingGenerator]:
 def everything_settings(backend: str, **options: Any) -> Any:
     """The settings of ``backend``'s generator: its defaults with ``options`` replaced.
 
+    A list value (JSON has no tuples) is taken as the tuple the settings hold.
+
     Raises:
         SegpromptError: no generator for ``backend``, an option it does not have, or a bad value.
     """
@@ -71,10 +82,94 @@ def everything_settings(backend: str, **options: Any) -> Any:
         raise SegpromptError(
             f"segment everything with {backend!r}: unknown setting {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
+    options = {name: tuple(value) if isinstance(value, list) else value for name, value in options.items()}
     try:
         return settings_type(**options)
     except (TypeError, ValueError) as exc:
         raise SegpromptError(f"segment everything with {backend!r}: {exc}") from exc
+
+
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """``settings`` as a JSON-ready dict (tuples as lists); ``everything_settings(backend, **settings_to_dict(s)) == s``."""
+    values = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
+
+
+def settings_help(backend: str) -> str:
+    """``name=default (type)`` of each setting of ``backend``'s generator, comma-separated."""
+    settings_type = _generator(backend).Settings
+    hints = typing.get_type_hints(settings_type)
+    defaults = settings_type()
+    return ", ".join(
+        f"{field.name}={_format_value(getattr(defaults, field.name))} ({_type_name(hints[field.name])})"
+        for field in dataclasses.fields(settings_type)
+    )
+
+
+def settings_from_strings(backend: str, assignments: Sequence[str], **options: Any) -> Any:
+    """The settings of ``backend``'s generator from ``NAME=VALUE`` strings (and keyword ``options``).
+
+    Each value is parsed by the field's type: numbers, ``true``/``false``,
+    comma-separated tuples (``ridge_sigmas=1,2``), ``none`` for an optional
+    field; text as given.
+
+    Raises:
+        SegpromptError: a malformed assignment, unknown name or bad value, naming it.
+    """
+    settings_type = _generator(backend).Settings
+    hints = typing.get_type_hints(settings_type)
+    parsed = dict(options)
+    for assignment in assignments:
+        name, separator, text = assignment.partition("=")
+        name = name.strip()
+        if not separator or not name:
+            raise SegpromptError(f"everything setting {assignment!r}: expected NAME=VALUE")
+        if name not in hints:
+            known = ", ".join(field.name for field in dataclasses.fields(settings_type))
+            raise SegpromptError(f"segment everything with {backend!r}: unknown setting {name}; known: {known}")
+        try:
+            parsed[name] = _parse(text.strip(), hints[name])
+        except ValueError as exc:
+            raise SegpromptError(f"everything setting {name}={text!r}: {exc}") from None
+    return everything_settings(backend, **parsed)
+
+
+def _parse(text: str, hint: Any) -> Any:
+    """``text`` as a value of type ``hint`` (int, float, bool, str, tuple[X, ...], X | None)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if text.lower() == "none" and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _parse(text, inner)
+    if typing.get_origin(hint) is tuple:
+        return tuple(_parse(part.strip(), args[0]) for part in text.split(",") if part.strip())
+    if hint is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError("expected true or false")
+    if hint in (int, float):
+        try:
+            return hint(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if hint is int else 'a number'}") from None
+    return text
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"comma-separated {_type_name(typing.get_args(hint)[0])}s"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join("none" if arg is type(None) else _type_name(arg) for arg in typing.get_args(hint))
+    return {int: "integer", float: "number", bool: "true/false", str: "text"}.get(hint, str(hint))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
 
 
 def segment_everything(
@@ -109,4 +204,13 @@ def segment_everything(
     return generator.generate(segmenter, embedding, settings, progress)
 
 
-__all__ = ["GENERATORS", "EverythingGenerator", "everything_backends", "everything_settings", "segment_everything"]
+__all__ = [
+    "GENERATORS",
+    "EverythingGenerator",
+    "everything_backends",
+    "everything_settings",
+    "segment_everything",
+    "settings_from_strings",
+    "settings_help",
+    "settings_to_dict",
+]

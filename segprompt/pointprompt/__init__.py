@@ -3,9 +3,11 @@
 Reproduces and extends "Benchmarking Human and Automated Prompting in the
 Segment Anything Model" (PointPrompt, olivesgatech): automatic point
 strategies (:mod:`.strategies`), interpretable prompt features
-(:mod:`.features`), scoring against human prompts (:mod:`.scoring`), IoU
-regression (:mod:`.regression`), prompt-encoder finetuning
-(:mod:`.finetune`) and a resumable runner (:mod:`.runner`).
+(:mod:`.features`; the reference code's: :mod:`.paper_features`), scoring
+against human prompts (:mod:`.scoring`), IoU regression (:mod:`.regression`),
+prompt-encoder finetuning (:mod:`.finetune`) and a resumable runner
+(:mod:`.runner`), under our protocol or the paper's (:mod:`.config`:
+``BenchmarkConfig.for_protocol("paper")``).
 
 Example::
 
@@ -17,16 +19,19 @@ Example::
                             BenchmarkConfig(max_images=10))
 """
 
+from .config import PAPER_STRATEGIES, BenchmarkConfig
 from .counts import PAPER_COUNTS, PointCounts
 from .features import FEATURES, object_features, prompt_features
+from .paper_features import PAPER_FEATURES, paper_object_features, paper_prompt_features
 from .regression import regress_iou
-from .runner import PAPER_STRATEGIES, BenchmarkConfig, run_benchmark, summarize_run
+from .runner import run_benchmark, summarize_run
 from .scoring import summarize
 from .strategies import PointSet, Strategy, Target, create_strategy, strategy_names
 
 __all__ = [
     "FEATURES",
     "PAPER_COUNTS",
+    "PAPER_FEATURES",
     "PAPER_STRATEGIES",
     "BenchmarkConfig",
     "PointCounts",
@@ -35,6 +40,8 @@ __all__ = [
     "Target",
     "create_strategy",
     "object_features",
+    "paper_object_features",
+    "paper_prompt_features",
     "prompt_features",
     "regress_iou",
     "run_benchmark",

@@ -14,6 +14,7 @@ from typing import Any
 from ..runstore import CsvRows
 from ..runstore import read_rows as _read_log
 from .features import FEATURES
+from .paper_features import PAPER_FEATURES
 
 UNIT_KEY: tuple[str, ...] = ("image_id", "object_id", "strategy")
 COLUMNS: tuple[str, ...] = (
@@ -25,6 +26,8 @@ COLUMNS: tuple[str, ...] = (
     "strategy",
     "timestep",
     "unit_rows",
+    "round",
+    "recorded_rank",
     "iou",
     "model_score",
     "embed_seconds",
@@ -33,11 +36,15 @@ COLUMNS: tuple[str, ...] = (
     "include_xy",
     "exclude_xy",
     *FEATURES,
+    *PAPER_FEATURES,
 )
 TEXT_COLUMNS = frozenset({"dataset", "image_id", "object_id", "category", "source", "strategy", "include_xy", "exclude_xy"})
-#: How results.csv is written and read: numbers as float (empty cells as NaN), ``timestep`` and ``unit_rows`` as int.
+#: How results.csv is written and read: numbers as float (empty cells as NaN); ``timestep``, ``unit_rows``,
+#: ``round`` (the dataset's prompting round of a human timestep, else 0) and ``recorded_rank`` (the timestep's
+#: place in the dataset's recorded sort when its IoU is the recorded one, else -1) as int.
 RESULTS_FORMAT = CsvRows(
-    COLUMNS, UNIT_KEY, TEXT_COLUMNS, int_columns=frozenset({"timestep", "unit_rows"}), size_column="unit_rows"
+    COLUMNS, UNIT_KEY, TEXT_COLUMNS, int_columns=frozenset({"timestep", "unit_rows", "round", "recorded_rank"}),
+    size_column="unit_rows",
 )
 RESULTS_FILE = "results.csv"
 

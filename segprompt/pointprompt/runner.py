@@ -14,6 +14,10 @@ as SAM; one ``predict`` each otherwise). Output folder::
     summary.json      scoring.summarize + regression.regress_iou
     iou_by_category.png, human_vs_auto.png (when human prompts exist), feature_importance.png
 
+How prompts are made and scored, and how the summary reads the rows, is the
+:class:`~segprompt.pointprompt.config.BenchmarkConfig` (ours or the paper's
+protocol); the protocol and every setting are in ``run.json`` and ``summary.json``.
+
 Interrupt it at any point (Ctrl-C, kill) and run it again with the same
 arguments: finished (image, object, strategy) units are skipped, so the final
 ``results.csv`` equals that of an uninterrupted run. A resume with other
@@ -34,7 +38,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -49,61 +53,21 @@ from ..io import atomic_write_text
 from ..metrics import iou
 from ..prompts import Prompt
 from ..runstore import FileDigests, RunStore, ScoredItem, WorkerJob, check_rebuilt, run_options
-from .counts import PointCounts, human_reference
-from .features import object_features, prompt_features
+from .config import BenchmarkConfig
+from .counts import human_reference
+from .features import FEATURES, object_features, prompt_features
+from .paper_features import PAPER_FEATURES, ObjectShape, paper_object_features, paper_prompt_features
 from .plots import plot_categories, plot_human_vs_auto, plot_importance
 from .regression import regress_iou
 from .results import RESULTS_FILE, RESULTS_FORMAT, read_rows
 from .scoring import AUTO, HUMAN, summarize
-from .strategies import PointSet, Strategy, Target, create_strategy, strategy_names, strategy_rng
+from .strategies import PointSet, Strategy, Target, strategy_rng
 
-#: The strategies of the PointPrompt paper (saliency by spectral residual, see strategies.saliency).
-PAPER_STRATEGIES: tuple[str, ...] = ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance", "saliency")
 HUMAN_PREFIX = "human:"
 
 
 class EmbeddingSource(Protocol):
     def embed(self, segmenter: Segmenter, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding: ...
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """Settings of one run.
-
-    Attributes:
-        strategies: automatic strategy names (see :func:`strategy_names`).
-        counts: include/exclude points per category.
-        seed: seeds every strategy (per image, object and strategy).
-        human: also score the human prompt sets of the samples.
-        max_images: score only the first ``max_images`` samples.
-        multimask: SAM's multimask output, keeping the best-scored mask;
-            ``None`` = only for single-point prompts (SAM's own advice).
-    """
-
-    strategies: tuple[str, ...] = field(default_factory=lambda: tuple(strategy_names()))
-    counts: PointCounts = PointCounts()
-    seed: int = 0
-    human: bool = True
-    max_images: int | None = None
-    multimask: bool | None = None
-
-    def identity(self) -> dict[str, Any]:
-        """Every field but ``max_images`` (which may change between runs): a resumed run must give the same.
-
-        A field added to this class joins the run identity by itself; only a
-        value that is not plain JSON needs its encoding here and in :meth:`from_identity`.
-        """
-        values = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "max_images"}
-        return {**values, "strategies": list(self.strategies), "counts": self.counts.describe()}
-
-    @classmethod
-    def from_identity(cls, identity: Mapping[str, Any], max_images: int | None = None) -> "BenchmarkConfig":
-        """The config whose :meth:`identity` is ``identity`` (other keys, e.g. a run identity's model, are ignored)."""
-        values = {item.name: identity[item.name] for item in fields(cls) if item.name != "max_images"}
-        return cls(**{
-            **values, "strategies": tuple(values["strategies"]), "counts": PointCounts.parse(values["counts"]),
-            "max_images": max_images,
-        })
 
 
 def run_identity(dataset: Dataset, segmenter: Segmenter, config: BenchmarkConfig) -> dict[str, Any]:
@@ -155,7 +119,7 @@ def pointprompt_worker(settings: Mapping[str, Any]) -> Callable[[tuple[int, froz
     dataset, segmenter, cache = RunSource(**options["source"]).build()
     config = BenchmarkConfig.from_identity(settings["identity"], options["max_images"])
     check_rebuilt(settings, run_identity(dataset, segmenter, config))
-    strategies = {name: create_strategy(name) for name in config.strategies}
+    strategies = config.create_strategies()
     digests = FileDigests()
 
     def score(item: tuple[int, frozenset[tuple[str, ...]]]) -> ScoredItem:
@@ -173,36 +137,35 @@ class _Scorer:
     Interactive strategies call :meth:`predict` one prompt at a time; their
     answers are remembered until :meth:`reset`, so scoring their timesteps
     does not run the model again. :meth:`score` scores many prompts at once
-    (:func:`segprompt.evaluation.score_prompts`). ``select`` says which
-    candidate of a multimask answer is taken (``"best"`` or ``"first"``).
+    (:func:`segprompt.evaluation.score_prompts`: batched on the model's device
+    for a :class:`~segprompt.backends.base.BatchPredictor`). Which mask stands
+    for a prompt is the config's ``selection``.
     """
 
-    def __init__(
-        self, segmenter: Segmenter, embedding: Embedding, multimask: bool | None, select: MaskSelection = "best"
-    ) -> None:
+    def __init__(self, segmenter: Segmenter, embedding: Embedding, config: BenchmarkConfig) -> None:
         self.segmenter = segmenter
         self.embedding = embedding
-        self.multimask = multimask
-        self.select = select
+        self.config = config
+        # "single" decodes SAM's one mask (config.multimask_for), which "best" then takes
+        self.select: MaskSelection = "first" if config.selection == "first" else "best"
         self.memo: dict[bytes, tuple[np.ndarray, float, float]] = {}
 
     def reset(self) -> None:
         self.memo.clear()
-
-    def _multimask(self, points: PointSet) -> bool:
-        return len(points) == 1 if self.multimask is None else self.multimask
 
     @staticmethod
     def _key(points: PointSet) -> bytes:
         return points.include.tobytes() + b"|" + points.exclude.tobytes()
 
     def predict(self, points: PointSet) -> np.ndarray:
-        """``(H, W)`` bool selected mask for ``points`` (remembered with its score and seconds)."""
+        """``(H, W)`` bool mask scored for ``points`` (remembered with its model score and seconds):
+        the first of SAM's three masks for ``selection="first"``, else the best-scored one."""
         key = self._key(points)
         if key not in self.memo:
             start = time.perf_counter()
+            multimask = self.config.multimask_for(len(points))
             mask, model_score = select_mask(
-                self.segmenter, self.embedding, points.to_prompt(), multimask=self._multimask(points), select=self.select
+                self.segmenter, self.embedding, points.to_prompt(), multimask=multimask, select=self.select
             )
             self.memo[key] = (mask, model_score, time.perf_counter() - start)
         return self.memo[key][0]
@@ -218,7 +181,7 @@ class _Scorer:
             else:
                 pending.append(i)
         for multimask in (False, True):
-            chosen = [i for i in pending if self._multimask(prompts[i]) == multimask]
+            chosen = [i for i in pending if self.config.multimask_for(len(prompts[i])) == multimask]
             if not chosen:
                 continue
             start = time.perf_counter()
@@ -248,7 +211,7 @@ def _xy_text(xy: np.ndarray) -> str:
 
 
 def _human_steps(prompts: list[Prompt], image_hw: tuple[int, int]) -> list[tuple[int, PointSet]]:
-    """``(timestep, points)`` of the human timesteps that hold points inside the image."""
+    """``(timestep, points)`` of the human timesteps that can be replayed: points inside the image, one include."""
     steps = []
     for timestep, prompt in enumerate(prompts):
         if prompt.points is None:
@@ -256,20 +219,61 @@ def _human_steps(prompts: list[Prompt], image_hw: tuple[int, int]) -> list[tuple
         try:
             prompt.validate_for(image_hw)
         except PromptError:
-            continue  # a recorded click off the image cannot be replayed
+            continue  # a click off the image, or exclude clicks alone (no backend answers them), cannot be replayed
         steps.append((timestep, PointSet.from_points(prompt.points)))
     return steps
 
 
+@dataclass(frozen=True)
+class _StepRecord:
+    """What the dataset records of one prompt set's timesteps (the PointPrompt release, ``meta["pointprompt"]``).
+
+    Attributes:
+        ious: ``{timestep: recorded IoU}`` (the release's ``scores``), empty when not used.
+        rounds: ``{timestep: prompting round}`` (``eachround``).
+        ranks: ``{timestep: place in the recorded sort, 0 = best}`` (``sorts``), empty when the IoUs are not used.
+    """
+
+    ious: Mapping[int, float] = field(default_factory=dict)
+    rounds: Mapping[int, int] = field(default_factory=dict)
+    ranks: Mapping[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, sample: Sample, prompt_set: str, n_timesteps: int, use_scores: bool) -> "_StepRecord":
+        """The record of ``prompt_set``; a per-timestep array of another length than ``n_timesteps`` is not used."""
+        record = sample.meta.get("pointprompt", {}).get(prompt_set, {})
+        rounds = _per_timestep(record.get("eachround"), n_timesteps, np.int64)
+        scores = _per_timestep(record.get("scores"), n_timesteps, np.float64)
+        rounds_by_step = {} if rounds is None else dict(enumerate(rounds.tolist()))
+        if not use_scores or scores is None:
+            return cls(rounds=rounds_by_step)
+        sorts = _per_timestep(record.get("sorts"), n_timesteps, np.int64)
+        order = np.argsort(-scores, kind="stable") if sorts is None else sorts
+        return cls(dict(enumerate(scores.tolist())), rounds_by_step, {int(t): rank for rank, t in enumerate(order)})
+
+
+def _per_timestep(values: Any, n_timesteps: int, dtype: type) -> np.ndarray | None:
+    """``values`` as a 1-D array of ``n_timesteps`` numbers, or ``None`` (absent, ragged or of another length)."""
+    if values is None:
+        return None
+    try:
+        array = np.asarray(values, dtype=dtype).ravel()
+    except (TypeError, ValueError):
+        return None
+    return array if len(array) == n_timesteps else None
+
+
 def _unit_rows(
     base: dict[str, Any], steps: list[tuple[int, PointSet]], scores: list[tuple[float, float, float]],
-    mask: np.ndarray, select_seconds: float, object_feats: dict[str, float],
+    shape: ObjectShape, select_seconds: float, object_feats: dict[str, float], record: _StepRecord,
 ) -> list[dict[str, Any]]:
     return [
         {
             **base,
             "timestep": timestep,
             "unit_rows": len(steps),
+            "round": record.rounds.get(timestep, 0),
+            "recorded_rank": record.ranks.get(timestep, -1),
             "iou": iou_value,
             "model_score": model_score,
             "select_seconds": select_seconds,
@@ -277,7 +281,8 @@ def _unit_rows(
             "include_xy": _xy_text(points.include),
             "exclude_xy": _xy_text(points.exclude),
             **object_feats,
-            **prompt_features(points, mask),
+            **prompt_features(points, shape.mask),
+            **paper_prompt_features(points, shape),
         }
         for (timestep, points), (iou_value, model_score, seconds) in zip(steps, scores)
     ]
@@ -318,14 +323,14 @@ def run_benchmark(
     total = len(dataset) if config.max_images is None else min(len(dataset), config.max_images)
     if workers > 1:
         _run_sharded(store, dataset, total, workers, progress)
-        return summarize_run(out)
-    strategies = {name: create_strategy(name) for name in config.strategies}
+        return summarize_run(out, config)
+    strategies = config.create_strategies()
     for index in range(total):
         sample = dataset[index]
         store.note_sample(dataset, index)
         _score_sample(sample, dataset.name, segmenter, strategies, config, store.log.done, store.log.append, cache)
         progress(index + 1, total, sample.id)
-    return summarize_run(out)
+    return summarize_run(out, config)
 
 
 def _run_sharded(store: RunStore, dataset: Dataset, total: int, workers: int, progress: ProgressCallback) -> None:
@@ -357,7 +362,7 @@ def _score_sample(
     start = time.perf_counter()
     embedding = cache.embed(segmenter, sample.image) if cache is not None else segmenter.embed(sample.image)
     embed_seconds = time.perf_counter() - start
-    scorer = _Scorer(segmenter, embedding, config.multimask)
+    scorer = _Scorer(segmenter, embedding, config)
     grid = embedding.feature_map()
     human_points = human_reference(sample) if len(objects) == 1 else None
     for obj in objects:
@@ -367,32 +372,53 @@ def _score_sample(
         units = []
         for name in todo[obj.object_id]:
             start = time.perf_counter()
+            record = _StepRecord()
             if name.startswith(HUMAN_PREFIX):
-                steps = _human_steps(human[name[len(HUMAN_PREFIX):]], embedding.image_hw)
+                prompt_set = name[len(HUMAN_PREFIX):]
+                steps = _human_steps(human[prompt_set], embedding.image_hw)
+                record = _StepRecord.of(sample, prompt_set, len(human[prompt_set]), config.human_scores == "recorded")
             else:
                 target = Target(sample.image, obj.mask, sample.ignore, grid, predict=scorer.predict)
                 n_include, n_exclude = config.counts.for_object(obj.class_name, human_points)
                 rng = strategy_rng(config.seed, sample.id, obj.object_id, name)
                 steps = list(enumerate(strategies[name].timesteps(target, n_include, n_exclude, rng)))
-            units.append((name, steps, time.perf_counter() - start))  # includes error-driven clicking's model calls
-        scores = iter(scorer.score([points for _, steps, _ in units for _, points in steps], obj.mask, sample.ignore))
-        object_feats = object_features(sample.image, obj.mask, sample.ignore)
-        for name, steps, select_seconds in units:
+            units.append((name, steps, time.perf_counter() - start, record))  # includes error-driven clicking's model calls
+        to_model = [points for _, steps, _, record in units if not record.ious for _, points in steps]
+        scores = iter(scorer.score(to_model, obj.mask, sample.ignore))
+        object_feats = {**object_features(sample.image, obj.mask, sample.ignore), **paper_object_features(sample.image, obj.mask)}
+        shape = ObjectShape.of(obj.mask)
+        for name, steps, select_seconds, record in units:
             base = {
                 "dataset": dataset_name, "image_id": sample.id, "object_id": obj.object_id,
                 "category": obj.class_name, "source": HUMAN if name.startswith(HUMAN_PREFIX) else AUTO,
                 "strategy": name, "embed_seconds": embed_seconds,
             }
-            unit_scores = [next(scores) for _ in steps]
-            emit(_unit_rows(base, steps, unit_scores, obj.mask, select_seconds, object_feats))
+            if record.ious:  # the recorded IoUs, as they are: no model call
+                unit_scores = [(record.ious[t], float("nan"), 0.0) for t, _ in steps]
+            else:
+                unit_scores = [next(scores) for _ in steps]
+            emit(_unit_rows(base, steps, unit_scores, shape, select_seconds, object_feats, record))
 
 
-def summarize_run(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """(Re)build ``summary.json`` and the plots from ``out_dir/results.csv``."""
+def summarize_run(out_dir: str | os.PathLike, config: BenchmarkConfig | None = None) -> dict[str, Any]:
+    """(Re)build ``summary.json`` and the plots from ``out_dir/results.csv``.
+
+    ``config`` (default: the one ``run.json`` records) says how: which
+    strategies the human-automatic gap averages, whether human units follow
+    the recorded best timestep and its round, and which feature set and rows
+    the regression uses. The summary names the protocol and every setting.
+    """
     out = Path(out_dir)
+    if config is None:
+        config = BenchmarkConfig.from_identity(json.loads((out / "run.json").read_text())["identity"])
     rows = read_rows(out / "results.csv")
-    summary = summarize(rows)
-    summary["regression"] = regress_iou(rows)
+    summary: dict[str, Any] = {"protocol": config.protocol, "settings": config.identity()}
+    summary.update(summarize(rows, gap_strategies=config.gap_strategies, recorded_best=config.human_scores == "recorded"))
+    regression_rows = rows if config.regression_rows == "all" else [row for row in rows if row["source"] == HUMAN]
+    features = PAPER_FEATURES if config.features == "paper" else FEATURES
+    summary["regression"] = {
+        "feature_set": config.features, "row_selection": config.regression_rows, **regress_iou(regression_rows, features)
+    }
     atomic_write_text(out / "summary.json", json.dumps(_json_safe(summary), indent=1, allow_nan=False))
     if rows:
         plot_categories(summary, out / "iou_by_category.png")

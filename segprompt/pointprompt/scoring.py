@@ -6,17 +6,25 @@ human prompt set. Its timesteps give three IoUs: ``first``, ``best`` and
 single timestep; error-driven clicking ends at its last click), a human unit
 by ``best``, ``first`` and ``last`` as the PointPrompt paper does.
 
+With ``recorded_best`` (the paper's protocol, human IoUs as the PointPrompt
+release records them) a human unit's best timestep is the one the release's
+``sorts`` put first, and its first and last timesteps are those of the best
+one's prompting round (``eachround``), as the reference's
+``gather_statistics.py`` reads them.
+
 The human-vs-automatic gap of a category is ``100 (H - A) / A`` percent, with
 ``H`` the mean best-timestep IoU of the human units and ``A`` the mean IoU of
 the automatic units, both over the objects that have human prompts (so the
-two sides see the same objects).
+two sides see the same objects). ``gap_strategies`` limits ``A`` to those
+strategies (the paper's six); every other strategy is compared with the
+humans on its own (``separate``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -44,18 +52,27 @@ class Unit:
         return self.best if self.source == HUMAN else self.last
 
 
-def units(rows: Iterable[dict[str, Any]]) -> list[Unit]:
-    """Group rows by (image, object, strategy) into :class:`Unit` s, in first-seen order."""
+def units(rows: Iterable[dict[str, Any]], recorded_best: bool = False) -> list[Unit]:
+    """Group rows by (image, object, strategy) into :class:`Unit` s, in first-seen order.
+
+    ``recorded_best``: a unit whose rows carry a recorded rank takes its best
+    timestep from it and its first / last timesteps from the best's round.
+    """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[(row["image_id"], row["object_id"], row["strategy"])].append(row)
     out = []
     for (image_id, object_id, strategy), members in groups.items():
         members = sorted(members, key=lambda row: row["timestep"])
-        ious = [row["iou"] for row in members]
+        ranked = [row for row in members if row.get("recorded_rank", -1) >= 0] if recorded_best else []
+        if ranked:
+            best = min(ranked, key=lambda row: row["recorded_rank"])
+            members = [row for row in members if row.get("round", 0) == best.get("round", 0)]
+        else:
+            best = max(members, key=lambda row: row["iou"])
         out.append(
             Unit(image_id, object_id, members[0]["category"], members[0]["source"], strategy,
-                 ious[0], max(ious), ious[-1], len(ious))
+                 members[0]["iou"], best["iou"], members[-1]["iou"], len(members))
         )
     return out
 
@@ -94,10 +111,11 @@ def category_table(all_units: Sequence[Unit]) -> dict[str, dict[str, float]]:
     return {cat: {name: _mean(values) for name, values in row.items()} for cat, row in table.items()}
 
 
-def _human_vs_auto(members: Sequence[Unit]) -> dict[str, Any] | None:
+def _human_vs_auto(members: Sequence[Unit], gap_strategies: Collection[str] | None = None) -> dict[str, Any] | None:
     human = [u for u in members if u.source == HUMAN]
     prompted = {(u.image_id, u.object_id) for u in human}
-    auto = [u for u in members if u.source == AUTO and (u.image_id, u.object_id) in prompted]
+    compared = [u for u in members if u.source == AUTO and (u.image_id, u.object_id) in prompted]
+    auto = [u for u in compared if gap_strategies is None or u.strategy in gap_strategies]
     if not human or not auto:
         return None
     per_strategy: dict[str, list[float]] = defaultdict(list)
@@ -116,16 +134,31 @@ def _human_vs_auto(members: Sequence[Unit]) -> dict[str, Any] | None:
     }
     out["gap_percent"] = _gap(out["human_best"], out["auto_mean"])
     out["gap_vs_best_auto_percent"] = _gap(out["human_best"], out["auto_best"])
+    separate: dict[str, list[float]] = defaultdict(list)
+    for unit in compared:
+        if gap_strategies is not None and unit.strategy not in gap_strategies:
+            separate[unit.strategy].append(unit.score)
+    out["gap_strategies"] = sorted(per_strategy)
+    out["separate"] = {
+        name: {"auto_mean": _mean(values), "gap_percent": _gap(out["human_best"], _mean(values))}
+        for name, values in separate.items()
+    }
     return out
 
 
-def human_vs_auto(all_units: Sequence[Unit]) -> dict[str, Any]:
-    """``{"per_category": {category: comparison}, "overall": comparison}``; empty without human prompts."""
+def human_vs_auto(all_units: Sequence[Unit], gap_strategies: Collection[str] | None = None) -> dict[str, Any]:
+    """``{"per_category": {category: comparison}, "overall": comparison}``; empty without human prompts.
+
+    ``gap_strategies``: the automatic strategies averaged into the gap (``None``: all); each other one is
+    compared with the humans on its own under ``"separate"``.
+    """
     by_category: dict[str, list[Unit]] = defaultdict(list)
     for unit in all_units:
         by_category[unit.category].append(unit)
-    per_category = {cat: cmp for cat, members in by_category.items() if (cmp := _human_vs_auto(members))}
-    overall = _human_vs_auto(all_units)
+    per_category = {
+        cat: cmp for cat, members in by_category.items() if (cmp := _human_vs_auto(members, gap_strategies))
+    }
+    overall = _human_vs_auto(all_units, gap_strategies)
     return {"per_category": per_category, "overall": overall} if overall else {}
 
 
@@ -170,9 +203,11 @@ def timing(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The whole summary (``summary.json`` without the regression)."""
-    all_units = units(rows)
+def summarize(
+    rows: Sequence[dict[str, Any]], gap_strategies: Collection[str] | None = None, recorded_best: bool = False
+) -> dict[str, Any]:
+    """The whole summary (``summary.json`` without the regression); see the module docstring for the options."""
+    all_units = units(rows, recorded_best)
     return {
         "n_rows": len(rows),
         "n_images": len({row["image_id"] for row in rows}),
@@ -180,6 +215,6 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "strategies": strategy_table(all_units),
         "per_category": category_table(all_units),
         "human_sets": human_sets(all_units),
-        "human_vs_auto": human_vs_auto(all_units),
+        "human_vs_auto": human_vs_auto(all_units, gap_strategies),
         "timing": timing(rows),
     }

@@ -3,8 +3,10 @@
 For every dataset, method and seed, each test image is segmented for all
 classes at once: a confidence map per class (text: averaged over the
 templates; visual: averaged over the ``n_prompts`` references drawn for that
-class and seed), merged by :func:`segprompt.semantic.merge_confidences`
-(confidence <= 0.2 -> 0, background map at index 0, argmax), and its confusion
+class and seed), merged by :func:`segprompt.showortell.confidence.merge`
+(ours: confidence <= 0.2 -> 0, background map at index 0, argmax; the paper's
+protocol differs where background is a real class, see
+:mod:`segprompt.showortell.settings`), and its confusion
 matrix against the ground truth is appended to ``per_image.jsonl`` through the
 run store (:mod:`segprompt.runstore`: fsync per row, ``run.json`` with the
 run's identity, ``inputs.jsonl`` with the dataset files read). A killed run
@@ -34,21 +36,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-import cv2
 import numpy as np
 
 from ..backends.base import Embedding, Segmenter
 from ..progress import ProgressCallback, no_progress
 from ..datasets.base import Dataset
 from ..datasets.lazy import BadFileError
+from ..datasets.released_splits import ReleasedSplits, read_released_splits
 from ..errors import SegpromptError
 from ..io import atomic_write_text
 from ..prompts import Prompt
 from ..runstore import FileDigests, JsonRows, RunStore, ScoredItem, WorkerJob, check_rebuilt, run_options
-from ..semantic import class_confidence, merge_confidences
+from .confidence import MergeRule, confidence_map, merge, resize_image, resize_labels, squash_reference
 from .metrics import ConfusionMatrix
 from .protocol import (
-    DEFAULT_TEMPLATES,
     BackgroundMode,
     ClassSpace,
     DrawnReference,
@@ -57,6 +58,7 @@ from .protocol import (
     semantic_target,
     text_prompts,
 )
+from .settings import PAPER_SAM_MODEL, RunSettings
 
 Modality = Literal["text", "visual"]
 TEXT_SEED = -1  # text prompts draw nothing at random: one "seed" stands for them
@@ -81,7 +83,14 @@ class Method:
 
 @dataclass(frozen=True)
 class EvalDataset:
-    """A dataset to score, with its split parts and protocol settings."""
+    """A dataset to score, with its split parts and protocol settings.
+
+    Attributes:
+        candidates: class name -> training sample ids to draw its references
+            from, in the order of a released split's per-class lists; ``None``:
+            the training samples showing the class (found by reading them).
+        released_splits: the released split files the parts come from, or ``()``.
+    """
 
     name: str
     domain: str
@@ -89,6 +98,22 @@ class EvalDataset:
     test: Dataset
     space: ClassSpace
     min_reference_area: float
+    candidates: Mapping[str, tuple[str, ...]] | None = None
+    released_splits: tuple[str, ...] = ()
+
+    def prompted_classes(self, settings: RunSettings) -> tuple[str, ...]:
+        """The classes prompted for, in label order: the background class first where ``settings`` prompt it."""
+        background = self.prompted_background(settings)
+        return self.space.names if background is None else (background, *self.space.names)
+
+    def prompted_background(self, settings: RunSettings) -> str | None:
+        """The background class prompted as label 0 (the paper's rule where background is a real class), or ``None``."""
+        keep = settings.background_rule == "paper" and self.space.background == "keep"
+        return self.space.background_name if keep else None
+
+    def merge_rule(self, settings: RunSettings) -> MergeRule:
+        """Plain argmax where the paper's rule keeps the background as a class; else the 0.2 threshold."""
+        return "argmax" if settings.background_rule == "paper" and self.space.background == "keep" else "threshold"
 
 
 def prepare_dataset(
@@ -98,15 +123,30 @@ def prepare_dataset(
     background: BackgroundMode | Literal["auto"] = "auto",
     min_reference_area: float | None = None,
     split_seed: int = 0,
+    released: ReleasedSplits | None = None,
 ) -> EvalDataset:
     """Split ``dataset`` into reference (train) and test parts and fix its protocol settings.
 
-    The layout's own split files are used when present (``train`` and
-    ``val``/``test``); otherwise the deterministic seeded 80/20 split of the
-    datasets layer. ``min_reference_area`` defaults to the paper's value for
-    the layout (:attr:`~segprompt.datasets.registry.Layout.min_reference_area`:
-    VOC 10 %, ADE20K 4 %, others none).
+    ``released`` (:func:`~segprompt.datasets.released_splits.read_released_splits`)
+    gives the reference's train / val lists and per-class reference
+    candidates; otherwise the layout's own split files are used when present
+    (``train`` and ``val``/``test``), else the deterministic seeded 80/20
+    split of the datasets layer. ``min_reference_area`` defaults to the value
+    the reference code applies for the layout
+    (:attr:`~segprompt.datasets.registry.Layout.min_reference_area`: VOC 2 %,
+    ADE20K 4 %, Cityscapes 1 %, others none).
     """
+    space = ClassSpace.for_dataset(dataset, background)
+    if min_reference_area is None:
+        min_reference_area = layout_of(dataset).min_reference_area
+    if released is not None:
+        index = {name: i for i, name in enumerate(dataset.class_names)}
+        return EvalDataset(
+            name=dataset.name, domain=domain or dataset_domain(dataset), train=dataset.subset(released.train),
+            test=dataset.subset(released.val), space=space, min_reference_area=min_reference_area,
+            candidates={name: released.candidates.get(index[name], ()) for name in _drawable(space)},
+            released_splits=tuple(path.name for path in released.files),
+        )  # fmt: skip
     names = getattr(dataset, "split_names", ())
     if names:
         held_out = next((n for n in ("val", "test") if n in names), None)
@@ -115,16 +155,19 @@ def prepare_dataset(
         train, test = dataset.split("train"), dataset.split(held_out)
     else:
         train, test = dataset.split("train", seed=split_seed), dataset.split("test", seed=split_seed)
-    if min_reference_area is None:
-        min_reference_area = layout_of(dataset).min_reference_area
     return EvalDataset(
         name=dataset.name,
         domain=domain or dataset_domain(dataset),
         train=train,
         test=test,
-        space=ClassSpace.for_dataset(dataset, background),
+        space=space,
         min_reference_area=min_reference_area,
     )
+
+
+def _drawable(space: ClassSpace) -> tuple[str, ...]:
+    """Every class a visual reference may be drawn for under either protocol (the background class included)."""
+    return space.names if space.background_name is None else (space.background_name, *space.names)
 
 
 def dataset_domain(dataset: Dataset, root: str | os.PathLike | None = None) -> str:
@@ -134,38 +177,12 @@ def dataset_domain(dataset: Dataset, root: str | os.PathLike | None = None) -> s
     return layout_of(dataset).domain
 
 
-@dataclass
-class RunSettings:
-    """How each image is prompted: visual draws (``seeds``, ``n_prompts`` references per class), text
-    ``templates``, the scoring side ``resize`` (``None``: original size) and ``max_images`` per dataset."""
-
-    seeds: tuple[int, ...] = (0,)
-    n_prompts: int = 1
-    templates: tuple[str, ...] = DEFAULT_TEMPLATES
-    resize: int | None = None
-    max_images: int | None = None
-
-    def identity(self) -> dict[str, Any]:
-        """Every field but ``max_images`` (which may change between runs): each changes a row.
-
-        A field added to this class joins the run identity by itself.
-        """
-        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "max_images"}
-
-    @classmethod
-    def from_identity(cls, identity: Mapping[str, Any], max_images: int | None = None) -> "RunSettings":
-        """The settings whose :meth:`identity` is ``identity`` (as JSON gives it back: lists for tuples;
-        other keys, e.g. a run identity's methods, are ignored)."""
-        values = {item.name: identity[item.name] for item in fields(cls) if item.name != "max_images"}
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()},
-                   max_images=max_images)
-
-
 def run_identity(datasets: Sequence[EvalDataset], methods: Sequence[Method], settings: RunSettings) -> dict[str, Any]:
     """What a run's rows depend on besides the dataset files: datasets' protocol, methods' models, settings."""
     return {
         "datasets": [{"name": d.name, "domain": d.domain, "classes": list(d.space.names), "background": d.space.background,
-                      "min_reference_area": d.min_reference_area, "test_ids": list(d.test.ids)} for d in datasets],
+                      "background_class": d.space.background_name, "min_reference_area": d.min_reference_area,
+                      "released_splits": list(d.released_splits), "test_ids": list(d.test.ids)} for d in datasets],
         "methods": [{"name": m.name, "backend": m.segmenter.name, "model": m.segmenter.model_id,
                      "modality": m.modality} for m in methods],
         **settings.identity(),
@@ -196,7 +213,10 @@ class RunSource:
         layout, domain, background, min_reference_area: as :func:`prepare_dataset` takes
             (``domain`` ``None``: ``domain.txt`` in the folder, else by layout).
         model_dirs: model folder per backend name; key ``""`` for every transformers backend.
-        model_type, checkpoint, device: SAM options for SAM-based backends.
+        model_type, checkpoint, device: SAM options for SAM-based backends (the paper's PersonalizeSAM:
+            ``model_type="vit_h"``, :data:`~segprompt.showortell.settings.PAPER_SAM_MODEL`).
+        released_splits: the folder of the reference's ``<name>_{train,val}.pkl`` split lists to take
+            every dataset's parts and reference candidates from (:func:`read_released_splits`), or ``None``.
     """
 
     data: Sequence[str]
@@ -209,6 +229,7 @@ class RunSource:
     model_type: str | None = None
     checkpoint: str | None = None
     device: str = "cpu"
+    released_splits: str | None = None
 
     def build(self) -> tuple[list[EvalDataset], list[Method]]:
         """The evaluation datasets and methods this source describes."""
@@ -228,22 +249,19 @@ class RunSource:
         datasets = []
         for folder in self.data:
             dataset = open_dataset(folder, layout=self.layout)
+            released = None if self.released_splits is None else read_released_splits(self.released_splits, dataset)
             datasets.append(prepare_dataset(
                 dataset, domain=self.domain or dataset_domain(dataset, folder), background=self.background,  # type: ignore[arg-type]
-                min_reference_area=self.min_reference_area,
+                min_reference_area=self.min_reference_area, released=released,
             ))
         return datasets, methods
 
 
-def _resize_case(image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, side: int | None):
+def _resize_case(image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, settings: RunSettings):
+    side = settings.resize
     if side is None:
         return image, labels, ignore
-    size = (side, side)
-    return (
-        cv2.resize(image, size, interpolation=cv2.INTER_LINEAR),
-        cv2.resize(labels.astype(np.int32), size, interpolation=cv2.INTER_NEAREST).astype(np.int64),
-        cv2.resize(ignore.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool),
-    )
+    return resize_image(image, side, settings.antialias), resize_labels(labels, side), resize_labels(ignore, side)
 
 
 #: Identifies a row of ``per_image.jsonl``.
@@ -299,14 +317,16 @@ def run_show_or_tell(
         out, benchmark="show-or-tell", identity=run_identity(datasets, methods, settings),
         options=run_options(source, settings.max_images, workers), rows_file=ROWS_FILE, rows=ROWS_FORMAT, datasets=[d.test for d in datasets], move_damaged=move_damaged,
     )
-    references = ReferenceDraws(settings.n_prompts)
+    references = ReferenceDraws(settings)
     if any(m.modality == "visual" for m in methods):
         for data in datasets:
-            # the reference pool reads every training sample: their files are inputs of every visual row
-            store.inputs.note(data.train, [path for i in range(len(data.train)) for path in data.train.files(i)])
             for seed in settings.seeds:
-                for class_name in data.space.names:
+                for class_name in data.prompted_classes(settings):
                     references.get(data, class_name, seed)
+            # the training samples the draws read are inputs of every visual row
+            position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
+            read = [position[sample_id] for sample_id in references.samples_read(data)]
+            store.inputs.note(data.train, [path for i in read for path in data.train.files(i)])
     jobs = [(d, i) for d, data in enumerate(datasets) for i in range(min(len(data.test), settings.max_images or len(data.test)))]
     if workers > 1:
         _run_sharded(datasets, jobs, store, workers, progress)
@@ -320,7 +340,7 @@ def run_show_or_tell(
     if drawn:
         atomic_write_text(out / "references.json", json.dumps(drawn, indent=2))
     rows = list(store.log.rows())
-    summary = summarise(datasets, methods, rows)
+    summary = summarise(datasets, methods, rows, settings)
     _write_results(out, datasets, rows)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     from .plots import plot_domains, plot_text_vs_visual
@@ -331,21 +351,44 @@ def run_show_or_tell(
 
 
 class ReferenceDraws:
-    """The references of each (dataset, class, seed), drawn once per run and recorded."""
+    """The references of each (dataset, class, seed), drawn once per run (as ``settings`` say) and recorded."""
 
-    def __init__(self, n_prompts: int) -> None:
-        self.n_prompts = n_prompts
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
         self._pools: dict[str, ReferencePool] = {}
         self._drawn: dict[tuple[str, str, int], list[DrawnReference]] = {}
+        self._prompts: dict[tuple[str, str, int], list[Prompt]] = {}
+
+    def _pool(self, data: EvalDataset) -> ReferencePool:
+        if data.name not in self._pools:
+            self._pools[data.name] = ReferencePool(data.train, data.prompted_classes(self.settings), data.candidates)
+        return self._pools[data.name]
 
     def get(self, data: EvalDataset, class_name: str, seed: int) -> list[DrawnReference]:
         key = (data.name, class_name, seed)
         if key not in self._drawn:
-            if data.name not in self._pools:
-                self._pools[data.name] = ReferencePool(data.train, data.space.names)
-            pool = self._pools[data.name]
-            self._drawn[key] = pool.draw(class_name, self.n_prompts, seed, data.min_reference_area)
+            pool, n_prompts = self._pool(data), self.settings.n_prompts
+            if self.settings.reference_draw == "sequential":  # every class at once, from one generator
+                drawn = pool.draw_in_sequence(data.prompted_classes(self.settings), n_prompts, seed, data.min_reference_area)
+                self._drawn.update({(data.name, name, seed): value for name, value in drawn.items()})
+            else:
+                self._drawn[key] = pool.draw(class_name, n_prompts, seed, data.min_reference_area)
         return self._drawn[key]
+
+    def prompts(self, data: EvalDataset, class_name: str, seed: int) -> list[Prompt]:
+        """The class's references as prompts, squashed to the scoring side when the settings say so."""
+        key = (data.name, class_name, seed)
+        if key not in self._prompts:
+            references = [drawn.reference for drawn in self.get(data, class_name, seed)]
+            if self.settings.squash_references:
+                assert self.settings.resize is not None  # RunSettings checks it
+                references = [squash_reference(r, self.settings.resize, self.settings.antialias) for r in references]
+            self._prompts[key] = [Prompt(reference=reference) for reference in references]
+        return self._prompts[key]
+
+    def samples_read(self, data: EvalDataset) -> list[str]:
+        """Ids of the training samples of ``data`` the draws have read."""
+        return self._pool(data).samples_read() if data.name in self._pools else []
 
     def record(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -383,7 +426,7 @@ def show_or_tell_worker(settings: Mapping[str, Any]) -> Callable[[ShardItem], Sc
     datasets, methods = RunSource(**options["source"]).build()
     run_settings = RunSettings.from_identity(settings["identity"], options["max_images"])
     check_rebuilt(settings, run_identity(datasets, methods, run_settings))
-    references = ReferenceDraws(run_settings.n_prompts)
+    references = ReferenceDraws(run_settings)
     digests = FileDigests()
 
     def score(item: ShardItem) -> ScoredItem:
@@ -425,8 +468,10 @@ def _score_image(
     except BadFileError:
         return  # recorded in the dataset's problems; the image is simply not scored
     on_read()
-    labels, ignore = semantic_target(sample, data.space)
-    image, labels, ignore = _resize_case(sample.image, labels, ignore, settings.resize)
+    labels, ignore = semantic_target(sample, data.space, score_background=settings.background_rule == "paper")
+    image, labels, ignore = _resize_case(sample.image, labels, ignore, settings)
+    classes = data.prompted_classes(settings)
+    with_background = data.prompted_background(settings) is not None
     embeddings: dict[str, Embedding] = {}
     for method, seed in pending:
         started = time.perf_counter()
@@ -434,16 +479,17 @@ def _score_image(
         if key not in embeddings:
             embeddings[key] = method.segmenter.embed(image)
         embedding = embeddings[key]
-        confidences = np.zeros((len(data.space.names),) + labels.shape, np.float32)
-        for c, class_name in enumerate(data.space.names):
+        confidences = np.zeros((len(classes),) + labels.shape, np.float32)
+        for c, class_name in enumerate(classes):
             if method.modality == "text":
                 prompts = [Prompt(text=t) for t in text_prompts(class_name, settings.templates)]
             else:
-                prompts = [Prompt(reference=d.reference) for d in references.get(data, class_name, seed)]
+                prompts = references.prompts(data, class_name, seed)
             confidences[c] = np.mean(
-                [class_confidence(method.segmenter.predict(embedding, p))[1] for p in prompts], axis=0
+                [confidence_map(method.segmenter, embedding, p, settings.persam_confidence) for p in prompts], axis=0
             )
-        prediction = merge_confidences(confidences)
+        background = confidences[0] if with_background else None
+        prediction = merge(confidences[1:] if with_background else confidences, background, data.merge_rule(settings))
         matrix = ConfusionMatrix(data.space.n_labels).update(prediction, labels, ignore)
         emit(
             {
@@ -473,9 +519,17 @@ def _mean_std(values: Sequence[float]) -> dict[str, float | None]:
     return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": len(finite)}
 
 
-def summarise(datasets: Sequence[EvalDataset], methods: Sequence[Method], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Per dataset and method: mIoU and per-class IoU (x100) as mean +- std over seeds; per domain; oracle."""
+def summarise(
+    datasets: Sequence[EvalDataset], methods: Sequence[Method], rows: Sequence[dict[str, Any]],
+    settings: RunSettings | None = None,
+) -> dict[str, Any]:
+    """Per dataset and method: mIoU and per-class IoU (x100) as mean +- std over seeds; per domain; oracle.
+
+    With ``settings`` the summary names the protocol and every setting of the run.
+    """
     out: dict[str, Any] = {"datasets": {}, "domains": {}}
+    if settings is not None:
+        out = {"protocol": settings.protocol, "settings": settings.identity(), **out}
     for data in datasets:
         entry: dict[str, Any] = {"domain": data.domain, "classes": list(data.space.names),
                                  "background": data.space.background, "methods": {}}

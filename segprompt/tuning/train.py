@@ -44,7 +44,7 @@ from torch import nn
 
 from ..atomic import atomic_write_bytes
 from ..progress import ProgressCallback, no_progress
-from ..errors import CheckpointError, SegpromptError
+from ..errors import CheckpointError, SegpromptError, load_failure
 from ..metrics import dice, iou
 from .data import AUGMENTATIONS, Pair, batches, num_batches
 from .tuned import TunedCLIPSeg
@@ -250,7 +250,7 @@ def _load_state(path: Path, tuned: TunedCLIPSeg, config: TrainConfig) -> dict[st
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a broken file
-        raise CheckpointError(f"{path}: cannot read the training state ({exc})") from exc
+        raise CheckpointError(f"{path}: cannot read the training state ({load_failure(exc)})") from exc
     if "trainable_state" not in state:
         raise CheckpointError(f"{path}: written by an older segprompt, cannot be resumed; start a new run in another --out")
     protocol = state["protocol"]

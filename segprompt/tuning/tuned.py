@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..atomic import write_files
-from ..errors import CheckpointError, SegpromptError
+from ..errors import CheckpointError, SegpromptError, load_failure
 from ..hub import PretrainedModel
 from .data import pixel_values
 from .methods import create_method
@@ -161,9 +161,15 @@ class TunedCLIPSeg:
 
         prompts_path = Path(directory) / PROMPTS_FILE
         try:
-            self.net.load_trainable_state(load_file(str(prompts_path)))
-        except (RuntimeError, OSError) as exc:
-            raise CheckpointError(f"{prompts_path}: prompts do not fit the base model {self.base_model} ({exc})") from exc
+            state = load_file(str(prompts_path))
+        except Exception as exc:  # safetensors raises its own SafetensorError for a truncated or foreign file
+            raise CheckpointError(f"{prompts_path}: cannot read the tuned prompts ({load_failure(exc)})") from exc
+        try:
+            self.net.load_trainable_state(state)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{prompts_path}: prompts do not fit the base model {self.base_model} ({load_failure(exc)})"
+            ) from exc
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:

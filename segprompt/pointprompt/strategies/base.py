@@ -128,8 +128,15 @@ class RegionStrategy(Strategy):
     """A static strategy: one rule picks the include points in the object and,
     applied again to the background, the exclude points. One timestep.
 
-    Subclasses implement :meth:`pick`.
+    Subclasses implement :meth:`pick`. A subclass whose rule starts from a
+    random pixel may take ``seed_point``: the PointPrompt reference code draws
+    that random point *in addition* to the counts it is given, so each side
+    gets one more point (``n + 1`` include, ``m + 1`` exclude, one exclude
+    even when ``m = 0``).
     """
+
+    #: Pick one random point more on each side (see the class docstring).
+    seed_point: bool = False
 
     @abstractmethod
     def pick(self, target: Target, region: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -141,11 +148,12 @@ class RegionStrategy(Strategy):
 
     def timesteps(self, target: Target, n_include: int, n_exclude: int, rng: np.random.Generator) -> list[PointSet]:
         check_counts(n_include, n_exclude)
-        include = self.pick(target, target.mask, n_include, rng)
+        extra = int(self.seed_point)
+        include = self.pick(target, target.mask, n_include + extra, rng)
         background = target.background
         exclude = (
-            self.pick(target, background, n_exclude, rng)
-            if n_exclude and background.any()
+            self.pick(target, background, n_exclude + extra, rng)
+            if n_exclude + extra and background.any()
             else np.zeros((0, 2), np.int64)
         )
         return [PointSet(include, exclude)]

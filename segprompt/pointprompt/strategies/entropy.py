@@ -16,10 +16,18 @@ CANDIDATE_FRACTION = 0.15
 class EntropyStrategy(RegionStrategy):
     """A random first point, then the ``n - 1`` candidates whose 9x9-patch
     histogram entropy (``skimage.filters.rank.entropy``, bits) differs most
-    from the first point's; candidates are a random 15 % of the region."""
+    from the first point's; candidates are a random 15 % of the region.
+
+    Attributes:
+        seed_point: the random point comes on top of the ``n`` entropy points
+            (the reference code's ``n + 1``, see :class:`RegionStrategy`).
+    """
 
     name = "entropy"
     description = "random first point, then the candidates of most different local entropy"
+
+    def __init__(self, seed_point: bool = False) -> None:
+        self.seed_point = seed_point
 
     def pick(self, target: Target, region: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         xy = region_xy(region)

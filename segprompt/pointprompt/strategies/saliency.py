@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .base import RegionStrategy, Target, region_xy, register
+from .base import PointSet, RegionStrategy, StrategyError, Target, check_counts, region_xy, register
 from ...geometry import equivalent_diameter
 
 #: Width at which the spectrum is taken (the paper's choice).
@@ -35,15 +35,32 @@ def spectral_residual(gray: np.ndarray) -> np.ndarray:
     return (saliency - saliency.min()) / span if span > 0 else np.zeros_like(saliency)
 
 
+#: Seed draws the reference code repeats while SAM answers its seed prompt with an empty mask (it loops for
+#: ever); after these the object itself is the region.
+SEED_ATTEMPTS = 10
+
+
 @register
 class SaliencyStrategy(RegionStrategy):
     """The most salient pixels of the region, each at least
     ``diameter / (2 sqrt(n))`` from the ones before (so the ``n`` points do
     not all land on one peak), topped up by saliency alone when the region is
-    too small for that spacing."""
+    too small for that spacing.
+
+    Attributes:
+        seed_point: the reference code's procedure: a random include point in
+            the object and a random exclude point in the background first;
+            the model's answer to those two (:attr:`Target.predict`, drawn
+            again while it is empty) is the region of the ``n`` salient include
+            points, and its complement that of the ``m`` exclude points, which
+            follow the seeds (``n + 1`` include, ``m + 1`` exclude).
+    """
 
     name = "saliency"
     description = "peaks of spectral-residual saliency (replaces the paper's VST)"
+
+    def __init__(self, seed_point: bool = False) -> None:
+        self.seed_point = seed_point
 
     def pick(self, target: Target, region: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         if "saliency" not in target.cache:
@@ -62,3 +79,28 @@ class SaliencyStrategy(RegionStrategy):
             rest = np.setdiff1d(np.arange(len(order)), chosen)[: n - len(chosen)]
             chosen.extend(int(i) for i in rest)
         return xy[order[chosen]]
+
+    def timesteps(self, target: Target, n_include: int, n_exclude: int, rng: np.random.Generator) -> list[PointSet]:
+        if not self.seed_point:
+            return super().timesteps(target, n_include, n_exclude, rng)
+        check_counts(n_include, n_exclude)
+        if target.predict is None:
+            raise StrategyError("saliency with seed_point: the target has no predict function; it needs the model")
+        background = target.background
+        if not background.any():
+            return super().timesteps(target, n_include, n_exclude, rng)
+        inside, outside = region_xy(target.mask), region_xy(background)
+        answer = np.zeros_like(target.mask)
+        for _ in range(SEED_ATTEMPTS):
+            seeds = PointSet(inside[[rng.integers(len(inside))]], outside[[rng.integers(len(outside))]])
+            answer = np.asarray(target.predict(seeds), bool)
+            if answer.any():
+                break
+        if not answer.any():
+            answer = target.mask
+        valid = ~answer if target.ignore is None else ~answer & ~target.ignore
+        include = np.concatenate([seeds.include, self.pick(target, answer, n_include, rng)])
+        exclude = seeds.exclude if not (n_exclude and valid.any()) else np.concatenate(
+            [seeds.exclude, self.pick(target, valid, n_exclude, rng)]
+        )
+        return [PointSet(include, exclude)]
