@@ -6,7 +6,14 @@ import skimage.data
 from scipy import ndimage as ndi
 
 from segprompt.backends import create
-from segprompt.backends.classical import BOX_CONSISTENCY_MIN, WORK_SIDE, box_consistency
+from segprompt.backends.classical import (
+    BOX_CONSISTENCY_POWER,
+    FALLBACK_WEIGHT,
+    WORK_SIDE,
+    ClassicalSegmenter,
+    box_consistency,
+)
+from segprompt.backends.mask_quality import evidence
 from segprompt.baselines import box_fill, centre_click, plain_grabcut
 from segprompt.datasets import open_dataset
 from segprompt.errors import UnsupportedPromptError
@@ -126,22 +133,41 @@ def test_deterministic(segmenter):
     np.testing.assert_array_equal(first.scores, second.scores)
 
 
-def test_box_scores_are_box_consistency_and_the_prior_threshold(segmenter):
+def _evidence(prediction, index, embedding):
+    """The image evidence of candidate ``index``, on the proposal copy the backend scores on."""
+    return ClassicalSegmenter.mask_evidence(embedding, prediction.masks[index])
+
+
+def test_box_scores_are_evidence_times_box_consistency_and_the_ellipse_scores_half_its_evidence(segmenter):
     # Below WORK_SIDE, so the working copy is the image and the masks compare exactly.
     image, truth = _blob_image(240, 320, rect=(100, 60, 220, 160))
     box = Box(95, 55, 225, 165)
-    prediction = segmenter.segment(image, Prompt(box=box))
+    embedding = segmenter.embed(image)
+    prediction = segmenter.predict(embedding, Prompt(box=box))
     assert prediction.scores.dtype == np.float32
-    assert prediction.scores[0] == pytest.approx(box_consistency(prediction.masks[0], box.as_array()))
+    for index in (0, 1):  # GrabCut from the box prior, then from plain GrabCut's initialisation
+        consistency = box_consistency(prediction.masks[index], box.as_array())
+        expected = _evidence(prediction, index, embedding) * consistency**BOX_CONSISTENCY_POWER
+        assert prediction.scores[index] == pytest.approx(expected, abs=1e-6)
     # The rectangle's box is 5 px inside the prompt's on each side: IoU 120*100 / 130*110.
-    assert prediction.scores[0] == pytest.approx(120 * 100 / (130 * 110), abs=0.01)
-    # Then GrabCut from plain GrabCut's initialisation, scored the same way.
-    assert prediction.scores[1] == pytest.approx(box_consistency(prediction.masks[1], box.as_array()))
-    # The last candidate is the inscribed ellipse, scored with the acceptance threshold.
-    assert prediction.scores[2] == pytest.approx(BOX_CONSISTENCY_MIN)
+    assert box_consistency(prediction.masks[0], box.as_array()) == pytest.approx(120 * 100 / (130 * 110), abs=0.01)
+    # The last candidate is the inscribed ellipse: a shape prior, half its own evidence.
+    assert prediction.methods[2] == "fallback ellipse"
+    assert prediction.scores[2] == pytest.approx(FALLBACK_WEIGHT * _evidence(prediction, 2, embedding), abs=1e-6)
     assert prediction.masks[2].sum() == pytest.approx(np.pi / 4 * 130 * 110, rel=0.02)
     assert prediction.best == 0
     assert iou(prediction.best_mask, truth) > 0.97
+    # The rectangle's own border runs along its superpixels: evidence near 1; the ellipse cuts through them.
+    assert _evidence(prediction, 0, embedding) > 0.9 > _evidence(prediction, 2, embedding)
+
+
+def test_the_fallback_ellipse_is_named_and_scores_low_when_grabcut_loses_the_object(segmenter):
+    # Noise without an object: GrabCut keeps a ragged speck, the ellipse wins, and its score says it is a guess.
+    image = np.random.default_rng(3).integers(0, 256, (160, 200, 3), dtype=np.uint8)
+    prediction = segmenter.segment(image, Prompt(box=Box(50, 40, 150, 120)), multimask=False)
+    assert prediction.method == "fallback ellipse"
+    assert prediction.scores[0] <= FALLBACK_WEIGHT
+    assert prediction.scores[0] < 0.3
 
 
 def test_mask_prompt_is_refined_to_the_object(segmenter):
@@ -158,7 +184,11 @@ def test_mask_prompt_is_refined_to_the_object(segmenter):
 
     coin = ndi.binary_fill_holes(ndi.binary_opening((coins > threshold_otsu(coins)) & rough, iterations=2))
     assert iou(refined, coin) > 0.8
-    assert prediction.scores[0] == pytest.approx(iou(refined, rough), abs=0.02)
+    embedding = segmenter.embed(coins)
+    agreement = iou(refined, rough)
+    assert prediction.scores[0] == pytest.approx(_evidence(prediction, 0, embedding) * agreement, abs=0.02)
+    assert prediction.methods == ("grabcut (mask refinement)", "fallback: the mask prompt unchanged")
+    assert prediction.scores[1] == pytest.approx(FALLBACK_WEIGHT * _evidence(prediction, 1, embedding), abs=1e-6)
 
 
 def test_only_exclude_points_give_an_empty_mask(segmenter):
@@ -194,8 +224,6 @@ def _disc_image(size=120, centre=(60, 60), radius=30):
 
 
 def test_random_walker_from_one_click_recovers_a_disc():
-    from segprompt.backends.classical import ClassicalSegmenter
-
     image, disc = _disc_image()
     walker = ClassicalSegmenter(click_method="random_walker")
     prediction = walker.predict(walker.embed(image), Prompt(points=Points.from_lists([(60, 60)])))
@@ -204,8 +232,6 @@ def test_random_walker_from_one_click_recovers_a_disc():
 
 
 def test_random_walker_exclude_click_splits_off_a_region():
-    from segprompt.backends.classical import ClassicalSegmenter
-
     # Two touching bright discs: one include click in the left, one exclude in the right.
     left, left_disc = _disc_image(centre=(42, 60), radius=22)
     right, right_disc = _disc_image(centre=(82, 60), radius=22)
@@ -223,15 +249,17 @@ def test_points_in_a_box_add_a_box_seeded_random_walker_candidate(segmenter):
     first = segmenter.predict(segmenter.embed(image), prompt)
     again = segmenter.predict(segmenter.embed(image), prompt)
     assert first.masks.shape[0] == 3  # GrabCut, ellipse (score 0), random walker
+    assert first.methods[1] == "fallback ellipse" and first.scores[1] == 0.0
     walked = first.masks[2]
     assert iou(walked, disc) >= 0.9
-    assert first.scores[2] == pytest.approx(box_consistency(walked, np.array([25, 25, 95, 95])))
+    consistency = box_consistency(walked, np.array([25, 25, 95, 95]))
+    expected = ClassicalSegmenter.mask_evidence(segmenter.embed(image), walked) * consistency**BOX_CONSISTENCY_POWER
+    assert first.scores[2] == pytest.approx(expected, abs=1e-6)
     np.testing.assert_array_equal(first.masks, again.masks)
     np.testing.assert_array_equal(first.scores, again.scores)
 
 
 def test_unknown_click_method_is_refused():
-    from segprompt.backends.classical import ClassicalSegmenter
     from segprompt.errors import SegpromptError
 
     with pytest.raises(SegpromptError, match="click_method 'snake'"):
@@ -243,5 +271,12 @@ def test_every_candidate_says_how_it_was_made_and_the_fallback_is_named(segmente
     box = segmenter.segment(image, Prompt(box=Box(95, 55, 225, 165)))
     assert box.methods is not None and len(box.methods) == len(box.scores)
     assert box.methods[-1] == "fallback ellipse" and box.method.startswith("grabcut")
-    click = segmenter.segment(image, Prompt(points=Points.from_lists([[160, 110]])), multimask=False)
-    assert click.methods == (click.method,) and "click" in click.method
+    click = segmenter.segment(image, Prompt(points=Points.from_lists([[160, 110]])))
+    assert len(click.methods) == len(click.scores)
+    assert all(m.startswith("colour flood (tolerance quantile") or m.startswith("grabcut (click window") for m in click.methods)
+    assert list(click.scores) == sorted(click.scores, reverse=True)  # best first
+    single = segmenter.segment(image, Prompt(points=Points.from_lists([[160, 110]])), multimask=False)
+    assert single.methods == (click.method,)
+    legacy = ClassicalSegmenter(click_method="grabcut")
+    old = legacy.segment(image, Prompt(points=Points.from_lists([[160, 110]])), multimask=False)
+    assert old.method.startswith("grabcut (click window")
