@@ -14,14 +14,17 @@ from segprompt.backends.classical import (
     box_consistency,
 )
 from segprompt.backends.mask_quality import evidence
-from segprompt.baselines import box_fill, centre_click, plain_grabcut
+from conftest import require_shared
+from segprompt.baselines import Summary, evaluate, plain_grabcut
 from segprompt.datasets import open_dataset
 from segprompt.errors import UnsupportedPromptError
 from segprompt.metrics import iou
 from segprompt.prompts import Box, MaskPrompt, Points, Prompt, Text
 
-# The first objects of each dataset, few enough to keep the file near a minute on a loaded 2-core machine.
-N_KVASIR, N_COCO = 3, 4
+#: The shared datasets the backend is checked on, each through the objects of its samples at a quarter and three
+#: quarters of the way (the first object of each; BUSI's normal cases have none, the next sample is taken):
+#: 12 objects of six domains, about a minute on a loaded 2-core machine.
+SHARED_DATASETS = ("kvasir_seg", "busi", "skin_lesion_isic_ham", "coco_mval", "grabcut_scribbles", "sam_med2d_demo_ct")
 
 
 @pytest.fixture(scope="module")
@@ -29,42 +32,61 @@ def segmenter():
     return create("classical")
 
 
-def _objects(path, n):
-    out = []
-    for sample in open_dataset(path):
-        for obj in sample.objects():
-            out.append((sample, obj))
-            if len(out) == n:
-                return out
-    return out
+@pytest.fixture(scope="module")
+def shared_answers(segmenter):
+    """``{dataset: Summary}``: one box and one click per object, with the baselines (segprompt.baselines.evaluate)."""
+    answers = {}
+    for name in SHARED_DATASETS:
+        dataset = open_dataset(require_shared(name))
+        summaries = []
+        for fraction in (0.25, 0.75):
+            index = int(fraction * len(dataset))
+            while not list(dataset[index].objects()):
+                index += 1
+            summaries.append(evaluate(segmenter, [dataset[index]], max_objects=1))
+        answers[name] = Summary.merged(summaries)
+    return answers
 
 
 @pytest.mark.shared_data
-def test_box_beats_plain_grabcut_and_box_fill(segmenter, shared_data):
-    # Measured mean IoU (ours / plain cv2.grabCut / box fill): kvasir_seg first 3 objects
-    # 0.732 / 0.387 / 0.586; coco_mval first 4 objects 0.633 / 0.509 / 0.630. Thresholds are ours - 0.05;
-    # pooled over the 7 objects ours leads plain GrabCut by 0.22 and the box by 0.06.
-    # (On 12 objects each, see benchmarks/eval_classical.py: kvasir_seg 0.81 / 0.57 / 0.64.)
-    pooled: dict[str, list[float]] = {"ours": [], "plain": [], "fill": []}
-    for name, n, min_iou in (("kvasir_seg", N_KVASIR, 0.68), ("coco_mval", N_COCO, 0.58)):
-        ours = []
-        for sample, obj in _objects(shared_data(name), n):
-            box = Box.from_mask(obj.mask)
-            ours.append(iou(segmenter.segment(sample.image, Prompt(box=box)).best_mask, obj.mask, sample.ignore))
-            pooled["plain"].append(iou(plain_grabcut(sample.image, box), obj.mask, sample.ignore))
-            pooled["fill"].append(iou(box_fill(obj.mask.shape, box), obj.mask, sample.ignore))
-        assert np.mean(ours) >= min_iou, name
-        pooled["ours"] += ours
-    assert np.mean(pooled["ours"]) > np.mean(pooled["plain"]) + 0.1
-    assert np.mean(pooled["ours"]) > np.mean(pooled["fill"]) + 0.03
+def test_box_beats_plain_grabcut_and_box_fill(shared_answers):
+    pooled = Summary.merged(shared_answers.values())
+    # Measured mean IoU over the 12 objects (ours / plain cv2.grabCut / box fill): 0.846 / 0.500 / 0.713.
+    # Thresholds: ours - 0.05, and leads of 0.25 and 0.08.
+    assert pooled.mean("box") >= 0.79
+    assert pooled.mean("box") > pooled.mean("plain_grabcut") + 0.25
+    assert pooled.mean("box") > pooled.mean("box_fill") + 0.08
+    # The box answers are those of the previous rule (box consistency >= 0.8, else the ellipse) or better.
+    for summary in shared_answers.values():
+        assert summary.mean("box") >= summary.mean("box_rule") - 0.01
 
 
 @pytest.mark.shared_data
-def test_one_centre_click_segments_a_skin_lesion(segmenter, shared_data):
-    # Dermoscopy lesions are compact and contrasted: measured IoU 0.776; threshold = measured - 0.08.
-    ((sample, obj),) = _objects(shared_data("skin_lesion_isic_ham"), 1)
-    prompt = Prompt(points=Points.from_lists([centre_click(obj.mask)]))
-    assert iou(segmenter.segment(sample.image, prompt).best_mask, obj.mask) >= 0.7
+def test_scores_rank_the_answers_as_their_true_iou_does(shared_answers):
+    pooled = Summary.merged(shared_answers.values())
+    # Measured Spearman correlation of score with IoU over these 12 objects: box 0.52, click 0.89, both 0.58;
+    # thresholds leave 0.2 for noise (eval_classical.py measures every object of the six datasets).
+    assert pooled.spearman("box") >= 0.3
+    assert pooled.spearman("click") >= 0.65
+    assert pooled.spearman("box", "click") >= 0.35
+
+
+@pytest.mark.shared_data
+def test_the_fallback_ellipse_is_named_and_scores_below_every_grabcut_answer(shared_answers):
+    answers = [o for summary in shared_answers.values() for o in summary.objects]
+    ellipse = [o.score["box"] for o in answers if o.method["box"] == "fallback ellipse"]
+    grabcut = [o.score["box"] for o in answers if o.method["box"].startswith("grabcut")]
+    # Measured: 4 of the 12 box answers are the ellipse, scored 0.31-0.47; the GrabCut ones 0.54-0.98.
+    assert len(ellipse) >= 2 and grabcut
+    assert max(ellipse) <= FALLBACK_WEIGHT
+    assert max(ellipse) < min(grabcut)
+
+
+@pytest.mark.shared_data
+def test_one_click_at_the_middle_of_the_object(shared_answers):
+    # The previous GrabCut click windows averaged IoU 0.36 over the six datasets (eval_classical.py); over these
+    # 12 objects one click now reaches 0.58; threshold 0.48.
+    assert Summary.merged(shared_answers.values()).mean("click") >= 0.48
 
 
 def _blob_image(height=900, width=1200, rect=(500, 300, 800, 500)):
@@ -123,14 +145,48 @@ def test_exclude_point_removes_a_region(segmenter):
     assert (left_only & right_coin).sum() < 0.05 * right_coin.sum()
 
 
-def test_deterministic(segmenter):
+@pytest.mark.parametrize(
+    "prompt",
+    [Prompt(box=Box(150, 12, 300, 178)), Prompt(points=Points.from_lists([(220, 90)], [(120, 300)]))],
+    ids=["box", "clicks"],
+)
+def test_deterministic(segmenter, prompt):
     image = skimage.data.astronaut()
-    prompt = Prompt(box=Box(150, 12, 300, 178))
     embedding = segmenter.embed(image)
     first = segmenter.predict(embedding, prompt)
     second = segmenter.predict(segmenter.embed(image), prompt)
     np.testing.assert_array_equal(first.masks, second.masks)
     np.testing.assert_array_equal(first.scores, second.scores)
+    assert first.methods == second.methods
+
+
+def test_an_exclude_click_stops_the_proposals_at_a_touching_object_of_the_same_colour(segmenter):
+    # Two touching bright discs: one include click in the left, one exclude in the right.
+    left, left_disc = _disc_image(centre=(42, 60), radius=22)
+    right, right_disc = _disc_image(centre=(82, 60), radius=22)
+    image = np.maximum(left, right)
+    prediction = segmenter.segment(image, Prompt(points=Points.from_lists([(38, 60)], [(88, 60)])))
+    right_only = right_disc & ~left_disc
+    for mask, method in zip(prediction.masks, prediction.methods):
+        assert mask[60, 38] and not mask[60, 88]
+        if method.startswith("colour flood"):
+            # Every flood of the left disc's colour that reaches the right disc reaches the exclude click too.
+            assert not (mask & right_only).any()
+    assert np.count_nonzero(prediction.best_mask & right_only) < 0.3 * np.count_nonzero(right_only)
+
+
+def test_clicks_on_two_colours_of_one_object_grow_both_parts(segmenter):
+    # A red square beside a green one on grey: one include click in each.
+    image = np.full((120, 160, 3), 128, np.uint8)
+    image[30:90, 30:80] = (200, 40, 40)
+    image[30:90, 80:130] = (40, 180, 40)
+    truth = np.zeros((120, 160), bool)
+    truth[30:90, 30:130] = True
+    prediction = segmenter.segment(image, Prompt(points=Points.from_lists([(55, 60), (105, 60)])), multimask=False)
+    assert iou(prediction.best_mask, truth) > 0.9
+    # Several include clicks: GrabCut windows around them, scored by evidence times containment.
+    assert prediction.method.startswith("grabcut (click window")
+    assert 0.5 < prediction.scores[0] <= 1.0
 
 
 def _evidence(prediction, index, embedding):
