@@ -73,7 +73,7 @@ Each proposal keeps the components holding include points, holes filled,
 minus the exclude discs, and scores ``evidence * centredness ** 2``
 (:mod:`~segprompt.backends.mask_quality`): how well it follows the image's
 edges and how compact it is, and whether the clicks sit near its middle (a
-flood grown into the whole body has the aorta click near its edge; a blob
+flood grown into a larger region mostly has the click off its middle; a blob
 stopped inside the object cuts its superpixels). The answer is the
 :data:`CLICK_CANDIDATES` best proposals that do not overlap each other more
 than :data:`DISTINCT_IOU`, best first; each names its maker
@@ -84,8 +84,9 @@ is no longer where they are: with two or more, the answer is the GrabCut
 windows of the previous click method below (on the working copy, one per
 :data:`CLICK_SCALES`), scored ``evidence * containment``. On PointPrompt's
 automatic multi-point prompts (``segprompt bench pointprompt``, first 2
-grabcut_scribbles images, mean of the automatic strategies) the proposals reached mean
-IoU 0.69, these windows 0.94, and the same windows ranked by containment alone
+grabcut_scribbles images, mean of the automatic strategies) the proposals
+reached mean IoU 0.69, these windows 0.94, and the same windows ranked by
+containment alone
 (the previous method) 0.96: all of the difference is one saliency prompt
 whose smallest window won on evidence (0.77 for 0.96 on that strategy).
 
@@ -96,11 +97,15 @@ colour contrast with a ring around the mask, edge strength along the border,
 centredness, area) reached 0.06–0.34; the product above about 0.55. Its
 exponents come from a grid of 0, 1/2, 1, 2: with any one dataset left out the
 grid gives the same exponents on the other five, except without CT
-(centredness and solidity to the power 1, and 0.32 on CT instead of 0.42). Felzenszwalb
-segments and floods on a blurrier copy added nothing; refining the chosen
+(centredness and solidity to the power 1, and 0.32 on CT instead of 0.42).
+Felzenszwalb segments and floods on a blurrier copy added nothing; superpixel
+counts of 150-1000 changed little; refining the chosen
 proposal with GrabCut at the working resolution lowered it. The click at each
 object's most interior pixel is what ``centredness`` rewards most; a user's
-first click near the middle of an object is what it assumes.
+first click near the middle of an object is what it assumes. The weak spot:
+an object smaller than a superpixel of the proposal copy (a CT aorta of some
+150 px there) cannot show that its border follows the image, so a larger
+region around it that happens to be centred on the click (the body) wins.
 
 Points only: the previous click methods
 ---------------------------------------
