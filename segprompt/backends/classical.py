@@ -86,9 +86,9 @@ windows of the previous click method below (on the working copy, one per
 automatic multi-point prompts (``segprompt bench pointprompt``, first 2
 grabcut_scribbles images, mean of the automatic strategies) the proposals
 reached mean IoU 0.69, these windows 0.94, and the same windows ranked by
-containment alone
-(the previous method) 0.96: all of the difference is one saliency prompt
-whose smallest window won on evidence (0.77 for 0.96 on that strategy).
+containment alone (the previous method) 0.96: most of the difference is one
+saliency prompt whose smallest window won on evidence (0.77 for 0.96 on that
+strategy).
 
 Design notes, on the six shared datasets of ``benchmarks/eval_classical.py``
 at design time: the best of all proposals (an oracle) averaged IoU 0.71 over
