@@ -532,9 +532,12 @@ class ClassicalSegmenter(Segmenter):
     def _click_candidates(
         self, embedding: Embedding, prompt: Prompt
     ) -> tuple[list[np.ndarray], list[float], list[str]]:
+        if prompt.points is None or len(prompt.points.include) == 0:
+            # Only exclude points: nothing was asked for.
+            return [np.zeros(embedding.data["proposal"].shape[:2], bool)], [0.0], ["empty: no include point"]
         if self.click_method != "proposals":
             return self._window_candidates(embedding, prompt, with_evidence=False)
-        if prompt.points is not None and len(prompt.points.include) > 1:
+        if len(prompt.points.include) > 1:
             # Several include clicks outline the object's extent: GrabCut windows around them fit it better.
             return self._window_candidates(embedding, prompt, with_evidence=True)
         return self._proposal_candidates(embedding, prompt)
@@ -573,8 +576,6 @@ class ClassicalSegmenter(Segmenter):
         image = embedding.data["proposal"]
         shape = image.shape[:2]
         include, exclude = self._points_in(prompt, embedding.data["proposal_scale"])
-        if len(include) == 0:
-            return [np.zeros(shape, bool)], [0.0], ["empty: no include point"]
         radius = max(2.0, SEED_RADIUS_FRACTION * max(shape))
         seed_discs = [_discs(shape, point[None], radius) for point in include]
         seeds = np.logical_or.reduce(seed_discs)
@@ -613,9 +614,6 @@ class ClassicalSegmenter(Segmenter):
         work = embedding.data["work"]
         shape = work.shape[:2]
         include, exclude = self._points_in(prompt, embedding.data["scale"])
-        if len(include) == 0:
-            # Only exclude points: nothing was asked for.
-            return [np.zeros(shape, bool)], [0.0], ["empty: no include point"]
         radius = max(2.0, SEED_RADIUS_FRACTION * max(shape))
         seeds = _discs(shape, include, radius)
         excluded = _discs(shape, exclude, radius) & ~seeds
