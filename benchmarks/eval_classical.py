@@ -48,38 +48,41 @@ DATASETS = (
     "grabcut_scribbles",
     "sam_med2d_demo_ct",
 )
-#: (header, width, value of a summary): the table's columns after the dataset name.
-COLUMNS = (
-    ("n", 4, lambda s: f"{len(s.objects):4d}"),
-    ("box before", 10, lambda s: f"{s.mean('box_rule'):10.3f}"),
-    ("box", 6, lambda s: f"{s.mean('box'):6.3f}"),
-    ("click before", 12, lambda s: f"{s.mean('click_before'):12.3f}"),
-    ("click", 6, lambda s: f"{s.mean('click'):6.3f}"),
-    ("plain GC", 8, lambda s: f"{s.mean('plain_grabcut'):8.3f}"),
-    ("box fill", 8, lambda s: f"{s.mean('box_fill'):8.3f}"),
-    ("rho box", 7, lambda s: f"{s.spearman('box'):7.3f}"),
-    ("rho click", 9, lambda s: f"{s.spearman('click'):9.3f}"),
-    ("rho both", 8, lambda s: f"{s.spearman('box', 'click'):8.3f}"),
-    ("s/click before", 14, lambda s: f"{s.seconds('click_before'):14.2f}"),
-    ("s/click", 7, lambda s: f"{s.seconds('click'):7.2f}"),
+#: (header, IoU key of segprompt.baselines.METHODS): the mean-IoU columns.
+IOU_COLUMNS = (
+    ("box before", "box_rule"),
+    ("box", "box"),
+    ("click before", "click_before"),
+    ("click", "click"),
+    ("plain GC", "plain_grabcut"),
+    ("box fill", "box_fill"),
 )
+#: (header, answers pooled): the Spearman columns, score against IoU.
+RHO_COLUMNS = (("rho box", ("box",)), ("rho click", ("click",)), ("rho both", ("box", "click")))
+#: (header, step): the seconds-per-answer columns.
+SECONDS_COLUMNS = (("s/click before", "click_before"), ("s/click", "click"))
 
 
-def _row(name: str, summary: Summary) -> str:
-    return f"{name:22s} " + " ".join(value(summary) for _, _, value in COLUMNS)
+def _width(header: str) -> int:
+    return max(len(header), 6)
 
 
-def _mean_row(summaries: list[Summary]) -> str:
-    """The mean over datasets of each IoU column (each dataset weighs the same); other cells blank."""
-    cells = []
-    for header, width, _ in COLUMNS:
-        key = {"box before": "box_rule", "box": "box", "click before": "click_before", "click": "click",
-               "plain GC": "plain_grabcut", "box fill": "box_fill"}.get(header)
-        if key is None:
-            cells.append(" " * width)
-        else:
-            cells.append(f"{sum(s.mean(key) for s in summaries) / len(summaries):{width}.3f}")
-    return f"{'mean of datasets':22s} " + " ".join(cells)
+def _header() -> str:
+    titles = [title for title, _ in IOU_COLUMNS + RHO_COLUMNS + SECONDS_COLUMNS]
+    return f"{'dataset':22s} {'n':>4s} " + " ".join(f"{title:>{_width(title)}s}" for title in titles)
+
+
+def _row(name: str, summary: Summary, iou_means: list[float] | None = None) -> str:
+    """One table row; ``iou_means`` replaces the IoU cells (and blanks the others) for the mean-of-datasets row."""
+    if iou_means is None:
+        cells = [f"{len(summary.objects):4d}"]
+        cells += [f"{summary.mean(key):{_width(title)}.3f}" for title, key in IOU_COLUMNS]
+        cells += [f"{summary.spearman(*answers):{_width(title)}.3f}" for title, answers in RHO_COLUMNS]
+        cells += [f"{summary.seconds(step):{_width(title)}.2f}" for title, step in SECONDS_COLUMNS]
+    else:
+        cells = [" " * 4] + [f"{value:{_width(title)}.3f}" for (title, _), value in zip(IOU_COLUMNS, iou_means)]
+        cells += [" " * _width(title) for title, _ in RHO_COLUMNS + SECONDS_COLUMNS]
+    return f"{name:22s} " + " ".join(cells)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     segmenter = create("classical", click_method=args.click_method)
     before = create("classical", click_method=args.before)
-    header = f"{'dataset':22s} " + " ".join(f"{title:>{width}s}" for title, width, _ in COLUMNS)
+    header = _header()
     rows = [f"click: {args.click_method} (before: {args.before})", header, "-" * len(header)]
     summaries = []
     for name in args.datasets:
@@ -104,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(_row(name, summary))
         print(rows[-1], file=sys.stderr, flush=True)
     rows.append("-" * len(header))
-    rows.append(_mean_row(summaries))
+    # Each dataset weighs the same in the mean of the datasets; the pooled row weighs each object the same.
+    means = [sum(summary.mean(key) for summary in summaries) / len(summaries) for _, key in IOU_COLUMNS]
+    rows.append(_row("mean of datasets", Summary(), means))
     rows.append(_row("all objects pooled", Summary.merged(summaries)))
     print("\n".join(rows))
 
