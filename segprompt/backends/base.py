@@ -236,6 +236,35 @@ class Segmenter(ABC):
 
 #: Which of a prompt's candidate masks a batch returns: every one, the highest-scored, or ``masks[0]``.
 CandidateSelection = Literal["all", "best", "first"]
+CANDIDATE_SELECTIONS: tuple[str, ...] = ("all", "best", "first")
+
+
+def chosen_candidates(scores: torch.Tensor, select: CandidateSelection) -> torch.Tensor:
+    """``(B, K')`` int64 indices into the ``K`` candidates of ``(B, K)`` ``scores`` that ``select`` keeps."""
+    import torch
+
+    batch, count = scores.shape
+    if select == "all":
+        return torch.arange(count, device=scores.device).repeat(batch, 1)
+    if select == "best":
+        return scores.argmax(dim=1, keepdim=True)
+    return torch.zeros((batch, 1), dtype=torch.int64, device=scores.device)
+
+
+def prompt_groups(prompts: Sequence[Prompt], size: int, *, shared_mask: bool = False) -> list[list[int]]:
+    """Indices of ``prompts`` in groups of at most ``size`` that a SAM-like decoder can decode together.
+
+    A prompt encoder batches only prompts with the same parts and the same
+    number of points; order within a group follows ``prompts``. With
+    ``shared_mask`` (models that take one mask prompt per image, shared by the
+    batch) every prompt holding a mask is a group of its own.
+    """
+    groups: dict[tuple[int, bool, int], list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        n_points = 0 if prompt.points is None else len(prompt.points)
+        mask_key = -1 if prompt.mask is None else (index if shared_mask else 0)
+        groups.setdefault((n_points, prompt.box is not None, mask_key), []).append(index)
+    return [group[start : start + size] for group in groups.values() for start in range(0, len(group), max(1, size))]
 
 
 @dataclass
@@ -306,6 +335,7 @@ class BatchPredictor(ABC):
 
 
 __all__ = [
+    "CANDIDATE_SELECTIONS",
     "BatchPredictor",
     "CandidateBatch",
     "CandidateSelection",
@@ -313,4 +343,6 @@ __all__ = [
     "Embedding",
     "Prediction",
     "Segmenter",
+    "chosen_candidates",
+    "prompt_groups",
 ]
