@@ -211,3 +211,46 @@ def test_compositions_that_cannot_work_are_refused_by_name(refine, tiny_clipseg,
 
     other = create("sam3-tracker", pretrained=random_sam3_tracker("tiny", seed=1))
     assert not ComposedSegmenter(refine.proposer, other).shares_backbone
+
+
+def test_cli_text_and_a_point_write_the_refined_mask(refine, embedding, folders, tmp_path, capsys):
+    from segprompt.cli import main
+    from segprompt.io import read_mask, write_image
+
+    image_path = tmp_path / "coffee.png"
+    write_image(image_path, IMAGE)
+    prompt = Prompt(text=Text("cup"), points=Points.from_lists([(75, 50)]))
+    expected = refine.predict(embedding, prompt, multimask=False).best_mask.astype(np.uint8) * 255
+    common = ["segment", str(image_path), "--model-dir", str(folders["sam3"]), "--min-score", "0", "--text", "cup",
+              "--point", "75,50"]
+    assert main([*common, "--backend", "sam3-refine", "--out", str(tmp_path / "route.png")]) == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "route.png"), expected)
+    assert main([*common, "--backend", "composed", "--proposer", "sam3", "--refiner", "sam3-tracker",
+                 "--out", str(tmp_path / "composed.png")]) == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "composed.png"), expected)
+    assert main([*common, "--backend", "sam3-refine", "--exemplar-model-dir", str(folders["owlv2"]),
+                 "--out", str(tmp_path / "bad.png")]) == 2
+    assert "--exemplar-model-dir is not used by the 'sam3-refine' backend" in capsys.readouterr().err
+
+
+def test_cli_a_reference_image_writes_every_instance(reference_route, folders, tmp_path):
+    from segprompt.cli import main
+    from segprompt.io import read_mask, write_image, write_mask
+
+    paths = {name: tmp_path / f"{name}.png" for name in ("coffee", "astronaut", "astronaut_mask")}
+    write_image(paths["coffee"], IMAGE)
+    write_image(paths["astronaut"], REFERENCE_IMAGE)
+    write_mask(paths["astronaut_mask"], REFERENCE_MASK)
+    expected = reference_route.predict(reference_route.embed(IMAGE), Prompt(reference=REFERENCE)).instances
+    reference = ["--reference", str(paths["astronaut"]), "--reference-mask", str(paths["astronaut_mask"])]
+    assert main(["segment", str(paths["coffee"]), "--backend", "sam3-reference", "--model-dir", str(folders["sam3"]),
+                 "--exemplar-model-dir", str(folders["owlv2"]), "--min-score", "0", *reference,
+                 "--out", str(tmp_path / "labels.png")]) == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "labels.png"), expected.to_label_map())
+    assert (tmp_path / "labels.instances.json").is_file()
+    # the same through the general composition, the detector named as exemplar proposer
+    assert main(["segment", str(paths["coffee"]), "--backend", "composed", "--proposer", "sam3", "--refiner",
+                 "sam3-tracker", "--exemplar-proposer", "owlv2-sam", "--exemplar-model-dir", str(folders["owlv2"]),
+                 "--model-dir", str(folders["sam3"]), "--min-score", "0", *reference,
+                 "--out", str(tmp_path / "composed.png")]) == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "composed.png"), expected.to_label_map())
