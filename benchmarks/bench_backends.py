@@ -27,7 +27,9 @@ full size). Before building a full-size model the script compares an estimate
 of its memory (weights + activations, :data:`FULL_SIZE_GB`) with the memory
 available now and skips it, saying so, when it would not fit.
 
-Run on a quiet machine (the lead's command)::
+On a 2-core CPU the full-size SAM 3 rows (a 0.45 B-parameter ViT at 1008 x 1008, plus OWLv2 at 960 for
+``sam3-reference``) take minutes per ``embed``; ``--backends`` picks rows. Run on a quiet machine (the lead's
+command)::
 
     .venv/bin/python benchmarks/bench_backends.py --sizes tiny full --repeats 3
 

@@ -254,3 +254,15 @@ def test_cli_a_reference_image_writes_every_instance(reference_route, folders, t
                  "--model-dir", str(folders["sam3"]), "--min-score", "0", *reference,
                  "--out", str(tmp_path / "composed.png")]) == 0
     np.testing.assert_array_equal(read_mask(tmp_path / "composed.png"), expected.to_label_map())
+
+
+@pytest.mark.parametrize("name", ["sam3-refine", "sam3-reference"])
+def test_offline_without_a_folder_the_routes_name_it_and_the_licence(tmp_path, monkeypatch, name):
+    from segprompt.errors import CheckpointError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_home"))
+    with pytest.raises(CheckpointError) as info:
+        create(name)
+    message = str(info.value)
+    assert "facebook--sam3" in message and "gated" in message and "hf download facebook/sam3" in message
