@@ -34,17 +34,22 @@ def tiny_checkpoint(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def write_coins(root, count: int) -> None:
+    """``count`` (at most 4) 48 x 80 crops of scikit-image's coins under ``root/images``, thresholded under ``root/masks``."""
+    coins = data.coins()
+    for i, (row, col) in enumerate([(20, 30), (100, 150), (180, 40), (60, 250)][:count]):
+        crop = coins[row : row + 48, col : col + 80]
+        write_image(root / "images" / f"c{i}.png", crop)
+        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+
+
 def _sam_args(checkpoint) -> list[str]:
     return ["--backend", "sam", "--model-type", "tiny", "--checkpoint", str(checkpoint)]
 
 
 def test_bench_pointprompt_writes_results_summary_plots_and_finetune(tmp_path, tiny_checkpoint, capsys):
     root = tmp_path / "data"
-    coins = data.coins()
-    for i, (row, col) in enumerate([(20, 30), (100, 150)]):
-        crop = coins[row : row + 48, col : col + 80]
-        write_image(root / "images" / f"c{i}.png", crop)
-        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    write_coins(root, 2)
     out = tmp_path / "run"
     argv = ["bench", "pointprompt", "--data", str(root), "--out", str(out), *_sam_args(tiny_checkpoint),
             "--strategies", "random", "distance_centre", "--points", "2,1", "--finetune", "--epochs", "1"]
@@ -73,11 +78,7 @@ TIMING_COLUMNS = ("embed_seconds", "select_seconds", "predict_seconds")
 
 def test_two_workers_write_the_one_process_results(tmp_path, tiny_checkpoint):
     root = tmp_path / "data"
-    coins = data.coins()
-    for i, (row, col) in enumerate([(20, 30), (100, 150), (180, 40), (60, 250)]):
-        crop = coins[row : row + 48, col : col + 80]
-        write_image(root / "images" / f"c{i}.png", crop)
-        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    write_coins(root, 4)
     common = ["bench", "pointprompt", "--data", str(root), *_sam_args(tiny_checkpoint),
               "--strategies", "random", "max_distance", "--points", "2,1"]
 
@@ -140,11 +141,7 @@ def test_the_sam_family_runs_pointprompt_from_a_model_folder(tmp_path, name):
 
     folder = {"sam2": tiny_sam2_dir, "sam-hq": tiny_sam_hq_dir, "sam3-tracker": tiny_sam3_dir}[name](tmp_path / "model")
     root = tmp_path / "data"
-    coins = data.coins()
-    for i, (row, col) in enumerate([(20, 30), (100, 150)]):
-        crop = coins[row : row + 48, col : col + 80]
-        write_image(root / "images" / f"c{i}.png", crop)
-        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    write_coins(root, 2)
     out = tmp_path / "run"
     argv = ["bench", "pointprompt", "--data", str(root), "--out", str(out), "--backend", name, "--model-dir", str(folder),
             "--strategies", "distance_centre", "random", "--points", "2,1", "--no-cache"]
