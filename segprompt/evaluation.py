@@ -3,7 +3,7 @@
 The benchmark path: :func:`score_prompts` gives, for each of ``N`` prompts,
 the IoU with the ground truth of the mask a user (or a paper's protocol) would
 take from the backend's answer. Backends that declare
-:class:`~segprompt.backends.base.BatchPredictor` (SAM) decode the prompts in
+:class:`~segprompt.backends.base.BatchPredictor` (SAM, the transformers SAM family) decode the prompts in
 batches and return masks on the model's device, where the ground truth is
 uploaded once and the IoU counted; only ``N`` numbers come back to the host.
 Any other backend is asked one :meth:`~segprompt.backends.base.Segmenter.predict`

@@ -287,8 +287,9 @@ def random_sam2(size: Size = "tiny", seed: int = 0, variant: str = "large") -> P
     else:
         hiera = SAM2_HIERA[variant]
         config = Sam2Config(vision_config=_sam2_vision(hiera, backbone_channel_list=_channels(hiera)))
-    torch.manual_seed(seed)
-    return _pretrained(Sam2Model(config), Sam2Processor(image_processor=Sam2ImageProcessor()), size, seed)
+    with _seeded(seed):
+        model = Sam2Model(config)
+    return _pretrained(model, Sam2Processor(image_processor=Sam2ImageProcessor()), size, seed)
 
 
 #: Hiera hyper-parameters of the released SAM 2.1 sizes (transformers' ``convert_sam2_to_hf.get_config``).
@@ -356,8 +357,9 @@ def random_sam_hq(size: Size = "tiny", seed: int = 0, variant: str = "vit_b") ->
     else:
         vision = SAM_HQ_VIT[variant]
         config = SamHQConfig(vision_config=vision, mask_decoder_config={"vit_dim": vision["hidden_size"]})
-    torch.manual_seed(seed)
-    return _pretrained(SamHQModel(config), SamHQProcessor(image_processor=SamImageProcessor()), size, seed)
+    with _seeded(seed):
+        model = SamHQModel(config)
+    return _pretrained(model, SamHQProcessor(image_processor=SamImageProcessor()), size, seed)
 
 
 #: ViT hyper-parameters of SAM's (and SAM-HQ's) released sizes.
@@ -389,8 +391,9 @@ def random_edgetam(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
         config = EdgeTamConfig(vision_config=vision, **_tiny_sam_decoder())
     else:
         config = EdgeTamConfig(vision_config=EdgeTamVisionConfig(backbone_config=backbone, backbone_channel_list=channels))
-    torch.manual_seed(seed)
-    return _pretrained(EdgeTamModel(config), Sam2Processor(image_processor=Sam2ImageProcessor()), size, seed)
+    with _seeded(seed):
+        model = EdgeTamModel(config)
+    return _pretrained(model, Sam2Processor(image_processor=Sam2ImageProcessor()), size, seed)
 
 
 def _sam3_configs(size: Size) -> tuple[Any, Any]:
@@ -441,8 +444,9 @@ def random_sam3(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
     from transformers import Sam3Model
 
     detector, _ = _sam3_configs(size)
-    torch.manual_seed(seed)
-    return _pretrained(Sam3Model(detector), _sam3_processor(), size, seed)
+    with _seeded(seed):
+        model = Sam3Model(detector)
+    return _pretrained(model, _sam3_processor(), size, seed)
 
 
 def random_sam3_tracker(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
@@ -450,8 +454,22 @@ def random_sam3_tracker(size: Size = "tiny", seed: int = 0) -> PretrainedModel:
     from transformers import Sam3ImageProcessor, Sam3TrackerModel, Sam3TrackerProcessor
 
     _, tracker = _sam3_configs(size)
-    torch.manual_seed(seed)
-    return _pretrained(Sam3TrackerModel(tracker), Sam3TrackerProcessor(image_processor=Sam3ImageProcessor()), size, seed)
+    with _seeded(seed):
+        model = Sam3TrackerModel(tracker)
+    return _pretrained(model, Sam3TrackerProcessor(image_processor=Sam3ImageProcessor()), size, seed)
+
+
+def random_sam3_pair(size: Size = "tiny", seed: int = 0) -> tuple[PretrainedModel, PretrainedModel]:
+    """SAM 3's detector and tracker (:func:`random_sam3`, :func:`random_sam3_tracker`) reading one ViT's weights.
+
+    As in the ``facebook/sam3`` checkpoint, where both models load the same
+    backbone, so a composition of the two runs it once per image
+    (:class:`~segprompt.backends.base.SharedBackbone`). The two models hold
+    their own copies of the weights.
+    """
+    detector, tracker = random_sam3(size, seed), random_sam3_tracker(size, seed)
+    tracker.model.vision_encoder.backbone.load_state_dict(detector.model.vision_encoder.backbone.state_dict())
+    return detector, tracker
 
 
 def tiny_sam3_dir(directory: str | Path, seed: int = 0) -> Path:
@@ -469,8 +487,8 @@ def tiny_sam3_dir(directory: str | Path, seed: int = 0) -> Path:
 
     detector, tracker = _sam3_configs("tiny")
     tracker_video = {**tracker.to_dict(), "model_type": "sam3_tracker_video", **_TINY_SAM3_MEMORY}
-    torch.manual_seed(seed)
-    video = Sam3VideoModel(Sam3VideoConfig(detector_config=detector, tracker_config=tracker_video))
+    with _seeded(seed):
+        video = Sam3VideoModel(Sam3VideoConfig(detector_config=detector, tracker_config=tracker_video))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     video.config.save_pretrained(str(directory))

@@ -37,6 +37,19 @@ def test_lists_backends_checkpoints_and_cache(capsys):
     lines = out.splitlines()
     sam_line = next(line for line in lines if line.split()[:1] == ["sam"])
     assert "box, mask, points" in sam_line
+    # every backend, the compositions too, is listed with the prompt kinds it takes (a cell wraps onto the next lines)
+    from segprompt.backends import backend_names, get_backend_class
+    from segprompt.cli.models import KINDS_WIDTH
+
+    start = 2 + max(len(name) for name in backend_names()) + 2
+    for name in ("sam3", "sam3-refine", "sam3-reference", "composed", "sam2"):
+        first = next(k for k, line in enumerate(lines) if line.split()[:1] == [name])
+        end = first + 1
+        while end < len(lines) and lines[end].startswith("   "):
+            end += 1
+        kinds = " ".join(line[start : start + KINDS_WIDTH].strip() for line in lines[first:end]).strip()
+        assert kinds == ", ".join(sorted(get_backend_class(name).accepts)), name
+    assert get_backend_class("sam3-reference").accepts == {"reference", "text", "exemplars", "points", "box", "mask"}
     row = next(k for k, line in enumerate(lines) if line.split()[:2] == ["vit_l", "cached"])
     assert str(vit_l) in lines[row] and "2.5 KB" in " ".join(lines[row : row + 2])
     for model_type in ("vit_b", "vit_h"):

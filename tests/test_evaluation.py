@@ -9,7 +9,8 @@ from segment_anything import SamPredictor
 from skimage import data as skdata
 
 from segprompt.backends import create
-from segprompt.backends.sam import _batches, binary_mask_to_logits
+from segprompt.backends.base import prompt_groups
+from segprompt.backends.sam import binary_mask_to_logits
 from segprompt.errors import PromptError, UnsupportedPromptError
 from segprompt.evaluation import count_true, score_prompts, select_mask, selection_settings
 from segprompt.metrics import iou
@@ -173,7 +174,11 @@ def test_batches_group_by_shape_and_keep_order():
     two = Prompt(points=Points([[1, 1], [2, 2]], [1, 0]))
     boxed = Prompt(points=Points([[1, 1]], [1]), box=Box(0, 0, 4, 4))
     prompts = [one, two, one, boxed, one, two]
-    assert _batches(prompts, 2) == [[0, 2], [4], [1, 5], [3]]
+    assert prompt_groups(prompts, 2) == [[0, 2], [4], [1, 5], [3]]
+    masked = Prompt(points=Points([[1, 1]], [1]), mask=MaskPrompt(np.ones((4, 4), bool)))
+    # SAM takes a mask per prompt; the transformers SAM family one per image, so each masked prompt goes alone
+    assert prompt_groups([masked, one, masked, masked], 4) == [[0, 2, 3], [1]]
+    assert prompt_groups([masked, one, masked, masked], 4, shared_mask=True) == [[0], [1], [2], [3]]
 
 
 def test_scoring_errors_name_the_prompt(setup, tiny_sam):

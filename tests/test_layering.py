@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("errors", "atomic", "progress", "registry", "paths", "metrics", "geometry")),
     ("data model", ("io", "prompts", "text_tokenizer", "export", "session_file", "volume.reader", "volume.writer", "volume.synthetic")),
     ("models and data", ("hub", "checkpoints", "datasets")),
-    ("segmentation", ("backends", "instances", "cache", "compose", "semantic", "annotation_objects", "annotation", "everything", "annotation_outputs", "replay", "volume")),
+    ("segmentation", ("backends", "instances", "cache", "compose", "sam3_routes", "semantic", "annotation_objects", "annotation", "everything", "annotation_outputs", "replay", "volume")),
     ("evaluation and workflows", ("evaluation", "baselines", "runstore", "protocols", "distributed", "pointprompt", "showortell", "tuning", "testing")),
     ("front ends", ("cli", "__main__")),
 )

@@ -383,3 +383,44 @@ def test_the_backend_picker_offers_every_backend_and_its_sizes(make_napari_viewe
     _, make = widget._segmenter_factory()
     segmenter = make()
     assert segmenter.name == "sam2" and segmenter.model.config.vision_config.fpn_hidden_size == 32
+
+
+def test_sam3_text_and_a_click_refine_one_instance_through_the_picked_route(qtbot, make_napari_viewer, tmp_path):
+    """The picker offers the compositions; ``sam3-refine`` from a SAM 3 folder: a phrase, then a click picks one instance."""
+    from segprompt.backends import get_backend_class
+    from segprompt.instances import InstancesPrediction
+    from segprompt.testing import tiny_sam3_dir
+
+    # transformers' SAM 3 modules import torch._dynamo (and triton): before the viewer's OpenGL, as the other SAM 3 test
+    folder = tiny_sam3_dir(tmp_path / "sam3")
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(IMAGE, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    names = [widget.backend_combo.itemText(i) for i in range(widget.backend_combo.count())]
+    assert {"composed", "sam3-refine", "sam3-reference"} <= set(names)
+    widget.backend_combo.setCurrentText("sam3-reference")
+    kinds = ", ".join(sorted(get_backend_class("sam3-reference").accepts))
+    assert widget.checkpoint_status.text().startswith(f"accepts {kinds}")
+    widget.backend_combo.setCurrentText("sam3-refine")
+    widget.checkpoint_edit.setText(str(folder))
+    _, make = widget._segmenter_factory()
+    route = make()
+    assert route.name == "sam3-refine" and route.shares_backbone
+    route.proposer.threshold = 0.0  # the random detector's instances score about 0.25
+    embedding = route.embed(IMAGE)
+    widget.start_session(layer, route, embedding)
+
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.text_edit.setText("cup")
+        widget.text_edit.editingFinished.emit()
+    qtbot.waitUntil(lambda: not widget.preview_pending(), timeout=WAIT_MS)
+    everything = route.predict(embedding, widget.session.prompt)
+    assert isinstance(everything, InstancesPrediction) and len(everything.instances) > 1
+    np.testing.assert_array_equal(widget.preview_layer.data, everything.instances.to_label_map())
+
+    add_point(qtbot, widget, row=40, col=60)
+    qtbot.waitUntil(lambda: not widget.preview_pending(), timeout=WAIT_MS)
+    prompt = widget.session.prompt
+    assert prompt.text.phrase == "cup" and prompt.points.xy.tolist() == [[60.0, 40.0]]
+    expected = route.predict(embedding, prompt, multimask=True).best_mask
+    np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))

@@ -34,17 +34,22 @@ def tiny_checkpoint(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
+def write_coins(root, count: int) -> None:
+    """``count`` (at most 4) 48 x 80 crops of scikit-image's coins under ``root/images``, thresholded under ``root/masks``."""
+    coins = data.coins()
+    for i, (row, col) in enumerate([(20, 30), (100, 150), (180, 40), (60, 250)][:count]):
+        crop = coins[row : row + 48, col : col + 80]
+        write_image(root / "images" / f"c{i}.png", crop)
+        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+
+
 def _sam_args(checkpoint) -> list[str]:
     return ["--backend", "sam", "--model-type", "tiny", "--checkpoint", str(checkpoint)]
 
 
 def test_bench_pointprompt_writes_results_summary_plots_and_finetune(tmp_path, tiny_checkpoint, capsys):
     root = tmp_path / "data"
-    coins = data.coins()
-    for i, (row, col) in enumerate([(20, 30), (100, 150)]):
-        crop = coins[row : row + 48, col : col + 80]
-        write_image(root / "images" / f"c{i}.png", crop)
-        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    write_coins(root, 2)
     out = tmp_path / "run"
     argv = ["bench", "pointprompt", "--data", str(root), "--out", str(out), *_sam_args(tiny_checkpoint),
             "--strategies", "random", "distance_centre", "--points", "2,1", "--finetune", "--epochs", "1"]
@@ -73,11 +78,7 @@ TIMING_COLUMNS = ("embed_seconds", "select_seconds", "predict_seconds")
 
 def test_two_workers_write_the_one_process_results(tmp_path, tiny_checkpoint):
     root = tmp_path / "data"
-    coins = data.coins()
-    for i, (row, col) in enumerate([(20, 30), (100, 150), (180, 40), (60, 250)]):
-        crop = coins[row : row + 48, col : col + 80]
-        write_image(root / "images" / f"c{i}.png", crop)
-        write_mask(root / "masks" / f"c{i}.png", crop > 120)
+    write_coins(root, 4)
     common = ["bench", "pointprompt", "--data", str(root), *_sam_args(tiny_checkpoint),
               "--strategies", "random", "max_distance", "--points", "2,1"]
 
@@ -127,3 +128,43 @@ def test_grabcut_human_scribbles_against_automatic_points(shared_data, tmp_path,
     # The human strokes are replayed as (x, y) clicks, counted in the features.
     include = np.array(json.loads(rows["human:set1"]["include_xy"]))
     assert include.ndim == 2 and include.shape[1] == 2 and float(rows["human:set1"]["n_include"]) == len(include)
+
+
+@pytest.mark.parametrize("name", ["sam2", "sam-hq", "sam3-tracker"])
+def test_the_sam_family_runs_pointprompt_from_a_model_folder(tmp_path, name):
+    """``--backend sam2 --model-dir DIR`` etc.: every row's IoU is that of the backend's own answer to its points."""
+    from segprompt.backends import create
+    from segprompt.io import read_image, read_mask
+    from segprompt.metrics import iou
+    from segprompt.prompts import Points, Prompt
+    from segprompt.testing import tiny_sam2_dir, tiny_sam3_dir, tiny_sam_hq_dir
+
+    folder = {"sam2": tiny_sam2_dir, "sam-hq": tiny_sam_hq_dir, "sam3-tracker": tiny_sam3_dir}[name](tmp_path / "model")
+    root = tmp_path / "data"
+    write_coins(root, 2)
+    out = tmp_path / "run"
+    argv = ["bench", "pointprompt", "--data", str(root), "--out", str(out), "--backend", name, "--model-dir", str(folder),
+            "--strategies", "distance_centre", "random", "--points", "2,1", "--no-cache"]
+    assert _run(argv) == 0
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["image_id"], r["strategy"]) for r in rows) == [
+        ("c0", "distance_centre"), ("c0", "random"), ("c1", "distance_centre"), ("c1", "random")
+    ]
+    backend = create(name, model_dir=folder)
+    for row in rows:
+        image = read_image(root / "images" / f"{row['image_id']}.png")
+        gt = read_mask(root / "masks" / f"{row['image_id']}.png") > 0
+        prompt = Prompt(points=Points.from_lists(json.loads(row["include_xy"]), json.loads(row["exclude_xy"])))
+        answer = backend.predict(backend.embed(image), prompt, multimask=False)  # "best" of 3 points: the single mask
+        assert float(row["iou"]) == pytest.approx(iou(answer.masks[0], gt), abs=1e-3)  # batched: a pixel may round over
+        assert float(row["model_score"]) == pytest.approx(float(answer.scores[0]), abs=1e-5)
+    assert json.loads((out / "run.json").read_text())["options"]["source"]["backend_options"]["model_dir"] == str(folder.resolve())
+
+
+def test_model_flags_a_backend_does_not_use_are_refused(tmp_path):
+    base = ["bench", "pointprompt", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+    with pytest.raises(SegpromptError, match="--model-dir is not used by the 'sam' backend"):
+        _run([*base, "--backend", "sam", "--model-dir", str(tmp_path)])
+    with pytest.raises(SegpromptError, match="--checkpoint is not used by the 'sam2' backend"):
+        _run([*base, "--backend", "sam2", "--checkpoint", str(tmp_path / "x.pth")])

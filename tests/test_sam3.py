@@ -142,7 +142,7 @@ def test_unsupported_kinds_name_the_backend_and_kind(sam3):
 
 def test_the_cache_reopens_the_embedding_without_the_encoder(sam3, tmp_path):
     calls = []
-    hook = sam3.model.vision_encoder.register_forward_hook(lambda *args: calls.append(1))
+    hook = sam3.model.vision_encoder.backbone.register_forward_hook(lambda *args: calls.append(1))  # the ViT
     try:
         cache = EmbeddingCache(tmp_path / "cache")
         first, again = cache.embed(sam3, LANDSCAPE), cache.embed(sam3, LANDSCAPE)

@@ -127,6 +127,91 @@ def test_masks_and_scores_equal_the_transformers_pipeline(backends, references, 
     np.testing.assert_array_equal(backend.predict(embedding, refine).masks, masks)
 
 
+def _benchmark_prompts(image: np.ndarray) -> list[Prompt]:
+    """Prompts of several shapes, as a benchmark gives them: 1-3 points, points + box, a box, a mask."""
+    height, width = image.shape[:2]
+    rng = np.random.default_rng(0)
+
+    def points(n_include: int, n_exclude: int) -> Points:
+        xy = rng.uniform((0, 0), (width, height), size=(n_include + n_exclude, 2))
+        return Points.from_lists(xy[:n_include].tolist(), xy[n_include:].tolist())
+
+    shaped = [points(1, 0), points(1, 0), points(2, 1), points(1, 0), points(2, 1), points(1, 0), points(2, 0)]
+    prompts = [Prompt(points=p) for p in shaped]
+    fixed = _prompts(image)
+    return prompts + [fixed["box"], fixed["box+point"], fixed["mask+point"], fixed["mask"], Prompt(points=shaped[0])]
+
+
+#: Batched matrix products round differently from one prompt's (about 1e-11 here): the tolerance of batched logits
+#: and scores, and the logit magnitude below which a batched pixel may fall on the other side of 0.
+ROUNDING = 1e-6
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_batched_decoding_equals_predict(backends, embeddings, name):
+    """``predict_batches`` (the benchmarks' path) gives ``predict``'s scores, choices and masks for every prompt.
+
+    Several prompts in one forward round differently than one alone: logits
+    and scores agree to :data:`ROUNDING`, masks wherever ``predict``'s logit is
+    farther than that from 0. ``exact=True`` decodes each prompt alone and is
+    bit for bit.
+    """
+    backend, embedding = backends[name], embeddings[(name, "portrait")]
+    prompts = _benchmark_prompts(PORTRAIT)
+    for multimask in (True, False):
+        expected = [backend.predict(embedding, prompt, multimask) for prompt in prompts]
+        for select, exact in (("all", False), ("best", False), ("first", False), ("best", True)):
+            seen = []
+            for batch in backend.predict_batches(
+                embedding, prompts, multimask=multimask, select=select, keep_logits=True, exact=exact, chunk_size=3
+            ):
+                assert len(batch.indices) <= (1 if exact else 3)
+                for row, index in enumerate(batch.indices):
+                    answer, chosen = expected[index], batch.candidates[row].numpy()
+                    where = f"{name} multimask={multimask} {select} exact={exact} prompt {index}"
+                    logits = batch.low_res_logits[row].numpy()
+                    if exact:
+                        np.testing.assert_array_equal(batch.scores[row].numpy(), answer.scores, err_msg=where)
+                        np.testing.assert_array_equal(logits, answer.low_res_logits[chosen], err_msg=where)
+                        np.testing.assert_array_equal(batch.masks[row].numpy(), answer.masks[chosen], err_msg=where)
+                    else:
+                        np.testing.assert_allclose(batch.scores[row].numpy(), answer.scores, atol=ROUNDING, err_msg=where)
+                        np.testing.assert_allclose(logits, answer.low_res_logits[chosen], atol=ROUNDING, err_msg=where)
+                        full = backend.post_process(torch.from_numpy(answer.low_res_logits[chosen])[None, None], embedding)[0]
+                        clear = full.abs().numpy() > ROUNDING
+                        np.testing.assert_array_equal(batch.masks[row].numpy()[clear], answer.masks[chosen][clear], where)
+                    top = np.sort(answer.scores)[::-1]
+                    if select == "best" and (len(top) == 1 or top[0] - top[1] > ROUNDING):
+                        assert chosen.tolist() == [answer.best], where
+                    elif select != "best":
+                        assert chosen.tolist() == (list(range(len(answer.scores))) if select == "all" else [0]), where
+                seen += batch.indices
+            assert sorted(seen) == list(range(len(prompts)))
+
+
+@pytest.mark.parametrize("name", ["sam2", "sam3-tracker"])
+def test_score_prompts_batches_as_predict_scores(backends, embeddings, name):
+    """The benchmarks' scoring on a SAM-family backend: ``exact`` gives ``predict``'s choices and IoUs."""
+    from segprompt.evaluation import score_prompts
+    from segprompt.metrics import iou
+
+    backend, embedding = backends[name], embeddings[(name, "landscape")]
+    prompts = _benchmark_prompts(LANDSCAPE)
+    gt = np.zeros(LANDSCAPE.shape[:2], bool)
+    gt[20:70, 40:110] = True
+    for select in ("best", "first", "oracle"):
+        scored = score_prompts(backend, embedding, prompts, gt, select=select, keep_logits=True, exact=True)
+        for index, prompt in enumerate(prompts):
+            answer = backend.predict(embedding, prompt)
+            ious = [iou(mask, gt) for mask in answer.masks]
+            pick = {"best": answer.best, "first": 0, "oracle": int(np.argmax(ious))}[select]
+            assert scored.selected[index] == pick and scored.iou[index] == pytest.approx(ious[pick], abs=1e-12)
+            np.testing.assert_array_equal(scored.scores[index], answer.scores)
+            np.testing.assert_array_equal(scored.low_res_logits[index], answer.low_res_logits[pick])
+        batched = score_prompts(backend, embedding, prompts, gt, select=select, chunk_size=4)
+        np.testing.assert_allclose(batched.iou, scored.iou, atol=1e-3)  # a pixel or two may round to the other side
+
+
 def test_low_resolution_frames(backends):
     assert {name: backends[name].low_res_side for name in BACKENDS} == {
         "sam2": 256,
@@ -165,7 +250,9 @@ def test_logits_of_another_frame_are_refused(backends, embeddings):
 def test_the_cache_reopens_the_embedding_without_the_encoder(backends, embeddings, tmp_path, name):
     backend = backends[name]
     calls = []
-    hook = backend.model.vision_encoder.register_forward_hook(lambda *args: calls.append(1))
+    # the heavy part of the encoder (SAM 3's tracker runs its ViT directly: the backbone it shares with SAM 3)
+    encoder = getattr(backend.model.vision_encoder, "backbone", backend.model.vision_encoder)
+    hook = encoder.register_forward_hook(lambda *args: calls.append(1))
     try:
         cache = EmbeddingCache(tmp_path / "cache")
         first = cache.embed(backend, LANDSCAPE)

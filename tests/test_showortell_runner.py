@@ -126,3 +126,50 @@ def test_two_workers_write_the_one_process_results(shared_data, tmp_path):
     for name in ("results.csv", "references.json"):
         assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text(), name
     assert main([*common, "--out", str(tmp_path / "bad"), "--workers", "0"]) == 2
+
+
+def test_sam3_text_and_visual_methods_end_to_end(shared_data, tmp_path):
+    """``sam3:text`` is SAM 3 on the class name; ``sam3:visual`` the reference-image route (a reference from a
+    training image -> OWLv2's image-guided boxes on the test image -> SAM 3's exemplars): tiny model folders."""
+    from segprompt.showortell.runner import RunSource
+    from segprompt.testing import tiny_owlv2_dir, tiny_sam3_dir
+
+    sam3, owlv2 = tiny_sam3_dir(tmp_path / "sam3"), tiny_owlv2_dir(tmp_path / "owlv2")
+    source = RunSource(data=[str(shared_data("kvasir_seg"))], methods=["sam3:text", "sam3:visual"],
+                       model_dirs={"sam3": str(sam3), "owlv2-sam": str(owlv2)})  # fmt: skip
+    datasets, methods = source.build()
+    assert [(m.name, m.segmenter.name, m.modality) for m in methods] == [
+        ("sam3:text", "sam3", "text"), ("sam3:visual", "sam3-reference", "visual")
+    ]
+    route = methods[1].segmenter
+    assert route.exemplar_proposer.name == "owlv2-sam" and route.shares_backbone
+    settings = RunSettings(seeds=(0,), max_images=1, resize=96, templates=("{}",))
+    summary = run_show_or_tell(datasets, methods, tmp_path / "run", settings)
+
+    rows = [json.loads(line) for line in (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()]
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("sam3:text", -1), ("sam3:visual", 0)]
+    kvasir = datasets[0]
+    sample = kvasir.test[0]
+    labels, ignore = semantic_target(sample, kvasir.space)
+    image = cv2.resize(sample.image, (96, 96), interpolation=cv2.INTER_LINEAR)
+    labels = cv2.resize(labels.astype(np.int32), (96, 96), interpolation=cv2.INTER_NEAREST)
+    ignore = cv2.resize(ignore.astype(np.uint8), (96, 96), interpolation=cv2.INTER_NEAREST).astype(bool)
+    seg = segment_classes(image, {n: n.replace("_", " ") for n in kvasir.space.names}, methods[0].segmenter)
+    expected = ConfusionMatrix(kvasir.space.n_labels).update(seg.labels, labels, ignore)
+    text_row = next(r for r in rows if r["method"] == "sam3:text")
+    np.testing.assert_array_equal(text_row["matrix"], expected.matrix)
+
+    # the visual row: the run's drawn reference through the route by hand
+    from segprompt.showortell.runner import ReferenceDraws
+
+    (polyp,) = kvasir.space.names
+    (prompt,) = ReferenceDraws(settings).prompts(kvasir, polyp, 0)
+    answer = route.predict(route.embed(image), prompt)
+    visual = segment_classes(image, {polyp: prompt.reference}, route)
+    np.testing.assert_array_equal(visual.confidences[0], answer.probabilities)
+    visual_row = next(r for r in rows if r["method"] == "sam3:visual")
+    expected = ConfusionMatrix(kvasir.space.n_labels).update(visual.labels, labels, ignore)
+    np.testing.assert_array_equal(visual_row["matrix"], expected.matrix)
+    methods_summary = summary["datasets"]["kvasir_seg"]["methods"]
+    assert methods_summary["sam3:visual"]["backend"] == "sam3-reference"
+    assert methods_summary["sam3:text"]["modality"] == "text" and methods_summary["sam3:visual"]["miou"]["n"] == 1

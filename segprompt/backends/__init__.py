@@ -34,6 +34,8 @@ BACKENDS: Registry[type[Segmenter]] = Registry(
         "edgetam": "segprompt.backends.edgetam",
         "sam3-tracker": "segprompt.backends.sam3_tracker",
         "sam3": "segprompt.backends.sam3",
+        "sam3-refine": "segprompt.sam3_routes",
+        "sam3-reference": "segprompt.sam3_routes",
         "clipseg-tuned": "segprompt.tuning.segmenter",
     },
 )
@@ -68,6 +70,8 @@ _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
     "model_type": ("model_type", "sam_model_type"),
     "checkpoint": ("checkpoint", "sam_checkpoint"),
     "device": ("device",),
+    "exemplar_proposer": ("exemplar_proposer",),
+    "exemplar_model_dir": ("exemplar_model_dir",),
 }
 
 
@@ -79,20 +83,18 @@ def backend_options(name: str) -> list[str]:
     return [option for option, names in _OPTION_ALIASES.items() if any(p in accepted for p in names)]
 
 
-def create_from_options(name: str, **options: Any) -> Segmenter:
-    """Instantiate backend ``name`` from the generic user options of the CLI and napari.
+def constructor_options(name: str, **options: Any) -> dict[str, Any]:
+    """The generic user options (see :func:`create_from_options`) as keyword arguments of backend ``name``'s constructor.
 
-    ``options`` may hold ``model_dir`` (transformers backends), ``variant``
-    (the released size of ``sam2`` / ``sam-hq``), ``model_type``
-    and ``checkpoint`` (SAM, or the SAM stage of a detector backend) and
-    ``device``. Each is passed under the name the backend's constructor uses;
-    ``None`` values and options the backend has no use for are dropped, so one
-    command line serves every backend.
+    Each option goes under the name the constructor uses; ``None`` values and
+    options the backend has no use for are dropped.
+
+    Raises:
+        SegpromptError: an unknown option or backend.
     """
     import inspect
 
-    cls = get_backend_class(name)
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(get_backend_class(name).__init__).parameters
     kwargs: dict[str, Any] = {}
     for option, value in options.items():
         if value is None:
@@ -102,7 +104,21 @@ def create_from_options(name: str, **options: Any) -> Segmenter:
         target = next((p for p in _OPTION_ALIASES[option] if p in accepted), None)
         if target is not None:
             kwargs[target] = value
-    return cls(**kwargs)
+    return kwargs
+
+
+def create_from_options(name: str, **options: Any) -> Segmenter:
+    """Instantiate backend ``name`` from the generic user options of the CLI and napari.
+
+    ``options`` may hold ``model_dir`` (transformers backends), ``variant``
+    (the released size of ``sam2`` / ``sam-hq``), ``model_type``
+    and ``checkpoint`` (SAM, or the SAM stage of a detector backend),
+    ``exemplar_proposer`` and ``exemplar_model_dir`` (``sam3-reference``) and
+    ``device``. Each is passed under the name the backend's constructor uses
+    (:func:`constructor_options`); ``None`` values and options the backend has
+    no use for are dropped, so one command line serves every backend.
+    """
+    return get_backend_class(name)(**constructor_options(name, **options))
 
 
 __all__ = [
@@ -112,6 +128,7 @@ __all__ = [
     "Segmenter",
     "backend_names",
     "backend_options",
+    "constructor_options",
     "create",
     "create_from_options",
     "get_backend_class",

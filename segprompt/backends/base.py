@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import SegpromptError, UnsupportedPromptError
 from ..io import to_rgb_uint8
 from ..progress import ProgressCallback, no_progress
-from ..prompts import Prompt
+from ..prompts import Exemplars, Prompt, VisualReference
 
 if TYPE_CHECKING:
     import torch
@@ -236,6 +236,35 @@ class Segmenter(ABC):
 
 #: Which of a prompt's candidate masks a batch returns: every one, the highest-scored, or ``masks[0]``.
 CandidateSelection = Literal["all", "best", "first"]
+CANDIDATE_SELECTIONS: tuple[str, ...] = ("all", "best", "first")
+
+
+def chosen_candidates(scores: torch.Tensor, select: CandidateSelection) -> torch.Tensor:
+    """``(B, K')`` int64 indices into the ``K`` candidates of ``(B, K)`` ``scores`` that ``select`` keeps."""
+    import torch
+
+    batch, count = scores.shape
+    if select == "all":
+        return torch.arange(count, device=scores.device).repeat(batch, 1)
+    if select == "best":
+        return scores.argmax(dim=1, keepdim=True)
+    return torch.zeros((batch, 1), dtype=torch.int64, device=scores.device)
+
+
+def prompt_groups(prompts: Sequence[Prompt], size: int, *, shared_mask: bool = False) -> list[list[int]]:
+    """Indices of ``prompts`` in groups of at most ``size`` that a SAM-like decoder can decode together.
+
+    A prompt encoder batches only prompts with the same parts and the same
+    number of points; order within a group follows ``prompts``. With
+    ``shared_mask`` (models that take one mask prompt per image, shared by the
+    batch) every prompt holding a mask is a group of its own.
+    """
+    groups: dict[tuple[int, bool, int], list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        n_points = 0 if prompt.points is None else len(prompt.points)
+        mask_key = -1 if prompt.mask is None else (index if shared_mask else 0)
+        groups.setdefault((n_points, prompt.box is not None, mask_key), []).append(index)
+    return [group[start : start + size] for group in groups.values() for start in range(0, len(group), max(1, size))]
 
 
 @dataclass
@@ -305,12 +334,84 @@ class BatchPredictor(ABC):
         """
 
 
+class SharedBackbone(ABC):
+    """Capability: an image encoder made of a backbone, which other models can read, and the model's own neck.
+
+    SAM 3's detector (``sam3``) and tracker (``sam3-tracker``) both read the
+    output of one perception-encoder ViT, each through its own neck. A
+    composition of two backends whose backbones are equal
+    (:func:`same_backbone`: same preprocessing, same weights) runs the
+    backbone once per image and gives its output to both
+    (:meth:`embed_from_backbone`); each backend's own :meth:`Segmenter.embed`
+    is ``embed_from_backbone(rgb, run_backbone(rgb))``.
+    """
+
+    @abstractmethod
+    def backbone_module(self) -> torch.nn.Module:
+        """The backbone whose weights :func:`same_backbone` compares."""
+
+    @abstractmethod
+    def preprocessing(self) -> dict:
+        """The image preprocessing before the backbone (the image processor's settings), compared by :func:`same_backbone`."""
+
+    @abstractmethod
+    def run_backbone(self, rgb: np.ndarray) -> torch.Tensor:
+        """``(1, C, h, w)`` backbone features of an ``(H, W, 3)`` uint8 image, on the model's device."""
+
+    @abstractmethod
+    def embed_from_backbone(self, rgb: np.ndarray, features: torch.Tensor) -> Embedding:
+        """This backend's embedding of ``rgb`` from :meth:`run_backbone`'s ``features`` (its neck and heads' inputs)."""
+
+
+def same_backbone(first: object, second: object) -> bool:
+    """Whether two :class:`SharedBackbone` backends preprocess alike and have backbones with equal weights.
+
+    Then ``first.run_backbone(rgb)`` serves ``second.embed_from_backbone``
+    exactly. Compares every parameter and buffer (about a second for SAM 3's
+    0.45 B-parameter ViT).
+    """
+    import torch
+
+    if not (isinstance(first, SharedBackbone) and isinstance(second, SharedBackbone)):
+        return False
+    if first.preprocessing() != second.preprocessing():
+        return False
+    a, b = first.backbone_module().state_dict(), second.backbone_module().state_dict()
+    return a.keys() == b.keys() and all(
+        a[key].shape == b[key].shape and a[key].dtype == b[key].dtype and torch.equal(a[key], b[key].to(a[key].device))
+        for key in a
+    )
+
+
+class ExemplarProposer(ABC):
+    """Capability: finding on a target image the objects that a visual reference from *another* image shows, as boxes.
+
+    Those boxes become the positive exemplars of a concept backend, which takes
+    exemplars only on its own target image (SAM 3): see
+    :class:`~segprompt.compose.ComposedSegmenter`'s ``exemplar_proposer``.
+    """
+
+    @abstractmethod
+    def embed_for_exemplars(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
+        """The target image's embedding :meth:`propose_exemplars` reads (no more than it needs)."""
+
+    @abstractmethod
+    def propose_exemplars(self, embedding: Embedding, reference: VisualReference) -> Exemplars | None:
+        """Positive exemplar boxes, original-image ``(x0, y0, x1, y1)`` pixels of the target, best first; ``None`` when nothing matches."""
+
+
 __all__ = [
+    "CANDIDATE_SELECTIONS",
     "BatchPredictor",
     "CandidateBatch",
     "CandidateSelection",
     "CompositeEmbedding",
     "Embedding",
+    "ExemplarProposer",
     "Prediction",
     "Segmenter",
+    "SharedBackbone",
+    "chosen_candidates",
+    "prompt_groups",
+    "same_backbone",
 ]

@@ -27,7 +27,7 @@ from torchvision.ops import nms
 
 from ..errors import SegpromptError
 from ..hub import PretrainedModel, load_pretrained
-from ..prompts import MIN_BOX_SIDE, Box, Prompt
+from ..prompts import MIN_BOX_SIDE, Box, Exemplars, Prompt, VisualReference
 from .base import CompositeEmbedding, Embedding, Prediction, Segmenter
 from ..progress import ProgressCallback, no_progress
 
@@ -163,6 +163,24 @@ class DetectorSamSegmenter(Segmenter):
         parts = {"detector": detector, "sam": self.sam.embed(rgb)}
         progress(2, 2, f"{self.name}: image encoded")
         return CompositeEmbedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, parts)
+
+    def embed_for_exemplars(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> CompositeEmbedding:
+        """The detector's embedding alone (part ``"detector"``): proposing exemplars needs no SAM."""
+        rgb = self._rgb(image)
+        progress(0, 1, f"{self.name}: detector image features")
+        parts = {"detector": self.embed_detector(rgb)}
+        progress(1, 1, f"{self.name}: image encoded")
+        return CompositeEmbedding(self.name, self.model_id, (int(rgb.shape[0]), int(rgb.shape[1])), rgb, parts)
+
+    def propose_exemplars(self, embedding: CompositeEmbedding, reference: VisualReference) -> Exemplars | None:
+        """The top-``top_k`` detections of ``reference`` (threshold, clipping and suppression as :meth:`detect`) as positive exemplars.
+
+        For a subclass that declares :class:`~segprompt.backends.base.ExemplarProposer`
+        (a detector taking ``reference`` prompts: OWLv2's image-guided detection).
+        """
+        detections = self.detect(embedding, Prompt(reference=reference))
+        count = min(len(detections), self.top_k)
+        return Exemplars(detections.boxes[:count], np.ones(count, np.int64)) if count else None
 
     def detect(self, embedding: CompositeEmbedding, prompt: Prompt) -> Detections:
         """Detections for ``prompt`` above the threshold, clipped to the image, suppressed, best first."""

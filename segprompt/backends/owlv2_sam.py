@@ -36,7 +36,7 @@ from transformers.image_transforms import center_to_corners_format
 from ..hub import CHANNELS_LAST
 from ..prompts import Box, Prompt, VisualReference
 from . import register
-from .base import Embedding
+from .base import Embedding, ExemplarProposer
 from .detector_sam import Detections, DetectorSamSegmenter
 
 DEFAULT_HUB_ID = "google/owlv2-base-patch16-ensemble"
@@ -54,8 +54,12 @@ class Owlv2Embedding(Embedding):
 
 
 @register
-class Owlv2SamSegmenter(DetectorSamSegmenter):
+class Owlv2SamSegmenter(DetectorSamSegmenter, ExemplarProposer):
     """OWLv2 open-vocabulary detection + SAM (options: :class:`~segprompt.backends.detector_sam.DetectorSamSegmenter`).
+
+    Also an :class:`~segprompt.backends.base.ExemplarProposer`: its
+    image-guided detections of a reference become SAM 3's exemplar boxes
+    (detector only; the SAM stage is not run).
 
     ``box_threshold`` is the minimum detection score (sigmoid of the class
     logit), 0.1 by default, transformers' default for OWLv2; ``nms_threshold``

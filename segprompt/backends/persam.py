@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from ..prompts import LOW_RES_SIDE, Box, MaskPrompt, Points, Prompt, VisualReference
 from . import register
 from .base import Prediction, Segmenter
+from .exemplars import MaskExemplars
 from ..progress import ProgressCallback, no_progress
 from .frame import ModelFrame
 from .sam import GRID_SIDE, SamEmbedding, SamSegmenter
@@ -282,7 +283,7 @@ def _reference_key(reference: VisualReference) -> str:
 
 
 @register
-class PerSamSegmenter(Segmenter):
+class PerSamSegmenter(Segmenter, MaskExemplars):
     """PerSAM: segment the target shown by a visual reference, training-free.
 
     Args:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -44,11 +43,20 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..prompts import LOW_RES_SIDE, Prompt
 from . import register
-from .base import BatchPredictor, CandidateBatch, CandidateSelection, Embedding, Prediction, Segmenter
+from .base import (
+    CANDIDATE_SELECTIONS,
+    BatchPredictor,
+    CandidateBatch,
+    CandidateSelection,
+    Embedding,
+    Prediction,
+    Segmenter,
+    prompt_groups,
+)
 from ..progress import ProgressCallback, no_progress
 from .frame import ModelFrame
 from .sam_arch import IMAGE_SIZE, PATCH_SIZE, SAM_ARCHITECTURES, build_sam
-from .sam_decoder import SELECTIONS, DecoderContext, Guidance, decode_masks, upsample_logits
+from .sam_decoder import DecoderContext, Guidance, decode_masks, upsample_logits
 
 #: Side of SAM's image-feature grid (1024 / 16).
 GRID_SIDE = IMAGE_SIZE // PATCH_SIZE
@@ -133,19 +141,6 @@ def _uncertain(logits: torch.Tensor, scores: torch.Tensor, select: str) -> np.nd
         top2 = scores.topk(2, dim=1).values
         near_zero |= (top2[:, 0] - top2[:, 1]) <= SCORE_MARGIN
     return near_zero.cpu().numpy()
-
-
-def _batches(prompts: Sequence[Prompt], size: int) -> list[list[int]]:
-    """Indices of ``prompts`` in groups of at most ``size`` that can be decoded together.
-
-    The prompt encoder batches only prompts with the same parts and the same
-    number of points; order within a group follows ``prompts``.
-    """
-    groups: dict[tuple[int, bool, bool], list[int]] = defaultdict(list)
-    for index, prompt in enumerate(prompts):
-        n_points = 0 if prompt.points is None else len(prompt.points)
-        groups[(n_points, prompt.box is not None, prompt.mask is not None)].append(index)
-    return [group[start : start + size] for group in groups.values() for start in range(0, len(group), max(1, size))]
 
 
 def state_dict_fingerprint(model: torch.nn.Module) -> str:
@@ -266,7 +261,7 @@ class SamSegmenter(Segmenter, BatchPredictor):
     def encode_prompts(self, prompts: Sequence[Prompt], frame: ModelFrame) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Sparse ``(B, n, 256)`` and dense ``(B, 256, 64, 64)`` prompt embeddings (``None`` without mask prompts).
 
-        All prompts must have the same parts and point count (see :func:`_batches`).
+        All prompts must have the same parts and point count (see :func:`~segprompt.backends.base.prompt_groups`).
         """
         parts = [self.prompt_tensors(prompt, frame) for prompt in prompts]
         points = boxes = masks = None
@@ -367,8 +362,8 @@ class SamSegmenter(Segmenter, BatchPredictor):
         whose logit is within float rounding (~1e-7) of zero may flip. Memory
         grows about 40 MB per prompt of a chunk.
         """
-        if select not in SELECTIONS:
-            raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}")
+        if select not in CANDIDATE_SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(CANDIDATE_SELECTIONS)}, got {select!r}")
         self.check_prompts(embedding, prompts)
         return self._decode_batches(embedding, prompts, multimask, select, keep_logits, exact, chunk_size)
 
@@ -384,7 +379,7 @@ class SamSegmenter(Segmenter, BatchPredictor):
         chunk_size: int,
     ) -> Iterator[CandidateBatch]:
         input_hw, image_hw = embedding.input_hw, embedding.image_hw
-        for indices in _batches(prompts, chunk_size):
+        for indices in prompt_groups(prompts, chunk_size):
             chunk = [prompts[i] for i in indices]
             low_res, scores, chosen = self.decode(
                 embedding, chunk, multimask=multimask, select=select, exact=False, crop=not keep_logits

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..errors import SegpromptError
-from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
+from ..hub import PretrainedModel, load_pretrained
 from ..instances import Instances, InstancesPrediction
 from ..prompts import Prompt
 from ..text_tokenizer import clip_tokenizer
@@ -49,6 +49,7 @@ from . import register
 from ..progress import ProgressCallback, no_progress
 from .base import Embedding, Segmenter
 from .sam3_tracker import SAM3_ACCESS_NOTE
+from .sam3_vision import Sam3Backbone
 
 DEFAULT_HUB_ID = "facebook/sam3"
 #: SAM 3's text encoder has 32 positions.
@@ -75,7 +76,7 @@ def sam3_processor(image_processor: Any) -> Any:
 
 
 @register
-class Sam3Segmenter(Segmenter):
+class Sam3Segmenter(Segmenter, Sam3Backbone):
     """SAM 3 concept segmentation through transformers' ``Sam3Model``.
 
     Args:
@@ -126,19 +127,18 @@ class Sam3Segmenter(Segmenter):
     def model_id(self) -> str:
         return self._model_id
 
-    def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
-        """``(1, 3, 1008, 1008)`` float32: the processor's resize and normalisation."""
-        return self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)["pixel_values"].to(self.device)
-
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Sam3Embedding:
-        """Run SAM 3's vision encoder once (see :class:`Sam3Embedding`)."""
+        """Run SAM 3's vision encoder once (see :class:`Sam3Embedding`): the shared ViT, then the detector's neck."""
         rgb = self._rgb(image)
         progress(0, 1, "SAM 3: encoding the image")
-        with torch.inference_mode():
-            vision = self.model.get_vision_features(pixel_values=self.pixel_values(rgb))
+        embedding = self.embed_from_backbone(rgb, self.run_backbone(rgb))
         progress(1, 1, "SAM 3: image encoded")
+        return embedding
+
+    def embed_from_backbone(self, rgb: np.ndarray, features: torch.Tensor) -> Sam3Embedding:
+        """The detector's feature pyramid over the ViT's ``features`` (:mod:`segprompt.backends.sam3_vision`)."""
         image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
-        return Sam3Embedding(self.name, self.model_id, image_hw, rgb, tuple(vision.fpn_hidden_states))
+        return Sam3Embedding(self.name, self.model_id, image_hw, rgb, self.neck(features))
 
     def vision_embeds(self, embedding: Sam3Embedding) -> Any:
         """The ``Sam3VisionEncoderOutput`` the model's ``forward(vision_embeds=...)`` takes, rebuilt from the embedding."""

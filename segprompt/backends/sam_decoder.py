@@ -51,7 +51,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,11 +58,9 @@ from segment_anything.modeling import Sam
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 
 from ..prompts import LOW_RES_SIDE
+from .base import CandidateSelection, chosen_candidates
 from .sam_arch import IMAGE_SIZE
 
-#: Which decoded candidates come back: every one, the highest-scored, or ``masks[0]``.
-Select = Literal["all", "best", "first"]
-SELECTIONS: tuple[str, ...] = ("all", "best", "first")
 #: Low-resolution logits per input pixel along each axis (256 / 1024).
 LOW_RES_STRIDE = IMAGE_SIZE // LOW_RES_SIDE
 
@@ -429,16 +426,6 @@ def _upscale_fast(model: Sam, keys: torch.Tensor, hyper: torch.Tensor, cells: tu
     return masks.transpose(1, 2).reshape(b, -1, height, width)
 
 
-def _chosen(scores: torch.Tensor, select: str) -> torch.Tensor:
-    """``(B, K')`` int64 indices into the ``K`` candidates that ``select`` keeps."""
-    batch, count = scores.shape
-    if select == "all":
-        return torch.arange(count, device=scores.device).repeat(batch, 1)
-    if select == "best":
-        return scores.argmax(dim=1, keepdim=True)
-    return torch.zeros((batch, 1), dtype=torch.int64, device=scores.device)
-
-
 @torch.inference_mode()
 def decode_masks(
     model: Sam,
@@ -447,7 +434,7 @@ def decode_masks(
     dense: torch.Tensor | None,
     *,
     multimask: bool,
-    select: Select = "all",
+    select: CandidateSelection = "all",
     exact: bool = True,
     guidance: Guidance | None = None,
     input_hw: tuple[int, int] | None = None,
@@ -506,7 +493,7 @@ def decode_masks(
         b, c, h, w = upscaled.shape
         masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)[:, first : first + count]
         scores = decoder.iou_prediction_head(hs[:, 0, :])[:, first : first + count]
-        chosen = _chosen(scores, select)
+        chosen = chosen_candidates(scores, select)
         low_res = masks[torch.arange(batch, device=masks.device)[:, None], chosen]
         if cells is not None:
             per_cell = LOW_RES_SIDE // side
@@ -528,17 +515,15 @@ def decode_masks(
     scores = decoder.iou_prediction_head(hs[:, 0, :])[:, first : first + count]
     mlps = decoder.output_hypernetworks_mlps[first : first + count]
     hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(mlps)], dim=1)
-    chosen = _chosen(scores, select)
+    chosen = chosen_candidates(scores, select)
     hyper = hyper[torch.arange(batch, device=hyper.device)[:, None], chosen]
     return _upscale_fast(model, keys, hyper, cells), scores, chosen
 
 
 __all__ = [
-    "SELECTIONS",
     "DecoderContext",
     "FastProjections",
     "Guidance",
-    "Select",
     "attention",
     "decode_masks",
     "low_res_extent",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,17 @@ from ..errors import PromptError, SegpromptError
 from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from ..progress import ProgressCallback, no_progress
-from .base import Embedding, Prediction, Segmenter
+from .base import (
+    CANDIDATE_SELECTIONS,
+    BatchPredictor,
+    CandidateBatch,
+    CandidateSelection,
+    Embedding,
+    Prediction,
+    Segmenter,
+    chosen_candidates,
+    prompt_groups,
+)
 from .frame import ModelFrame
 
 @dataclass(eq=False)
@@ -93,8 +103,12 @@ class PromptTensors:
         return {"input_points": self.points, "input_labels": self.labels, "input_boxes": self.boxes, "input_masks": self.masks}
 
 
-class SamFamilySegmenter(Segmenter):
+class SamFamilySegmenter(Segmenter, BatchPredictor):
     """Base of the transformers SAM-family backends (points, box, mask prompts).
+
+    Declares :class:`~segprompt.backends.base.BatchPredictor`: the models take
+    ``P`` prompts of one image at once (``input_points (1, P, N, 2)``), so
+    :meth:`predict_batches` decodes a benchmark's prompts in batches.
 
     Subclasses set :attr:`name`, :attr:`description`, :attr:`hub_ids`
     (variant -> hub id), :attr:`default_variant` and :meth:`model_classes`;
@@ -172,8 +186,8 @@ class SamFamilySegmenter(Segmenter):
         return self.model(image_embeddings=image_embeddings, multimask_output=multimask, **prompt.as_kwargs())
 
     def post_process(self, pred_masks: torch.Tensor, embedding: SamFamilyEmbedding) -> torch.Tensor:
-        """``(1, P, K, L, L)`` logits -> ``(P, K, H, W)`` upsampled logits (the processor's ``post_process_masks``)."""
-        return self.processor.post_process_masks(pred_masks.cpu(), [list(embedding.image_hw)], binarize=False)[0]
+        """``(1, P, K, L, L)`` logits -> ``(P, K, H, W)`` upsampled logits on their device (the processor's ``post_process_masks``)."""
+        return self.processor.post_process_masks(pred_masks, [list(embedding.image_hw)], binarize=False)[0]
 
     # -- Segmenter ----------------------------------------------------------------------------
 
@@ -231,12 +245,64 @@ class SamFamilySegmenter(Segmenter):
     def _predict(self, embedding: SamFamilyEmbedding, prompt: Prompt, multimask: bool) -> Prediction:
         with torch.inference_mode():
             output = self.forward(embedding, self.prompt_tensors([prompt], embedding.frame), multimask)
-            logits = self.post_process(output.pred_masks, embedding)[0]
+            logits = self.post_process(output.pred_masks, embedding)[0].cpu()
         return Prediction(
             masks=(logits > 0).numpy(),
             scores=output.iou_scores[0, 0].float().cpu().numpy(),
             low_res_logits=output.pred_masks[0, 0].float().cpu().numpy(),
         )
+
+    def predict_batches(
+        self,
+        embedding: Embedding,
+        prompts: Sequence[Prompt],
+        *,
+        multimask: bool = True,
+        select: CandidateSelection = "best",
+        keep_logits: bool = False,
+        exact: bool = False,
+        chunk_size: int = 4,
+    ) -> Iterator[CandidateBatch]:
+        """Decode ``prompts`` ``chunk_size`` at a time through the model's prompt batch dimension.
+
+        Prompts decoded together have the same parts and point count; a
+        prompt holding a mask is decoded alone (the models take one mask
+        prompt per image). Only the selected candidates are upsampled, on the
+        model's device. The arithmetic is the model's own, as in
+        :meth:`predict`; ``exact=True`` decodes every prompt alone, which
+        gives :meth:`predict`'s masks and scores bit for bit also where a
+        batched matrix product rounds differently.
+        """
+        if select not in CANDIDATE_SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(CANDIDATE_SELECTIONS)}, got {select!r}")
+        self.check_prompts(embedding, prompts)
+        return self._decode_batches(embedding, prompts, multimask, select, keep_logits, 1 if exact else chunk_size)
+
+    def _decode_batches(
+        self,
+        embedding: SamFamilyEmbedding,
+        prompts: Sequence[Prompt],
+        multimask: bool,
+        select: CandidateSelection,
+        keep_logits: bool,
+        chunk_size: int,
+    ) -> Iterator[CandidateBatch]:
+        for indices in prompt_groups(prompts, chunk_size, shared_mask=True):
+            with torch.inference_mode():
+                tensors = self.prompt_tensors([prompts[i] for i in indices], embedding.frame)
+                output = self.forward(embedding, tensors, multimask)
+                scores = output.iou_scores[0].float()  # (B, K)
+                chosen = chosen_candidates(scores, select)
+                rows = torch.arange(len(indices), device=chosen.device)[:, None]
+                low_res = output.pred_masks[0][rows, chosen]  # (B, K', L, L)
+                masks = self.post_process(low_res[None], embedding) > 0
+            yield CandidateBatch(
+                indices=list(indices),
+                masks=masks,
+                candidates=chosen,
+                scores=scores,
+                low_res_logits=low_res.float() if keep_logits else None,
+            )
 
 
 __all__ = ["PromptTensors", "SamFamilyEmbedding", "SamFamilySegmenter"]

@@ -27,6 +27,7 @@ from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
 from .base import Embedding, Segmenter
+from .exemplars import MaskExemplars
 from ..progress import ProgressCallback, no_progress
 from .probability import ProbabilityPrediction
 
@@ -47,7 +48,7 @@ class SegGptEmbedding(Embedding):
 
 
 @register
-class SegGptSegmenter(Segmenter):
+class SegGptSegmenter(Segmenter, MaskExemplars):
     """SegGPT through transformers' ``SegGptForImageSegmentation``.
 
     Args:

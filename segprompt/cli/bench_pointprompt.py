@@ -18,6 +18,7 @@ from ..pointprompt.config import (
 from ..pointprompt.counts import PointCounts
 from ..pointprompt.runner import RunSource, run_benchmark
 from ..pointprompt.strategies import strategy_names
+from .annotate import check_options
 from .progress import tqdm_progress
 from .weights import local_weights_flags
 
@@ -44,10 +45,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "strategy knobs and six strategies in the human-automatic gap, the release's recorded human scores, its "
         "feature set and regression on human rows, its finetuning recipe); see the README table",
     )  # fmt: skip
-    parser.add_argument("--backend", default="classical", help="segmenter backend (default: classical)")
+    parser.add_argument("--backend", default="classical",
+                        help="segmenter backend taking points: classical, sam, sam2, sam-hq, edgetam, sam3-tracker, "
+                        "... (default: classical)")
     parser.add_argument("--model-type", default=None, help=f"SAM model type (sam backend; default vit_b, paper: {PAPER_MODEL_TYPE})")
     parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint file (sam backend)")
-    parser.add_argument("--device", default="cpu", help="torch device (sam backend)")
+    parser.add_argument("--model-dir", type=Path, metavar="DIR",
+                        help="local model folder of a transformers backend (sam2, sam-hq, edgetam, sam3-tracker)")
+    parser.add_argument("--variant", metavar="SIZE", help="released size of sam2 / sam-hq without --model-dir")
+    parser.add_argument("--device", default="cpu", help="torch device (sam and transformers backends)")
     parser.add_argument(
         "--strategies", nargs="+", default=["all"], metavar="NAME",
         help=f"strategies, or 'all' (every one) / 'paper' (the paper's: {', '.join(PAPER_STRATEGIES)}); "
@@ -95,9 +101,19 @@ def _strategies(names: list[str]) -> tuple[str, ...]:
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    checkpoint = None if args.checkpoint is None else str(args.checkpoint)
+    """The backend's options from the flags (paths absolute: worker processes rebuild it from ``run.json``).
+
+    Raises:
+        SegpromptError: ``--checkpoint``, ``--model-dir`` or ``--variant`` given to a backend that does not use it.
+    """
+    given = {option: getattr(args, option) for option in ("checkpoint", "model_dir", "variant")
+             if getattr(args, option) is not None}  # fmt: skip
+    check_options(args.backend, given)
+    for option in ("checkpoint", "model_dir"):
+        if option in given:
+            given[option] = str(Path(given[option]).expanduser().resolve())
     model_type = args.model_type or (PAPER_MODEL_TYPE if args.protocol == "paper" else "vit_b")
-    return {"model_type": model_type, "checkpoint": checkpoint, "device": args.device}
+    return {"model_type": model_type, "device": args.device, "checkpoint": None, **given}
 
 
 def _config(args: argparse.Namespace) -> BenchmarkConfig:
@@ -158,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
         cache_root = str(EmbeddingCache().root)
     source = RunSource(str(args.data), args.layout, args.backend, _backend_options(args), cache_root)
-    with local_weights_flags(sam="--checkpoint PATH"):
+    with local_weights_flags(sam="--checkpoint PATH", transformers="--model-dir DIR"):
         dataset, segmenter, cache = source.build()
     if "points" not in segmenter.accepts:
         raise SegpromptError(f"backend {args.backend!r} does not take point prompts; this benchmark needs one that does")

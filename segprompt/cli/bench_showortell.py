@@ -29,10 +29,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run folder (created; resumed when it holds a run)")
     parser.add_argument(
         "--method", required=True, action="append", metavar="BACKEND:MODALITY",
-        help="a backend and the prompt it gets, e.g. clipseg:text, clipseg:visual, persam:visual, seggpt:visual; repeatable",
+        help="a backend and the prompt it gets, e.g. clipseg:text, clipseg:visual, persam:visual, seggpt:visual, "
+        "sam3:text, sam3:visual (a reference -> exemplar boxes -> SAM 3); repeatable",
     )
     parser.add_argument("--model-dir", action="append", default=[], metavar="[BACKEND=]DIR",
                         help="local model folder, for all transformers backends or for one (BACKEND=DIR); repeatable")
+    parser.add_argument("--exemplar-proposer", choices=("owlv2-sam", "persam", "seggpt"), default="owlv2-sam",
+                        help="sam3:visual: the backend finding the reference's object on the test image as SAM 3's "
+                        "exemplar boxes (model folder: --model-dir NAME=DIR; default owlv2-sam)")  # fmt: skip
     parser.add_argument(
         "--protocol", choices=PROTOCOLS, default="ours",
         help=f"defaults: ours, or the Show-or-Tell reference code's (images and references squashed to {PAPER_SIDE}, "
@@ -112,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         background=args.background, min_reference_area=args.min_ref_area, model_dirs=parse_model_dirs(args.model_dir),
         model_type=model_type, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
         device=args.device, released_splits=None if args.released_splits is None else str(args.released_splits),
+        exemplar_proposer=args.exemplar_proposer,
     )
     with local_weights_flags(transformers="--model-dir [BACKEND=]DIR", sam="--checkpoint PATH"):
         datasets, methods = source.build()

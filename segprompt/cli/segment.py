@@ -208,7 +208,8 @@ def output_paths(args: argparse.Namespace) -> dict[str, Path]:
         outputs["--overlay"] = Path(args.overlay)
     if getattr(args, "save_prompt", None):
         outputs["--save-prompt"] = Path(args.save_prompt)
-    if getattr(args, "backend", None) in CONCEPT_BACKENDS:
+    backend = getattr(args, "backend", None)
+    if backend in CONCEPT_BACKENDS or (backend == "composed" and getattr(args, "proposer", None) in CONCEPT_BACKENDS):
         outputs["--out (instances)"] = instances_path(args.out)
     return outputs
 
@@ -236,8 +237,9 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 #: Backends whose embeddings ``segment`` keeps in the embedding cache (a few MB per image; SAM 3's are ~110 MB).
 CACHED_BACKENDS = ("sam", "sam2", "sam-hq", "edgetam", "sam3-tracker")
-#: Backends answering with every instance of a concept: ``--out`` gets a label map and an instances table.
-CONCEPT_BACKENDS = ("sam3",)
+#: Backends answering with every instance of a concept: ``--out`` gets a label map and an instances table
+#: (the SAM 3 routes when no point, box or mask picks one instance).
+CONCEPT_BACKENDS = ("sam3", "sam3-refine", "sam3-reference")
 
 
 def instances_path(out: str | Path) -> Path:

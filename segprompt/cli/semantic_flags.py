@@ -14,8 +14,14 @@
 Text and a reference may accompany points, a box or a mask in one prompt;
 the backend must accept every kind given. ``--backend composed`` answers any
 mix: ``--proposer`` (default ``clipseg``) answers the text / reference and
-``--refiner`` (default ``sam``, ``none`` for none) the points / box / mask,
-see :mod:`segprompt.compose`.
+``--refiner`` (default ``sam``, ``none`` for none) the points / box / mask;
+``--exemplar-proposer`` (``owlv2-sam``, ``persam``, ``seggpt``; model folder
+``--exemplar-model-dir``) turns a reference into exemplar boxes for a proposer
+taking exemplars (``sam3``), see :mod:`segprompt.compose`. The SAM 3 routes
+``sam3-refine`` (text + points) and ``sam3-reference`` (a reference from
+another image) are those compositions by name (:mod:`segprompt.sam3_routes`):
+``--model-dir`` is the SAM 3 folder, ``--exemplar-proposer`` /
+``--exemplar-model-dir`` pick ``sam3-reference``'s exemplar proposer.
 
 Model flags of these backends: ``--model-dir`` is the local model folder of a
 transformers backend (``clipseg``, ``owlv2-sam``, ``grounding-dino-sam``,
@@ -50,11 +56,16 @@ from ..semantic import SemanticSegmentation, segment_classes
 
 #: The transformers SAM family and SAM 3: a model folder and, for some, a released size (``--variant``).
 SAM_FAMILY = ("sam2", "sam-hq", "edgetam", "sam3-tracker", "sam3")
+#: The SAM 3 compositions (:mod:`segprompt.sam3_routes`): the SAM 3 folder, SAM 3's threshold.
+SAM3_ROUTES = ("sam3-refine", "sam3-reference")
 _VARIANTS = ("sam2", "sam-hq")
 #: Backends :func:`make_segmenter` builds (they take the model flags of this module).
-BACKENDS = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", "persam", "persam-f", "composed", *SAM_FAMILY)
+BACKENDS = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", "persam", "persam-f", "composed", *SAM_FAMILY,
+            *SAM3_ROUTES)  # fmt: skip
 _SAM_INSIDE = {"persam": "sam", "persam-f": "sam", "owlv2-sam": "sam", "grounding-dino-sam": "sam"}
-_MODEL_DIR = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", *SAM_FAMILY)
+_MODEL_DIR = ("clipseg", "owlv2-sam", "grounding-dino-sam", "seggpt", *SAM_FAMILY, *SAM3_ROUTES)
+#: Backends that can turn a reference into exemplar boxes (``--exemplar-proposer``).
+EXEMPLAR_PROPOSERS = ("owlv2-sam", "persam", "seggpt")
 #: The flags forbidding a combination with ``--classes``.
 _SINGLE_PROMPT_FLAGS = ("point", "box", "mask_prompt", "exemplar", "prompt_file", "text", "reference", "reference_mask")
 
@@ -103,6 +114,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--proposer", default="clipseg", help="composed: the text/reference backend (default clipseg)")
     group.add_argument("--refiner", default="sam", help="composed: the points/box/mask backend, or none (default sam)")
+    group.add_argument(
+        "--exemplar-proposer", choices=EXEMPLAR_PROPOSERS, metavar="NAME",
+        help="composed (with --proposer sam3) and sam3-reference: the backend finding a --reference's object on the "
+        f"image as exemplar boxes for SAM 3: {', '.join(EXEMPLAR_PROPOSERS)} (sam3-reference default owlv2-sam)",
+    )  # fmt: skip
+    group.add_argument(
+        "--exemplar-model-dir", type=Path, metavar="DIR", help="model folder of the exemplar proposer (owlv2-sam, seggpt)"
+    )
 
 
 def reference_from_files(image: Path, mask: Path, flag: str = "--reference") -> VisualReference:
@@ -167,9 +186,14 @@ def _options(name: str, args: argparse.Namespace, sam: Segmenter | None) -> tupl
     if name in _VARIANTS:
         options["variant"] = args.variant
         used.add("variant")
-    if name == "sam3" and args.min_score is not None:
+    if name in ("sam3", *SAM3_ROUTES) and args.min_score is not None:
         options["threshold"] = args.min_score
         used.add("min_score")
+    if name == "sam3-reference":
+        options.update(exemplar_options(args))
+        if args.exemplar_proposer is not None:
+            options["exemplar_proposer"] = args.exemplar_proposer
+        used |= {"exemplar_proposer", "exemplar_model_dir"} | ({"checkpoint"} if "model_type" in options else set())
     if name in _SAM_INSIDE:
         if sam is not None:
             options["sam"] = sam
@@ -180,6 +204,22 @@ def _options(name: str, args: argparse.Namespace, sam: Segmenter | None) -> tupl
             options.update(sam_model_type=args.model_type, sam_checkpoint=checkpoint)
         used.add("checkpoint")
     return options, used
+
+
+def exemplar_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor options of the exemplar proposer: its folder (``--exemplar-model-dir``); PerSAM's SAM flags.
+
+    A detector (``owlv2-sam``) gets no SAM flags: it proposes exemplars with
+    its detector alone, and the composition hands it the refiner as SAM stage.
+    """
+    options: dict[str, Any] = {}
+    name = args.exemplar_proposer or "owlv2-sam"
+    if args.exemplar_model_dir is not None and name in _MODEL_DIR:
+        key = "model_dir" if args.backend == "composed" else "exemplar_model_dir"
+        options[key] = args.exemplar_model_dir
+    if name.startswith("persam"):
+        options.update(model_type=args.model_type, checkpoint=args.checkpoint)
+    return options
 
 
 def make_segmenter(args: argparse.Namespace) -> Segmenter:
@@ -193,7 +233,10 @@ def make_segmenter(args: argparse.Namespace) -> Segmenter:
     else:
         names = [args.backend]
     used = set().union(*(_options(name, args, None)[1] for name in names))
-    for flag in ("model_dir", "checkpoint", "variant", "min_score"):
+    if args.backend == "composed" and args.exemplar_proposer is not None:
+        names.append(args.exemplar_proposer)
+        used |= {"exemplar_proposer", "exemplar_model_dir"} | ({"checkpoint"} if args.exemplar_proposer.startswith("persam") else set())
+    for flag in ("model_dir", "checkpoint", "variant", "min_score", "exemplar_proposer", "exemplar_model_dir"):
         if getattr(args, flag) is not None and flag not in used:
             raise SegpromptError(f"--{flag.replace('_', '-')} is not used by the {' / '.join(map(repr, names))} backend")
     if args.backend != "composed":
@@ -201,7 +244,12 @@ def make_segmenter(args: argparse.Namespace) -> Segmenter:
     refiner = None if args.refiner == "none" else create(args.refiner, **_options(args.refiner, args, None)[0])
     shared_sam = refiner if args.refiner == "sam" else None
     proposer = create(args.proposer, **_options(args.proposer, args, shared_sam)[0])
-    return ComposedSegmenter(proposer, refiner)
+    if args.exemplar_proposer is None:
+        return ComposedSegmenter(proposer, refiner)
+    options = exemplar_options(args)
+    if shared_sam is not None and args.exemplar_proposer.startswith("persam"):
+        options = {"sam": shared_sam}
+    return ComposedSegmenter(proposer, refiner, exemplar_proposer=args.exemplar_proposer, exemplar_options=options)
 
 
 def run_classes(

@@ -190,6 +190,10 @@ def run_identity(datasets: Sequence[EvalDataset], methods: Sequence[Method], set
 
 
 MODALITIES: tuple[Modality, ...] = ("text", "visual")
+#: Backends that take no visual reference themselves -> the composition their visual method runs. SAM 3 takes
+#: exemplars only on the image it segments: ``sam3:visual`` has an exemplar proposer find the reference's object
+#: on the test image first (:mod:`segprompt.sam3_routes`).
+VISUAL_ROUTES = {"sam3": "sam3-reference"}
 
 
 def parse_method(spec: str) -> tuple[str, Modality]:
@@ -213,6 +217,9 @@ class RunSource:
         layout, domain, background, min_reference_area: as :func:`prepare_dataset` takes
             (``domain`` ``None``: ``domain.txt`` in the folder, else by layout).
         model_dirs: model folder per backend name; key ``""`` for every transformers backend.
+            ``sam3:visual`` runs :data:`VISUAL_ROUTES`' ``sam3-reference``: the ``sam3`` folder, and the
+            exemplar proposer's under its own name.
+        exemplar_proposer: ``sam3:visual``'s exemplar proposer (``owlv2-sam``, ``persam``, ``seggpt``).
         model_type, checkpoint, device: SAM options for SAM-based backends (the paper's PersonalizeSAM:
             ``model_type="vit_h"``, :data:`~segprompt.showortell.settings.PAPER_SAM_MODEL`).
         released_splits: the folder of the reference's ``<name>_{train,val}.pkl`` split lists to take
@@ -230,6 +237,7 @@ class RunSource:
     checkpoint: str | None = None
     device: str = "cpu"
     released_splits: str | None = None
+    exemplar_proposer: str = "owlv2-sam"
 
     def build(self) -> tuple[list[EvalDataset], list[Method]]:
         """The evaluation datasets and methods this source describes."""
@@ -240,12 +248,15 @@ class RunSource:
         methods = []
         for spec in self.methods:
             backend, modality = parse_method(spec)
-            if backend not in segmenters:
-                segmenters[backend] = create_from_options(
-                    backend, model_dir=self.model_dirs.get(backend, self.model_dirs.get("")),
+            name = VISUAL_ROUTES.get(backend, backend) if modality == "visual" else backend
+            if name not in segmenters:
+                segmenters[name] = create_from_options(
+                    name, model_dir=self.model_dirs.get(backend, self.model_dirs.get("")),
                     model_type=self.model_type, checkpoint=self.checkpoint, device=self.device,
+                    exemplar_proposer=self.exemplar_proposer,
+                    exemplar_model_dir=self.model_dirs.get(self.exemplar_proposer, self.model_dirs.get("")),
                 )
-            methods.append(Method(f"{backend}:{modality}", segmenters[backend], modality))
+            methods.append(Method(f"{backend}:{modality}", segmenters[name], modality))
         datasets = []
         for folder in self.data:
             dataset = open_dataset(folder, layout=self.layout)
