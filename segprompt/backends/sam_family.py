@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from ..errors import PromptError, SegpromptError
 from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from ..progress import ProgressCallback, no_progress
-from .base import Embedding, Prediction, Segmenter
+from .base import BatchPredictor, CandidateBatch, CandidateSelection, Embedding, Prediction, Segmenter
 from .frame import ModelFrame
 
 @dataclass(eq=False)
@@ -93,8 +93,11 @@ class PromptTensors:
         return {"input_points": self.points, "input_labels": self.labels, "input_boxes": self.boxes, "input_masks": self.masks}
 
 
-class SamFamilySegmenter(Segmenter):
+class SamFamilySegmenter(Segmenter, BatchPredictor):
     """Base of the transformers SAM-family backends (points, box, mask prompts).
+
+    Declares :class:`~segprompt.backends.base.BatchPredictor`: the models take
+    ``P`` prompts of one image at once (``input_points (1, P, N, 2)``).
 
     Subclasses set :attr:`name`, :attr:`description`, :attr:`hub_ids`
     (variant -> hub id), :attr:`default_variant` and :meth:`model_classes`;
@@ -237,6 +240,66 @@ class SamFamilySegmenter(Segmenter):
             scores=output.iou_scores[0, 0].float().cpu().numpy(),
             low_res_logits=output.pred_masks[0, 0].float().cpu().numpy(),
         )
+
+    def predict_batches(
+        self,
+        embedding: Embedding,
+        prompts: Sequence[Prompt],
+        *,
+        multimask: bool = True,
+        select: CandidateSelection = "best",
+        keep_logits: bool = False,
+        exact: bool = False,
+        chunk_size: int = 4,
+    ) -> Iterator[CandidateBatch]:
+        """Decode ``prompts`` up to ``chunk_size`` at a time through the model's prompt batch dimension.
+
+        Prompts decoded together have the same parts and point count; a
+        prompt holding a mask is decoded alone (the models take one mask per
+        image). The arithmetic is the model's own; a batched matrix product
+        may round differently from :meth:`predict`'s, so ``exact=True``
+        decodes every prompt alone, which gives :meth:`predict`'s masks and
+        scores bit for bit.
+        """
+        if select not in ("all", "best", "first"):
+            raise ValueError(f"select must be one of all, best, first, got {select!r}")
+        self.check_prompts(embedding, prompts)
+        return self._decode_batches(embedding, prompts, multimask, select, keep_logits, 1 if exact else max(1, chunk_size))
+
+    def _decode_batches(
+        self,
+        embedding: SamFamilyEmbedding,
+        prompts: Sequence[Prompt],
+        multimask: bool,
+        select: CandidateSelection,
+        keep_logits: bool,
+        chunk_size: int,
+    ) -> Iterator[CandidateBatch]:
+        groups: dict[tuple[int, bool, int], list[int]] = {}
+        for index, prompt in enumerate(prompts):
+            n_points = 0 if prompt.points is None else len(prompt.points)
+            groups.setdefault((n_points, prompt.box is not None, -1 if prompt.mask is None else index), []).append(index)
+        for group in groups.values():
+            for start in range(0, len(group), chunk_size):
+                indices = group[start : start + chunk_size]
+                with torch.inference_mode():
+                    output = self.forward(embedding, self.prompt_tensors([prompts[i] for i in indices], embedding.frame), multimask)
+                    scores = output.iou_scores[0].float()  # (B, K)
+                    if select == "all":
+                        chosen = torch.arange(scores.shape[1], device=scores.device).repeat(len(indices), 1)
+                    elif select == "best":
+                        chosen = scores.argmax(dim=1, keepdim=True)
+                    else:
+                        chosen = torch.zeros((len(indices), 1), dtype=torch.int64, device=scores.device)
+                    low_res = output.pred_masks[0][torch.arange(len(indices), device=chosen.device)[:, None], chosen]
+                    masks = self.post_process(low_res[None], embedding).to(low_res.device) > 0
+                yield CandidateBatch(
+                    indices=list(indices),
+                    masks=masks,
+                    candidates=chosen,
+                    scores=scores,
+                    low_res_logits=low_res.float() if keep_logits else None,
+                )
 
 
 __all__ = ["PromptTensors", "SamFamilyEmbedding", "SamFamilySegmenter"]

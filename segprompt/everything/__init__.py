@@ -52,7 +52,15 @@ class EverythingGenerator(Protocol):
 #: Everything generators by backend name.
 GENERATORS: Registry[type[EverythingGenerator]] = Registry(
     "everything generator",
-    {"classical": "segprompt.everything.classical", "sam3": "segprompt.everything.sam3"},
+    {
+        "classical": "segprompt.everything.classical",
+        "sam": "segprompt.everything.sam",
+        "sam2": "segprompt.everything.sam_family",
+        "sam-hq": "segprompt.everything.sam_family",
+        "sam3-tracker": "segprompt.everything.sam_family",
+        "edgetam": "segprompt.everything.sam_family",
+        "sam3": "segprompt.everything.sam3",
+    },
 )
 
 
