@@ -11,7 +11,10 @@ at once. It takes, as arguments, what variants of SAM add to the decoding:
   added to the query tokens entering every block and to the final
   token-to-image query;
 * **which candidates to compute** (``select``): all, the highest-scored one,
-  or the first (``masks[0]``), so unused candidates are never upsampled.
+  or the first (``masks[0]``), so unused candidates are never upsampled;
+  :func:`decode_scoring_above` computes the logits only of prompts with a
+  candidate scoring above a threshold (segment-anything's automatic mask
+  generator drops the others).
 
 Two numerics, one set of steps:
 

@@ -11,7 +11,10 @@ Generators live one per module, imported on first use as backends are:
   watershed (:mod:`segprompt.everything.classical`), no weights;
 * ``sam``: segment-anything's automatic mask generator (a point grid, optional
   crop layers, predicted-IoU and stability filtering, box NMS, small-region
-  removal) decoded in batches (:mod:`segprompt.everything.sam`);
+  removal; :mod:`segprompt.everything.amg`) decoded in batches by SAM's
+  decoder (:mod:`segprompt.everything.sam`);
+* ``sam2``, ``sam-hq``, ``sam3-tracker``, ``edgetam``: the same procedure on
+  the transformers SAM family's decoders (:mod:`segprompt.everything.sam_family`);
 * ``sam3``: every instance of one concept, "everything of X"
   (:mod:`segprompt.everything.sam3`).
 

@@ -207,9 +207,8 @@ class _Kept:
     pieces: list[torch.Tensor]
     crop_boxes: torch.Tensor | None = None
 
-    def take(self, keep: torch.Tensor) -> "_Kept":
-        """The masks at ``keep`` (indices or a bool mask), in that order."""
-        indices = torch.arange(len(self.pieces), device=keep.device)[keep] if keep.dtype == torch.bool else keep
+    def take(self, indices: torch.Tensor) -> "_Kept":
+        """The masks at ``indices``, in that order."""
         positions = indices.tolist()
         return _Kept(
             self.iou[indices],
