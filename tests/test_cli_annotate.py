@@ -94,7 +94,10 @@ def test_everything_user_errors_are_one_line_before_any_work(coins_png, tmp_path
         (["--set", "min_area=x"], "expected an integer"),
         (["--text", "coin"], "the 'classical' generator takes none"),
         (["--checkpoint", "sam.pth"], "--checkpoint is not used by the 'classical' backend"),
-        (["--backend", "clipseg"], "backend 'clipseg' cannot segment everything; these can: classical, sam3"),
+        (["--backend", "clipseg"],
+         "backend 'clipseg' cannot segment everything; these can: classical, edgetam, sam, sam-hq, sam2, sam3, sam3-tracker"),
+        (["--backend", "sam", "--set", "points_per_side=0"], "SamEverything.points_per_side must be an integer >= 1"),
+        (["--backend", "sam", "--set", "h=4"], "segment everything with 'sam': unknown setting h; known: points_per_side"),
         (["--backend", "sam3"], "give its phrase"),
     ):
         out = tmp_path / "never"
@@ -106,6 +109,51 @@ def test_everything_user_errors_are_one_line_before_any_work(coins_png, tmp_path
     assert "a_file" in capsys.readouterr().err
     assert main(["everything", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.png: no such file" in capsys.readouterr().err
+
+
+#: A random-init SAM's predicted IoUs are near 0: no IoU or stability filter, 2 x 2 points.
+SAM_EVERYTHING = ["--set", "points_per_side=2", "--set", "pred_iou_thresh=0", "--set", "stability_score_thresh=0"]
+
+
+def test_everything_with_sam_is_the_generators_answer_and_replays(coins_png, tmp_path, capsys):
+    from segprompt.annotation import AnnotationSession
+    from segprompt.backends.sam import SamSegmenter
+    from segprompt.everything import everything_settings
+
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save(build_sam("tiny", seed=0).state_dict(), checkpoint)
+    out = tmp_path / "out"
+    sam_flags = ["--backend", "sam", "--model-type", "tiny", "--checkpoint", str(checkpoint)]
+    assert main(["everything", str(coins_png), "--out", str(out), *sam_flags, *SAM_EVERYTHING, "--set", "box_nms_thresh=0.9"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == OUTPUTS
+    assert "objects (sam, SamEverything(points_per_side=2, points_per_batch=64, pred_iou_thresh=0.0" in capsys.readouterr().err
+
+    segmenter = SamSegmenter("tiny", checkpoint)
+    settings = everything_settings("sam", points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.9)
+    session = AnnotationSession(segmenter, segmenter.embed(COINS))
+    found = session.everything(settings)
+    labels = tifffile.imread(out / "labels.tif")
+    assert found and len(np.unique(labels)) == len(found) + 1
+    np.testing.assert_array_equal(labels, session.labels)
+    rows = _csv_rows(out / "objects.csv")
+    assert all(r["source"] == "everything" and r["model_id"].startswith("tiny:") for r in rows)
+
+    record = read_session_record(out / "labels.session.json")
+    assert record["history"][0]["settings"]["points_per_side"] == 2 and record["history"][0]["backend"] == "sam"
+    assert main(["replay", str(out / "labels.session.json"), "--out", str(tmp_path / "again")]) == 0
+    assert "labels identical to the saved session's" in capsys.readouterr().err
+
+
+def test_everything_with_sam2_runs_through_its_batch_decoder(coins_png, tmp_path, capsys):
+    from segprompt.testing import tiny_sam2_dir
+
+    folder = tiny_sam2_dir(tmp_path / "sam2", seed=0)
+    out = tmp_path / "out"
+    code = main(["everything", str(coins_png), "--out", str(out), "--backend", "sam2", "--model-dir", str(folder),
+                 *SAM_EVERYTHING, "--set", "exact=true"])
+    assert code == 0
+    assert "objects (sam2, SamEverything(" in capsys.readouterr().err
+    assert tifffile.imread(out / "labels.tif").any()
 
 
 @pytest.mark.parametrize("names_from", ["coco", "csv"])

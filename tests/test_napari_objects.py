@@ -137,8 +137,29 @@ def test_user_mistakes_in_the_panel_are_notifications(qtbot, widget):
     assert any("select objects in the table first" in m for m in messages), messages
     assert any("type the class name" in m for m in messages), messages
     assert any("pick a Labels layer" in m for m in messages), messages
-    everything = widget.objects_panel.everything_button
-    assert not everything.isEnabled() and everything.toolTip().startswith("sam has no everything generator; these have")
+
+
+def test_everything_is_offered_only_by_backends_with_a_generator(make_napari_viewer, tiny_clipseg):
+    clipseg = _docked(make_napari_viewer, IMAGE, "coffee", tiny_clipseg, tiny_clipseg.embed(IMAGE))
+    everything = clipseg.objects_panel.everything_button
+    assert not everything.isEnabled() and everything.toolTip().startswith("clipseg has no everything generator; these have")
+
+
+def test_segment_everything_with_sam_runs_its_generator_in_the_worker(qtbot, widget, sam_and_embedding):
+    from segprompt.annotation import AnnotationSession
+    from segprompt.everything import everything_settings
+
+    panel = widget.objects_panel
+    assert panel.everything_button.isEnabled() and "points_per_side=32" in panel.everything_button.toolTip()
+    panel.settings_edit.setText("points_per_side=2, pred_iou_thresh=0, stability_score_thresh=0")
+    with qtbot.waitSignal(widget.objects_changed, timeout=WAIT_MS):
+        button(widget, "segment everything").click()
+        assert widget.worker is not None  # off the GUI thread
+    expected = AnnotationSession(*sam_and_embedding)
+    expected.everything(everything_settings("sam", points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0))
+    np.testing.assert_array_equal(widget.objects_layer.data, expected.labels)
+    assert widget.objects_layer.data.any() and {r[5] for r in table_rows(widget)} == {"everything"}
+    assert widget.session.history[-1]["backend"] == "sam"
 
 
 def test_segment_everything_runs_in_the_worker_and_is_one_undo_step(qtbot, make_napari_viewer):

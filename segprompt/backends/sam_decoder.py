@@ -11,7 +11,10 @@ at once. It takes, as arguments, what variants of SAM add to the decoding:
   added to the query tokens entering every block and to the final
   token-to-image query;
 * **which candidates to compute** (``select``): all, the highest-scored one,
-  or the first (``masks[0]``), so unused candidates are never upsampled.
+  or the first (``masks[0]``), so unused candidates are never upsampled;
+  :func:`decode_scoring_above` computes the logits only of prompts with a
+  candidate scoring above a threshold (segment-anything's automatic mask
+  generator drops the others).
 
 Two numerics, one set of steps:
 
@@ -426,6 +429,101 @@ def _upscale_fast(model: Sam, keys: torch.Tensor, hyper: torch.Tensor, cells: tu
     return masks.transpose(1, 2).reshape(b, -1, height, width)
 
 
+def _query_tokens(model: Sam, sparse: torch.Tensor) -> torch.Tensor:
+    """``(B, 1 + M + n, C)``: the IoU token, the ``M`` mask tokens, then each prompt's ``n`` sparse embeddings."""
+    decoder = model.mask_decoder
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    return torch.cat((output_tokens.unsqueeze(0).expand(sparse.shape[0], -1, -1), sparse), dim=1)
+
+
+def _candidates(model: Sam, multimask: bool) -> tuple[int, int]:
+    """``(first, K)``: the mask tokens whose masks are the candidates (SAM's three, or its single one)."""
+    return (1, model.mask_decoder.num_mask_tokens - 1) if multimask else (0, 1)
+
+
+def _exact_decode(
+    model: Sam,
+    context: DecoderContext,
+    sparse: torch.Tensor,
+    dense: torch.Tensor | None,
+    multimask: bool,
+    guidance: Guidance,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaskDecoder.predict_masks`` and ``TwoWayTransformer.forward``, operation by operation.
+
+    Returns ``(masks (B, K, 256, 256), scores (B, K))``, every candidate.
+    """
+    decoder = model.mask_decoder
+    transformer = decoder.transformer
+    bias, target = guidance.attention_bias, guidance.target
+    batch = sparse.shape[0]
+    tokens = _query_tokens(model, sparse)
+    first, count = _candidates(model, multimask)
+    side = context.features.shape[-1]
+    if dense is None:
+        dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, side, side)
+    src = torch.repeat_interleave(context.features, batch, dim=0) + dense
+    pos_src = torch.repeat_interleave(context.image_pe, batch, dim=0)
+    b, c, h, w = src.shape
+    key_pe = pos_src.flatten(2).permute(0, 2, 1)
+    queries, keys = _transformer(model, tokens, src.flatten(2).permute(0, 2, 1), _ExactCrossAttention(key_pe, bias), target)
+    q = queries + tokens
+    if target is not None:
+        q = q + target.to(q)
+    attn_out = attention(transformer.final_attn_token_to_image, q, keys + key_pe, keys)
+    hs = transformer.norm_final_attn(queries + attn_out)
+    upscaled = decoder.output_upscaling(keys.transpose(1, 2).view(b, c, h, w))
+    hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+    b, c, h, w = upscaled.shape
+    masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)[:, first : first + count]
+    scores = decoder.iou_prediction_head(hs[:, 0, :])[:, first : first + count]
+    return masks, scores
+
+
+def _fast_decode(
+    model: Sam,
+    context: DecoderContext,
+    sparse: torch.Tensor,
+    dense: torch.Tensor | None,
+    multimask: bool,
+    guidance: Guidance,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The re-associated decoder up to the mask products: ``(image tokens (B, N, C), hyper (B, K, 32), scores (B, K))``.
+
+    :func:`_upscale_fast` turns image tokens and hypernetwork outputs into
+    logits, for whichever prompts and candidates are wanted.
+    """
+    decoder = model.mask_decoder
+    transformer = decoder.transformer
+    bias, target = guidance.attention_bias, guidance.target
+    tokens = _query_tokens(model, sparse)
+    first, count = _candidates(model, multimask)
+    projections = context.projections
+    shared_first = dense is None  # every prompt reads the same "no mask" image tokens in the first block
+    keys = projections.keys if shared_first else (context.features + dense).flatten(2).permute(0, 2, 1).contiguous()
+    queries, keys = _transformer(model, tokens, keys, _FastCrossAttention(projections, shared_first, bias), target)
+    # Tokens attend to the image independently in the final attention: only the IoU token and
+    # the candidates' mask tokens are read afterwards, so only their rows are computed.
+    needed = [0, *range(1 + first, 1 + first + count)]
+    q = (queries + tokens)[:, needed]
+    if target is not None:
+        q = q + target.to(q)
+    attn_out = _fast_token_to_image(transformer.final_attn_token_to_image, q, keys, projections.pe_k[-1], None)
+    hs = transformer.norm_final_attn(queries[:, needed] + attn_out)
+    scores = decoder.iou_prediction_head(hs[:, 0, :])[:, first : first + count]
+    mlps = decoder.output_hypernetworks_mlps[first : first + count]
+    hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(mlps)], dim=1)
+    return keys, hyper, scores
+
+
+def _crop_low_res(low_res: torch.Tensor, cells: tuple[int, int] | None, side: int) -> torch.Tensor:
+    """The exact decoder's ``(..., 256, 256)`` logits cut to the block of ``cells`` embedding cells (all without)."""
+    if cells is None:
+        return low_res
+    per_cell = LOW_RES_SIDE // side
+    return low_res[..., : cells[0] * per_cell, : cells[1] * per_cell]
+
+
 @torch.inference_mode()
 def decode_masks(
     model: Sam,
@@ -463,61 +561,70 @@ def decode_masks(
         ``chosen`` int64 are the returned candidates' indices in ``0..K-1``;
         ``rows = cols = 256`` without ``input_hw``.
     """
-    decoder = model.mask_decoder
-    transformer = decoder.transformer
     guidance = guidance or Guidance()
-    bias, target = guidance.attention_bias, guidance.target
-    batch = sparse.shape[0]
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse), dim=1)
-    first = 1 if multimask else 0
-    count = decoder.num_mask_tokens - 1 if multimask else 1
     side = context.features.shape[-1]
     cells = None if input_hw is None else _cropped_cells(input_hw, side)
-
-    if exact:  # MaskDecoder.predict_masks and TwoWayTransformer.forward, operation by operation
-        if dense is None:
-            dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, side, side)
-        src = torch.repeat_interleave(context.features, batch, dim=0) + dense
-        pos_src = torch.repeat_interleave(context.image_pe, batch, dim=0)
-        b, c, h, w = src.shape
-        key_pe = pos_src.flatten(2).permute(0, 2, 1)
-        queries, keys = _transformer(model, tokens, src.flatten(2).permute(0, 2, 1), _ExactCrossAttention(key_pe, bias), target)
-        q = queries + tokens
-        if target is not None:
-            q = q + target.to(q)
-        attn_out = attention(transformer.final_attn_token_to_image, q, keys + key_pe, keys)
-        hs = transformer.norm_final_attn(queries + attn_out)
-        upscaled = decoder.output_upscaling(keys.transpose(1, 2).view(b, c, h, w))
-        hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
-        b, c, h, w = upscaled.shape
-        masks = (hyper @ upscaled.view(b, c, h * w)).view(b, -1, h, w)[:, first : first + count]
-        scores = decoder.iou_prediction_head(hs[:, 0, :])[:, first : first + count]
+    rows = torch.arange(sparse.shape[0], device=sparse.device)[:, None]
+    if exact:
+        masks, scores = _exact_decode(model, context, sparse, dense, multimask, guidance)
         chosen = chosen_candidates(scores, select)
-        low_res = masks[torch.arange(batch, device=masks.device)[:, None], chosen]
-        if cells is not None:
-            per_cell = LOW_RES_SIDE // side
-            low_res = low_res[..., : cells[0] * per_cell, : cells[1] * per_cell]
-        return low_res, scores, chosen
-
-    projections = context.projections
-    shared_first = dense is None  # every prompt reads the same "no mask" image tokens in the first block
-    keys = projections.keys if shared_first else (context.features + dense).flatten(2).permute(0, 2, 1).contiguous()
-    queries, keys = _transformer(model, tokens, keys, _FastCrossAttention(projections, shared_first, bias), target)
-    # Tokens attend to the image independently in the final attention: only the IoU token and
-    # the candidates' mask tokens are read afterwards, so only their rows are computed.
-    needed = [0, *range(1 + first, 1 + first + count)]
-    q = (queries + tokens)[:, needed]
-    if target is not None:
-        q = q + target.to(q)
-    attn_out = _fast_token_to_image(transformer.final_attn_token_to_image, q, keys, projections.pe_k[-1], None)
-    hs = transformer.norm_final_attn(queries[:, needed] + attn_out)
-    scores = decoder.iou_prediction_head(hs[:, 0, :])[:, first : first + count]
-    mlps = decoder.output_hypernetworks_mlps[first : first + count]
-    hyper = torch.stack([mlp(hs[:, 1 + i, :]) for i, mlp in enumerate(mlps)], dim=1)
+        return _crop_low_res(masks[rows, chosen], cells, side), scores, chosen
+    keys, hyper, scores = _fast_decode(model, context, sparse, dense, multimask, guidance)
     chosen = chosen_candidates(scores, select)
-    hyper = hyper[torch.arange(batch, device=hyper.device)[:, None], chosen]
-    return _upscale_fast(model, keys, hyper, cells), scores, chosen
+    return _upscale_fast(model, keys, hyper[rows, chosen], cells), scores, chosen
+
+
+@torch.inference_mode()
+def decode_scoring_above(
+    model: Sam,
+    context: DecoderContext,
+    sparse: torch.Tensor,
+    min_score: float | None,
+    *,
+    multimask: bool = True,
+    exact: bool = True,
+    input_hw: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every candidate's score, and the logits of the prompts with a candidate scoring above ``min_score``.
+
+    :func:`decode_masks` with ``select="all"`` (no mask prompt, no guidance)
+    for a caller that keeps only candidates whose predicted IoU exceeds
+    ``min_score`` (segment-anything's automatic mask generator): with
+    ``exact=False`` the output upscaling (about half the re-associated
+    decoder's work per prompt) runs only for prompts that have such a
+    candidate. The logits of those prompts equal :func:`decode_masks`'s.
+
+    Args:
+        model, context, sparse, multimask, exact, input_hw: as :func:`decode_masks`.
+        min_score: keep prompts with a candidate scoring strictly above it;
+            ``None`` keeps every prompt.
+
+    Returns:
+        ``(low_res_logits (P, K, rows, cols), scores (B, K), prompts (P,))``:
+        ``prompts`` int64 are the increasing indices in ``0..B-1`` of the
+        ``P`` prompts whose logits are returned.
+    """
+    guidance = Guidance()
+    side = context.features.shape[-1]
+    cells = None if input_hw is None else _cropped_cells(input_hw, side)
+    if exact:
+        masks, scores = _exact_decode(model, context, sparse, None, multimask, guidance)
+    else:
+        keys, hyper, scores = _fast_decode(model, context, sparse, None, multimask, guidance)
+    batch = scores.shape[0]
+    if min_score is None:
+        prompts = torch.arange(batch, device=scores.device)
+    else:
+        prompts = torch.nonzero((scores > min_score).any(dim=1)).flatten()
+    every = len(prompts) == batch
+    if exact:
+        return _crop_low_res(masks if every else masks[prompts], cells, side), scores, prompts
+    if not len(prompts):
+        rows, cols = (LOW_RES_SIDE, LOW_RES_SIDE) if cells is None else (c * (LOW_RES_SIDE // side) for c in cells)
+        return scores.new_empty((0, scores.shape[1], rows, cols)), scores, prompts
+    if not every:
+        keys, hyper = keys[prompts], hyper[prompts]
+    return _upscale_fast(model, keys, hyper, cells), scores, prompts
 
 
 __all__ = [
@@ -526,6 +633,7 @@ __all__ = [
     "Guidance",
     "attention",
     "decode_masks",
+    "decode_scoring_above",
     "low_res_extent",
     "upsample_logits",
 ]

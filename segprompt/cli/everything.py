@@ -23,8 +23,11 @@ from .progress import tqdm_progress
 
 def _settings_epilog() -> str:
     lines = ["settings (--set NAME=VALUE) of each backend's generator, with defaults:"]
+    backends_by_settings: dict[str, list[str]] = {}
     for backend in everything_backends():
-        lines.append(f"  {backend}: {settings_help(backend)}")
+        backends_by_settings.setdefault(settings_help(backend), []).append(backend)
+    for settings, backends in backends_by_settings.items():
+        lines.append(f"  {', '.join(backends)}: {settings}")
     return "\n".join(lines)
 
 

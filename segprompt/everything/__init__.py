@@ -11,7 +11,10 @@ Generators live one per module, imported on first use as backends are:
   watershed (:mod:`segprompt.everything.classical`), no weights;
 * ``sam``: segment-anything's automatic mask generator (a point grid, optional
   crop layers, predicted-IoU and stability filtering, box NMS, small-region
-  removal) decoded in batches (:mod:`segprompt.everything.sam`);
+  removal; :mod:`segprompt.everything.amg`) decoded in batches by SAM's
+  decoder (:mod:`segprompt.everything.sam`);
+* ``sam2``, ``sam-hq``, ``sam3-tracker``, ``edgetam``: the same procedure on
+  the transformers SAM family's decoders (:mod:`segprompt.everything.sam_family`);
 * ``sam3``: every instance of one concept, "everything of X"
   (:mod:`segprompt.everything.sam3`).
 
@@ -52,7 +55,15 @@ class EverythingGenerator(Protocol):
 #: Everything generators by backend name.
 GENERATORS: Registry[type[EverythingGenerator]] = Registry(
     "everything generator",
-    {"classical": "segprompt.everything.classical", "sam3": "segprompt.everything.sam3"},
+    {
+        "classical": "segprompt.everything.classical",
+        "sam": "segprompt.everything.sam",
+        "sam2": "segprompt.everything.sam_family",
+        "sam-hq": "segprompt.everything.sam_family",
+        "sam3-tracker": "segprompt.everything.sam_family",
+        "edgetam": "segprompt.everything.sam_family",
+        "sam3": "segprompt.everything.sam3",
+    },
 )
 
 
