@@ -113,7 +113,7 @@ def test_bad_input_exits_2_with_one_line_before_any_work(ellipsoid, tmp_path, ca
     folder, _, truth = ellipsoid
     from segprompt.io import write_mask
 
-    write_mask(tmp_path / "mask.png", truth[3])
+    write_mask(tmp_path / "mask.png", truth[len(truth) // 2])  # a mask prompt must hold the object (slice 3 is empty)
     volume = folder / "cells.tif"
     args = [a.replace("{mask}", str(tmp_path / "mask.png")) for a in args]
     assert main(["segment-volume", str(volume), *args, "--out", str(tmp_path / "labels.tif")]) == 2

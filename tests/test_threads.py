@@ -104,7 +104,8 @@ def test_two_threads_on_one_sam_and_one_persam_give_the_single_thread_results(na
     for _ in range(CALLS):
         count = int(rng.integers(1, 4))
         xy = np.stack([rng.uniform(0, width - 1, count), rng.uniform(0, height - 1, count)], axis=1)
-        clicks.append(Prompt(points=Points(xy, rng.integers(0, 2, count))))
+        labels = np.concatenate([[1], rng.integers(0, 2, count - 1)])  # an include point says where the object is
+        clicks.append(Prompt(points=Points(xy, labels)))
     references = []
     for _ in range(CALLS):
         mask = np.zeros(IMAGE_HW, bool)
