@@ -177,6 +177,11 @@ class TiledSegmenter(Segmenter):
 
 def stitch_predictions(grid: TileGrid, answers: dict[int, Prediction]) -> Prediction:
     """One :class:`Prediction` over the image from the answering tiles' (module docstring)."""
+    if len(answers) == 1:  # its whole window, its candidates and scores as they are
+        ((index, prediction),) = answers.items()
+        masks = np.zeros((len(prediction.scores), *grid.image_hw), bool)
+        masks[(slice(None), *grid.tiles[index].window.slices)] = prediction.masks
+        return Prediction(masks=masks, scores=prediction.scores, methods=prediction.methods)
     positional = len({len(prediction.scores) for prediction in answers.values()}) == 1
     chosen = {index: prediction if positional else prediction.subset([prediction.best]) for index, prediction in answers.items()}
     masks, pixels = stitch(grid, {index: prediction.masks for index, prediction in chosen.items()})
