@@ -56,6 +56,7 @@ from segprompt.volume.propagation import VIDEO_PROPAGATORS, ProjectionPropagator
 from segprompt.volume.reader import SliceImages, Volume
 from segprompt.volume.session import PropagationRun, VolumeSession
 
+from ._tiling import TilingFields
 from ._widget import PROGRESS_STEPS, POINT_COLOURS, SegpromptWidget, _Failed, _in_background, _overlay_colormap, _ProgressRelay
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class VolumeWidget(QWidget):
         self.propagation_combo = QComboBox()
         self.propagation_combo.addItems(PROPAGATIONS)
         self.propagation_combo.setToolTip("video: sam2 / sam3-tracker's memory; projection: each slice prompts the next")
+        self.tiling_fields = TilingFields()
         self.start_button = QPushButton("start on this image")
         self.start_button.clicked.connect(self._report(self.start))
         self.embed_button = QPushButton("embed all slices")
@@ -144,6 +146,7 @@ class VolumeWidget(QWidget):
         form.addRow("backend", self.backend_combo)
         form.addRow("weights", self.weights_edit)
         form.addRow("propagation", self.propagation_combo)
+        form.addRow("tiles", self.tiling_fields)
         form.addRow(self.start_button)
         form.addRow(self.embed_button)
         layout.addWidget(model_box)
@@ -225,21 +228,21 @@ class VolumeWidget(QWidget):
         """Use an already built propagator (the napari console, tests) for the next :meth:`start`."""
         self._propagator = propagator
 
-    def _make_propagator(self, images: SliceImages) -> Propagator:
-        """The chosen backend's propagator (runs in the worker: loading weights is slow)."""
+    def _make_propagator(self, images: SliceImages, backend: str, path: str, method: str, tiling: dict[str, Any]) -> Propagator:
+        """The chosen backend's propagator (runs in the worker: loading weights is slow; the choices are read before)."""
         if self._propagator is not None:
             return self._propagator
-        backend, path = self.backend_combo.currentText(), self.weights_edit.text().strip()
-        method = self.propagation_combo.currentText()
         if method == "auto":
             method = "video" if backend in VIDEO_PROPAGATORS else "projection"
         if method == "video":
             if backend not in VIDEO_PROPAGATORS:
                 raise SegpromptError(f"backend {backend!r} has no video model; those that do: {', '.join(VIDEO_PROPAGATORS.names())}")
+            if tiling:
+                raise SegpromptError(f"tiles: {backend}'s video model sees whole frames; tile slices with projection propagation")
             return VIDEO_PROPAGATORS.get(backend)(images, model_dir=path or None)
         from pathlib import Path
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(tiling)
         if path:
             options["model_dir" if Path(path).expanduser().is_dir() else "checkpoint"] = path
         segmenter = create_from_options(backend, **options)
@@ -253,8 +256,11 @@ class VolumeWidget(QWidget):
         layer = self.viewer.layers[name]
         volume, stack_axis = layer_volume(layer, self.viewer.dims.current_step)
 
+        choices = (self.backend_combo.currentText(), self.weights_edit.text().strip(), self.propagation_combo.currentText(),
+                   self.tiling_fields.options())
+
         def build(_progress: ProgressCallback) -> Propagator:
-            return self._make_propagator(SliceImages(volume))
+            return self._make_propagator(SliceImages(volume), *choices)
 
         self._start_job(build, functools.partial(self._on_started, layer, stack_axis), f"loading {self.backend_combo.currentText()}")
 

@@ -44,6 +44,7 @@ from qtpy.QtWidgets import (
 from segprompt.annotation import AnnotationSession, box_from_vertices, rowcol_to_xy
 from segprompt.backends import Segmenter, backend_names, backend_options, create_from_options, get_backend_class
 from segprompt.backends.base import Embedding
+from segprompt.backends.tiled import TiledSegmenter
 from segprompt.backends.sam_family import SamFamilySegmenter
 from segprompt.progress import ProgressCallback
 from segprompt.cache import EmbeddingCache
@@ -56,6 +57,7 @@ from segprompt.prompts import Exemplars, Prompt, Text, VisualReference
 from segprompt.semantic import SemanticSegmentation, segment_classes
 
 from ._objects_panel import ObjectsPanel
+from ._tiling import TilingFields
 
 if TYPE_CHECKING:
     import napari
@@ -190,6 +192,7 @@ class SegpromptWidget(QWidget):
         checkpoint_row.addWidget(browse)
         self.checkpoint_status = QLabel()
         self.checkpoint_status.setWordWrap(True)
+        self.tiling_fields = TilingFields()
         self.embed_button = QPushButton("compute embedding")
         self.embed_button.clicked.connect(self._report(self.compute_embedding))
         self.progress_bar = QProgressBar()
@@ -202,6 +205,7 @@ class SegpromptWidget(QWidget):
         form.addRow("size", self.variant_combo)
         form.addRow("weights", checkpoint_row)
         form.addRow(self.checkpoint_status)
+        form.addRow("tiles", self.tiling_fields)
         form.addRow(self.embed_button)
         form.addRow(self.progress_bar)
         form.addRow(self.status_label)
@@ -422,13 +426,15 @@ class SegpromptWidget(QWidget):
                 f"this layer has {layer.ndim} spatial dimensions{' and is multiscale' if layer.multiscale else ''}"
             )
         key, make_segmenter = self._segmenter_factory()
+        tiling = self.tiling_fields.options()
 
-        def embed(progress: ProgressCallback) -> tuple[Segmenter, Embedding]:
-            segmenter = make_segmenter()  # loads weights: slow, so off the GUI thread too
+        def embed(progress: ProgressCallback) -> tuple[Segmenter, Segmenter, Embedding]:
+            backend = make_segmenter()  # loads weights: slow, so off the GUI thread too
+            segmenter = TiledSegmenter(backend, **tiling) if tiling else backend
             image = np.asarray(layer.data)  # lazy (dask, zarr) layers are read here as well
-            return segmenter, self.cache.embed(segmenter, image, progress)
+            return backend, segmenter, self.cache.embed(segmenter, image, progress)
 
-        self._start_job(embed, functools.partial(self._on_embedded, layer, key), f"embedding {name!r} with {key[0]}")
+        self._start_job(embed, functools.partial(self._on_embedded, layer, key, tiling), f"embedding {name!r} with {key[0]}")
 
     def _start_job(self, job: Callable[[ProgressCallback], Any], on_result: Callable[[Any], None], message: str) -> None:
         """Run one background job at a time, with the progress bar; failures become notifications."""
@@ -467,10 +473,12 @@ class SegpromptWidget(QWidget):
         self.classes_button.setEnabled(True)
         self.progress_bar.setRange(0, PROGRESS_STEPS)
 
-    def _on_embedded(self, layer: Image, key: tuple[str, str, str], result: tuple[Segmenter, Embedding]) -> None:
-        segmenter, embedding = result
-        self._segmenters[key] = segmenter
-        self.start_session(layer, segmenter, embedding, self._backend_options.get(key))
+    def _on_embedded(
+        self, layer: Image, key: tuple[str, str, str], tiling: dict[str, Any], result: tuple[Segmenter, Segmenter, Embedding]
+    ) -> None:
+        backend, segmenter, embedding = result
+        self._segmenters[key] = backend  # untiled: another tiling reuses the loaded weights
+        self.start_session(layer, segmenter, embedding, {**self._backend_options.get(key, {}), **tiling})
 
     def start_session(
         self, layer: Image, segmenter: Segmenter, embedding: Embedding, backend_options: dict[str, Any] | None = None

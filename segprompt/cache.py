@@ -16,6 +16,11 @@ back is covered. A file that is truncated, is garbage, fails the checksum,
 belongs to another key or names an embedding class not loaded in this process
 is deleted and the embedding recomputed. Files are written atomically
 (temporary file + rename), so concurrent writers never expose half a file.
+
+A tiled backend's embedding (:class:`~segprompt.backends.tiled.TiledEmbedding`)
+is stored tile by tile: each tile's window is an image of its own, keyed by
+its pixels under the wrapped backend's ``(backend, model_id)``, so re-opening
+a large image skips the encoder for every tile.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch
 
 from .atomic import atomic_write_bytes
 from .backends.base import Embedding, Segmenter
+from .backends.tiled import TiledSegmenter
 from .io import to_rgb_uint8
 from .paths import cache_root
 from .progress import ProgressCallback, no_progress
@@ -142,7 +148,9 @@ class EmbeddingCache:
         return self.root.joinpath(*safe, f"{digest}.pt")
 
     def embed(self, segmenter: Segmenter, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-        """The embedding of ``image`` by ``segmenter``, from the cache or computed and stored."""
+        """The embedding of ``image`` by ``segmenter``, from the cache or computed and stored (a tiled one per tile)."""
+        if isinstance(segmenter, TiledSegmenter):
+            return segmenter.embed_tiles(image, self.embed, progress)
         rgb = to_rgb_uint8(image)
         key = self.key(segmenter, rgb)
         path = self.path(key)

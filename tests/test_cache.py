@@ -16,7 +16,7 @@ from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import build_sam
 from segprompt.cache import EmbeddingCache, image_digest
 from segprompt.paths import cache_root
-from segprompt.prompts import Points, Prompt
+from segprompt.prompts import Box, Points, Prompt
 
 CAMERA = skdata.camera()[100:300, 50:350]  # (200, 300) uint8 grayscale
 COFFEE = skdata.coffee()[:150, :220]  # (150, 220, 3) uint8 RGB
@@ -193,6 +193,41 @@ def test_composite_embeddings_round_trip_with_their_parts(tiny_sam, tmp_path):
     assert torch.equal(again.part("proposer").features, first.part("proposer").features)
     assert np.array_equal(again.part("refiner").work, first.part("refiner").work)
     assert again.part("refiner").scale == first.part("refiner").scale
+
+
+def test_a_tiled_embedding_is_cached_per_tile_and_reopens_without_the_encoder(tiny_sam, tmp_path):
+    """Each tile's window is its own entry under SAM's key; a damaged tile alone is recomputed."""
+    from segprompt.backends.tiled import TiledEmbedding, TiledSegmenter
+
+    tiled = TiledSegmenter(tiny_sam, tile_shape=96, halo=16)  # COFFEE (150, 220): 2 x 3 tiles
+    cache = EmbeddingCache(tmp_path)
+    with encoder_calls(tiny_sam) as calls:
+        first = cache.embed(tiled, COFFEE)
+        assert len(calls) == 6 and len(first.grid) == 6
+        again = cache.embed(tiled, COFFEE.copy())
+        assert len(calls) == 6, "re-opening a tiled image must not run the encoder for any tile"
+    assert isinstance(again, TiledEmbedding) and (again.backend, again.model_id) == ("sam", tiled.model_id)
+    assert sorted(p.name for p in tmp_path.rglob("*.pt")) == sorted(
+        f"{image_digest(COFFEE[tile.window.slices])}.pt" for tile in first.grid.tiles
+    )
+    for tile, stored, loaded in zip(first.grid.tiles, first.tiles, again.tiles):
+        assert loaded.image_hw == tile.window.shape and torch.equal(loaded.features, stored.features)
+    prompt = Prompt(points=Points([[100, 70]], [1]), box=Box(20, 10, 200, 140))
+    fresh, cached = tiled.predict(first, prompt), tiled.predict(again, prompt)
+    assert np.array_equal(fresh.masks, cached.masks) and np.array_equal(fresh.scores, cached.scores)
+
+    # one damaged tile entry: that tile alone runs the encoder again
+    tile = first.grid.tiles[4]
+    path = cache.path(cache.key(tiny_sam, COFFEE[tile.window.slices]))
+    path.write_bytes(path.read_bytes()[:100])
+    with encoder_calls(tiny_sam) as calls:
+        cache.embed(tiled, COFFEE)
+    assert len(calls) == 1
+    # a single-tile image shares its entry with the untiled backend
+    with encoder_calls(tiny_sam) as calls:
+        cache.embed(tiny_sam, COFFEE[:80, :90])
+        cache.embed(TiledSegmenter(tiny_sam, tile_shape=96, halo=16), COFFEE[:80, :90])
+    assert len(calls) == 1
 
 
 def test_keys_separate_images_backends_and_models(tiny_sam, tmp_path):

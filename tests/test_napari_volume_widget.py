@@ -123,6 +123,27 @@ def test_mistakes_are_notifications(qtbot, make_napari_viewer):
     assert any("no session yet" in m for m in messages), messages
 
 
+def test_tiles_apply_to_projection_and_are_refused_with_a_video_model(qtbot, make_napari_viewer):
+    from segprompt.backends.tiled import TiledSegmenter
+
+    viewer = make_napari_viewer()
+    viewer.add_image(ellipsoid_volume(SHAPE)[0], name="cells")
+    widget = VolumeWidget(viewer)
+    widget.tiling_fields.tile_spin.setValue(48)
+    widget.tiling_fields.halo_spin.setValue(16)
+    with qtbot.waitSignal(widget.session_ready, timeout=WAIT_MS):
+        widget.start()
+    assert isinstance(widget.session.propagator.segmenter, TiledSegmenter)
+    assert widget.session.propagator.segmenter.tiling == "tiles 48x48 halo 16x16"
+    widget.backend_combo.setCurrentText("sam2")
+    widget.propagation_combo.setCurrentText("video")
+    before = len(notification_manager.records)
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("sam2's video model sees whole frames" in m for m in messages), messages
+
+
 def test_a_time_series_of_volumes_is_read_at_the_current_time():
     from napari.layers import Image
 

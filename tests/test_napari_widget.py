@@ -424,3 +424,35 @@ def test_sam3_text_and_a_click_refine_one_instance_through_the_picked_route(qtbo
     assert prompt.text.phrase == "cup" and prompt.points.xy.tolist() == [[60.0, 40.0]]
     expected = route.predict(embedding, prompt, multimask=True).best_mask
     np.testing.assert_array_equal(widget.preview_layer.data, expected.astype(np.uint8))
+
+
+def test_tiles_embed_a_large_image_piece_by_piece_and_are_saved_with_the_session(qtbot, make_napari_viewer):
+    """The "tiles" row wraps the backend: a box across tiles gives one stitched object; the session records the
+    tiling so replay rebuilds it; a tile too small is a notification."""
+    from segprompt.backends.tiled import TiledEmbedding
+
+    viewer = make_napari_viewer()
+    image = data.coffee()[::2, ::2]  # (200, 300, 3)
+    viewer.add_image(image, name="coffee", rgb=True)
+    widget = SegpromptWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="segprompt")
+    widget.backend_combo.setCurrentText("classical")
+    assert widget.tiling_fields.options() == {} and not widget.tiling_fields.halo_spin.isEnabled()
+    widget.tiling_fields.tile_spin.setValue(16)
+    before = len(notification_manager.records)
+    widget.compute_embedding()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    assert any("tiles must be at least 32 px" in str(n.message) for n in notification_manager.records[before:])
+
+    widget.tiling_fields.tile_spin.setValue(128)
+    widget.tiling_fields.halo_spin.setValue(32)
+    with qtbot.waitSignal(widget.embedding_ready, timeout=WAIT_MS):
+        widget.compute_embedding()
+    assert isinstance(widget.session.embedding, TiledEmbedding) and len(widget.session.embedding.grid) == 6
+    assert widget.session.backend_options == {"tile_shape": 128, "halo": 32}
+    with qtbot.waitSignal(widget.preview_updated, timeout=WAIT_MS):
+        widget.boxes_layer.add_rectangles(np.array([[6.0, 84.0], [146.0, 206.0]]))  # the cup, over four tiles
+    with qtbot.waitSignal(widget.objects_changed, timeout=WAIT_MS):
+        widget.accept()
+    cup = widget.objects_layer.data == 1
+    assert cup[70, 143] and not cup[190, 5]

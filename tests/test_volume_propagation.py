@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segprompt.backends import create
+from segprompt.backends import create, create_from_options
 from segprompt.errors import SegpromptError, UnsupportedPromptError
 from segprompt.metrics import iou
 from segprompt.prompts import Box, MaskPrompt, Points, Prompt
@@ -257,6 +257,51 @@ def test_slice_embeddings_are_made_once_on_demand_and_cached_on_disk(tiny_sam, t
     for _ in range(2):  # a second session over the same volume (another object, a re-opened file) reads the disk
         SliceEmbeddings(tiny_sam, SliceImages(Volume(volume, "ZYX")), CountingCache(tmp_path / "cache").embed).precompute()
     assert CountingCache.stored == 4
+
+
+def test_large_slices_tile_through_the_slice_embeddings_and_the_disk_cache(tiny_sam, tmp_path):
+    """A tiled SAM's slices become tiled embeddings through the default ``embed_image``; a second pass over the
+    volume reads every tile of every slice from the disk cache, and a propagated slice is the tiled backend's
+    answer to the projected prompt."""
+    from segprompt.backends.tiled import TiledEmbedding, TiledSegmenter
+    from segprompt.cache import EmbeddingCache
+    from segprompt.volume.embeddings import default_embed_image
+    from test_cache import encoder_calls
+
+    volume = np.random.default_rng(1).integers(0, 255, (2, 100, 120), dtype=np.uint8)
+    tiled = TiledSegmenter(tiny_sam, tile_shape=64, halo=16)  # 2 x 2 tiles per slice
+    cache = EmbeddingCache(tmp_path / "cache")
+    with encoder_calls(tiny_sam) as calls:
+        embeddings = SliceEmbeddings(tiled, SliceImages(Volume(volume, "ZYX")), default_embed_image(tiled, cache))
+        embeddings.precompute()
+        assert len(calls) == 2 * 4 and isinstance(embeddings.get(1), TiledEmbedding)
+        again = SliceEmbeddings(tiled, SliceImages(Volume(volume, "ZYX")), default_embed_image(tiled, cache))
+        again.precompute()
+        assert len(calls) == 2 * 4, "a re-opened volume must not run the encoder for any tile"
+    session = VolumeSession(ProjectionPropagator(tiled, again, confirm=False), NEVER_STOP)
+    first = session.prompt(1, 0, Prompt(box=Box(20, 30, 100, 80)))  # spans all four tiles
+    assert first.logits is None  # a tiled answer has no low-resolution frame: the mask itself is passed on
+    session.propagate(0, direction="up")
+    expected = tiled.predict(again.get(1), project(first.mask, None, PROJECTIONS["mask"]), multimask=False)
+    np.testing.assert_array_equal(session.mask(1, 1), expected.best_mask)
+
+
+def test_classical_propagates_through_tiled_slices_like_untiled(classical):
+    """Slices of 240 x 320 in tiles of 128 with a halo of 64: the ellipsoid (about 60 x 72 px) and GrabCut's
+    context around its box fit in one window, so each slice is found as without tiles."""
+    shape = (16, 240, 320)
+    volume, truth, _ = ellipsoid_volume(shape, Ellipsoid(centre=(7.5, 110, 150), radii=(5.6, 30, 36), drift_yx=(0.4, 0.6)))
+    middle = 7
+    sessions = []
+    for segmenter in (classical, create_from_options("classical", tile_shape=128, halo=64)):
+        session = classical_session(volume, segmenter)
+        session.prompt(1, middle, Prompt(box=Box.from_mask(truth[middle])))
+        session.propagate(middle)
+        sessions.append(session)
+    untiled, tiled = sessions
+    assert tiled.objects[1].slices == untiled.objects[1].slices and len(tiled.objects[1].slices) >= 8
+    for z in tiled.objects[1].slices:
+        assert iou(tiled.plane(z) == 1, untiled.plane(z) == 1) >= 0.95, z
 
 
 @pytest.mark.shared_data

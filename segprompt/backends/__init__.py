@@ -75,12 +75,23 @@ _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Options that wrap the backend in a :class:`~segprompt.backends.tiled.TiledSegmenter` instead of configuring it.
+TILING_OPTIONS = ("tile_shape", "halo")
+
+
 def backend_options(name: str) -> list[str]:
-    """The generic user options (keys of :func:`create_from_options`) backend ``name`` has a use for."""
+    """The generic user options (keys of :func:`create_from_options`) backend ``name`` has a use for.
+
+    :data:`TILING_OPTIONS` serve every backend that takes points, boxes or masks.
+    """
     import inspect
 
-    accepted = inspect.signature(get_backend_class(name).__init__).parameters
-    return [option for option, names in _OPTION_ALIASES.items() if any(p in accepted for p in names)]
+    from .tiled import ROUTABLE_KINDS
+
+    cls = get_backend_class(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    options = [option for option, names in _OPTION_ALIASES.items() if any(p in accepted for p in names)]
+    return options + list(TILING_OPTIONS) if cls.accepts & ROUTABLE_KINDS else options
 
 
 def constructor_options(name: str, **options: Any) -> dict[str, Any]:
@@ -97,7 +108,7 @@ def constructor_options(name: str, **options: Any) -> dict[str, Any]:
     accepted = inspect.signature(get_backend_class(name).__init__).parameters
     kwargs: dict[str, Any] = {}
     for option, value in options.items():
-        if value is None:
+        if value is None or option in TILING_OPTIONS:
             continue
         if option not in _OPTION_ALIASES:
             raise SegpromptError(f"unknown backend option {option!r}; known: {', '.join(_OPTION_ALIASES)}")
@@ -117,8 +128,25 @@ def create_from_options(name: str, **options: Any) -> Segmenter:
     ``device``. Each is passed under the name the backend's constructor uses
     (:func:`constructor_options`); ``None`` values and options the backend has
     no use for are dropped, so one command line serves every backend.
+    ``tile_shape`` (and ``halo``, px, one value or ``(rows, cols)``) wrap the
+    backend in a :class:`~segprompt.backends.tiled.TiledSegmenter`.
+
+    Raises:
+        SegpromptError: an unknown option; ``halo`` without ``tile_shape``;
+            tiling a backend that takes no points, boxes or masks.
     """
-    return get_backend_class(name)(**constructor_options(name, **options))
+    cls = get_backend_class(name)
+    tiling = {option: options[option] for option in TILING_OPTIONS if options.get(option) is not None}
+    if tiling and "tile_shape" not in tiling:
+        raise SegpromptError("halo: give a tile shape too; the halo is the context around each tile")
+    if not tiling:
+        return cls(**constructor_options(name, **options))
+    from ..tiling import check_tiling
+    from .tiled import DEFAULT_HALO, TiledSegmenter
+
+    TiledSegmenter.check_backend(cls)  # both checked before any weights load
+    check_tiling(tiling["tile_shape"], tiling.get("halo", DEFAULT_HALO))
+    return TiledSegmenter(cls(**constructor_options(name, **options)), **tiling)
 
 
 __all__ = [
@@ -126,6 +154,7 @@ __all__ = [
     "Embedding",
     "Prediction",
     "Segmenter",
+    "TILING_OPTIONS",
     "backend_names",
     "backend_options",
     "constructor_options",

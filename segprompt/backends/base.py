@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -234,6 +234,16 @@ class Segmenter(ABC):
         return to_rgb_uint8(image)
 
 
+#: ``embed_image(segmenter, image, progress) -> Embedding``: how one image becomes an embedding, e.g. the
+#: segmenter's own :meth:`Segmenter.embed` or :meth:`EmbeddingCache.embed <segprompt.cache.EmbeddingCache.embed>`.
+EmbedImage = Callable[[Segmenter, np.ndarray, ProgressCallback], Embedding]
+
+
+def plain_embed(segmenter: Segmenter, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
+    """The backend's own ``embed``, uncached (the :data:`EmbedImage` without a cache)."""
+    return segmenter.embed(image, progress)
+
+
 #: Which of a prompt's candidate masks a batch returns: every one, the highest-scored, or ``masks[0]``.
 CandidateSelection = Literal["all", "best", "first"]
 CANDIDATE_SELECTIONS: tuple[str, ...] = ("all", "best", "first")
@@ -406,6 +416,7 @@ __all__ = [
     "CandidateBatch",
     "CandidateSelection",
     "CompositeEmbedding",
+    "EmbedImage",
     "Embedding",
     "ExemplarProposer",
     "Prediction",
@@ -414,4 +425,5 @@ __all__ = [
     "chosen_candidates",
     "prompt_groups",
     "same_backbone",
+    "plain_embed",
 ]

@@ -23,12 +23,13 @@ from ..backends import backend_options, create_from_options
 from ..backends.base import Embedding, Segmenter
 from ..errors import SegpromptError
 from ..progress import ProgressCallback
+from . import tiling_flags
 from .segment import CACHED_BACKENDS
 from .weights import local_weights_flags
 
 #: Model flag -> backend option.
 MODEL_FLAGS = {"model_type": "--model-type", "checkpoint": "--checkpoint", "model_dir": "--model-dir",
-               "variant": "--variant", "device": "--device"}
+               "variant": "--variant", "device": "--device", "tile_shape": "--tile-shape", "halo": "--halo"}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, backend_help: str | None = None) -> None:
@@ -41,6 +42,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_help: str | Non
     group.add_argument("--model-dir", help="local model folder of a transformers backend (sam2, sam-hq, sam3, ...)")
     group.add_argument("--variant", help="released size of sam2 / sam-hq without --model-dir")
     group.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the backend's, cpu)")
+    tiling_flags.add_arguments(group)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +55,11 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The model flags given on the command line, as backend options (paths absolute)."""
+    """The model flags given on the command line, as backend options (paths absolute, tile sizes as lists)."""
     options = {option: getattr(args, option) for option in MODEL_FLAGS if getattr(args, option, None) is not None}
+    for option in ("tile_shape", "halo"):
+        if option in options:
+            options[option] = list(options[option])
     for option in ("checkpoint", "model_dir"):
         if option in options:
             options[option] = str(Path(options[option]).expanduser().resolve())
@@ -67,6 +72,8 @@ def check_options(backend: str, options: Mapping[str, Any]) -> None:
     Raises:
         SegpromptError: the flag and the backend; an unknown backend.
     """
+    if "halo" in options and "tile_shape" not in options:
+        raise SegpromptError("--halo needs --tile-shape (the halo is the context around each tile)")
     used = backend_options(backend)
     for option in options:
         if option not in used:

@@ -28,12 +28,13 @@ import numpy as np
 
 from ..backends import backend_names, create
 from ..backends.base import Prediction, Segmenter
+from ..backends.tiled import TiledSegmenter
 from ..errors import PromptError, SegpromptError
 from ..atomic import check_writable, write_files
 from ..instances import Instances, InstancesPrediction
 from ..io import MASK_SUFFIXES, check_output_type, image_bytes, mask_bytes, overlay, read_image, read_mask
 from ..prompts import Box, Exemplars, MaskPrompt, Points, Prompt
-from . import semantic_flags
+from . import semantic_flags, tiling_flags
 from .progress import tqdm_progress
 from .tune import add_tuned_argument, tuned_prompt, tuned_segmenter
 from .weights import local_weights_flags
@@ -176,6 +177,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-prompt", type=Path, help="also write the prompt used, as JSON")
     parser.add_argument("--multimask", action="store_true", help="ask for several candidates and keep the best")
     parser.add_argument("--plane", type=int, help="plane of a TIFF/.npy stack (default the first)")
+    tiling_flags.add_arguments(parser.add_argument_group("large images"))
     parser.set_defaults(func=run)
 
 
@@ -186,7 +188,13 @@ def describe(prediction: Prediction, backend: str) -> str:
 
 
 def make_segmenter(args: argparse.Namespace, progress: Callable[[int, int, str], None]) -> Segmenter:
-    """The backend named by ``--backend`` with its model flags (``--tuned``: the tuned CLIPSeg)."""
+    """The backend named by ``--backend`` with its model flags (``--tuned``: the tuned CLIPSeg), tiled with ``--tile-shape``."""
+    tiling = tiling_flags.tiling_options(args, args.backend)
+    segmenter = _backend(args, progress)
+    return TiledSegmenter(segmenter, **tiling) if tiling else segmenter
+
+
+def _backend(args: argparse.Namespace, progress: Callable[[int, int, str], None]) -> Segmenter:
     if args.tuned is not None:
         return tuned_segmenter(args)
     with local_weights_flags(transformers="--model-dir DIR", sam="--checkpoint PATH"):

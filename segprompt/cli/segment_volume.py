@@ -32,6 +32,7 @@ from ..volume.propagation import VIDEO_PROPAGATORS, ProjectionPropagator, Propag
 from ..volume.reader import SliceImages, Volume, open_volume
 from ..volume.session import DIRECTIONS, VolumeSession
 from ..volume.writer import check_label_volume_output, write_label_volume
+from . import tiling_flags
 from .progress import tqdm_progress
 from .segment import add_prompt_arguments, where_prompt_from_args
 from .weights import local_weights_flags
@@ -49,8 +50,8 @@ say theirs, a .npy or plain Zarr array of 3 dimensions is ZYX and of 4 is ZYXC (
 the other axes with --at (e.g. --at T=0 of a TZYX series).
 Backends: every backend taking a mask or box prompt propagates by projection (the previous slice's mask logits or \
 mask, its box and/or points derived from it: --projection); sam2 and sam3-tracker use their video model's memory \
-by default (--propagation projection for the image model). Writes a label volume: .tif (one page per slice) or \
-.ome.zarr (NGFF 0.5)."""
+by default (--propagation projection for the image model). Large slices: --tile-shape embeds each slice in tiles \
+with a halo (projection propagation). Writes a label volume: .tif (one page per slice) or .ome.zarr (NGFF 0.5)."""
 
 
 def parse_at(values: list[str] | None) -> dict[str, int]:
@@ -85,6 +86,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--checkpoint", type=Path, help="SAM weights file (default: the official checkpoint)")
     model.add_argument("--model-dir", type=Path, metavar="DIR", help="local model folder of a transformers backend")
     model.add_argument("--variant", metavar="SIZE", help="released size of sam2 / sam-hq, used without --model-dir")
+    tiling_flags.add_arguments(model)
     propagation = parser.add_argument_group("propagation")
     propagation.add_argument(
         "--propagation", choices=PROPAGATION_METHODS, default="auto",
@@ -163,10 +165,20 @@ def propagation_method(args: argparse.Namespace) -> str:
     return args.propagation
 
 
+def check_tiling(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The tiling options of ``--tile-shape`` / ``--halo``, refused with a video model (it sees whole frames)."""
+    tiling = tiling_flags.tiling_options(args, args.backend)
+    if tiling and method == "video":
+        raise SegpromptError(
+            f"--tile-shape: {args.backend}'s video model sees whole frames; tile slices with --propagation projection"
+        )
+    return tiling
+
+
 def make_propagator(args: argparse.Namespace, method: str, images: SliceImages) -> Propagator:
     """The propagator of ``--backend`` / ``--propagation`` with the model flags (loads the weights)."""
     options: dict[str, Any] = {"model_type": args.model_type, "checkpoint": args.checkpoint, "model_dir": args.model_dir,
-                               "variant": args.variant}
+                               "variant": args.variant, **check_tiling(args, method)}
     with local_weights_flags(transformers="--model-dir DIR", sam="--checkpoint PATH"):
         if method == "video":
             if args.checkpoint is not None:
@@ -190,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     prompt.validate_for(image_hw)
     method = propagation_method(args)
     check_backend(args, method, prompt)
+    check_tiling(args, method)
     stop = StopRule(min_area=args.min_area, min_score=args.min_score, min_iou=args.min_iou)
     images = SliceImages(volume)
     with tqdm_progress("slice") as progress:

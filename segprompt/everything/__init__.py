@@ -23,6 +23,10 @@ NAME=VALUE``, the napari settings field) and as JSON
 (:func:`settings_to_dict` -> :func:`everything_settings`: a saved session
 re-runs the same generator with the same settings).
 
+A tiled backend (:class:`~segprompt.backends.tiled.TiledSegmenter`) segments
+everything tile by tile with its wrapped backend's generator, the objects of
+the tiles merged across the halos (:mod:`segprompt.everything.tiled`).
+
 The same ``progress(done, total, message)`` callback drives the CLI's tqdm bar
 and napari's progress bar.
 """
@@ -35,6 +39,7 @@ import typing
 from typing import Any, ClassVar, Protocol, Sequence
 
 from ..backends.base import Embedding, Segmenter
+from ..backends.tiled import TiledSegmenter
 from ..errors import SegpromptError
 from ..instances import Instances
 from ..progress import ProgressCallback, no_progress
@@ -200,6 +205,9 @@ def segment_everything(
     Returns:
         :class:`Instances` in original-image pixels.
 
+    A tiled backend runs its wrapped backend's generator on each tile
+    (:func:`segprompt.everything.tiled.tiled_everything`).
+
     Raises:
         SegpromptError: no generator for this backend, or settings of another generator.
         ValueError: ``embedding`` was made by another backend or model.
@@ -212,6 +220,10 @@ def segment_everything(
         raise SegpromptError(
             f"segment everything with {segmenter.name!r} takes {generator.Settings.__name__}, got {type(settings).__name__}"
         )
+    if isinstance(segmenter, TiledSegmenter):
+        from .tiled import tiled_everything
+
+        return tiled_everything(generator, segmenter, embedding, settings, progress)
     return generator.generate(segmenter, embedding, settings, progress)
 
 

@@ -17,34 +17,30 @@ Two tiers:
 progress ("embedding slice 12 (5/40)").
 
 How one image becomes an :class:`~segprompt.backends.base.Embedding` is a
-single function (:data:`EmbedImage`, by default the cache's or the backend's
-``embed``), so a tiled embedding of large planes plugs in here without
-touching the propagation.
+single function (:data:`~segprompt.backends.base.EmbedImage`, by default the
+cache's or the backend's ``embed``). Large slices tile through it without
+touching the propagation: with a
+:class:`~segprompt.backends.tiled.TiledSegmenter` each slice becomes a
+:class:`~segprompt.backends.tiled.TiledEmbedding`, its tiles stored in the
+disk cache one by one (``segment-volume --tile-shape``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..backends.base import Embedding, Segmenter
+from ..backends.base import EmbedImage, Embedding, Segmenter, plain_embed
 from ..cache import EmbeddingCache
 from ..progress import ProgressCallback, no_progress
 
 #: Embeddings kept in memory (most recently used).
 IN_MEMORY_SLICES = 8
-#: ``embed_image(segmenter, image, progress) -> Embedding``: how one slice is embedded.
-EmbedImage = Callable[[Segmenter, np.ndarray, ProgressCallback], Embedding]
 #: Backends whose embeddings also go to the disk cache (as ``segprompt segment`` caches them).
 DISK_CACHED_BACKENDS = ("sam", "sam2", "sam-hq", "edgetam", "sam3-tracker")
-
-
-def plain_embed(segmenter: Segmenter, image: np.ndarray, progress: ProgressCallback = no_progress) -> Embedding:
-    """The backend's own ``embed``, uncached."""
-    return segmenter.embed(image, progress)
 
 
 def default_embed_image(segmenter: Segmenter, cache: EmbeddingCache | None = None) -> EmbedImage:
