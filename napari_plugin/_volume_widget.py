@@ -56,7 +56,17 @@ from segprompt.volume.propagation import VIDEO_PROPAGATORS, ProjectionPropagator
 from segprompt.volume.reader import SliceImages, Volume
 from segprompt.volume.session import PropagationRun, VolumeSession
 
-from ._widget import PROGRESS_STEPS, POINT_COLOURS, SegpromptWidget, _Failed, _in_background, _overlay_colormap, _ProgressRelay
+from ._widget import (
+    PROGRESS_STEPS,
+    POINT_COLOURS,
+    SegpromptWidget,
+    _Failed,
+    _in_background,
+    _overlay_colormap,
+    _ProgressRelay,
+    device_picker,
+    precision_picker,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -135,6 +145,9 @@ class VolumeWidget(QWidget):
         self.propagation_combo = QComboBox()
         self.propagation_combo.addItems(PROPAGATIONS)
         self.propagation_combo.setToolTip("video: sam2 / sam3-tracker's memory; projection: each slice prompts the next")
+        self.device_combo = device_picker()
+        self.precision_combo = precision_picker()
+        self.precision_combo.setToolTip(self.precision_combo.toolTip() + " (projection only; video runs in fp32)")
         self.start_button = QPushButton("start on this image")
         self.start_button.clicked.connect(self._report(self.start))
         self.embed_button = QPushButton("embed all slices")
@@ -144,6 +157,8 @@ class VolumeWidget(QWidget):
         form.addRow("backend", self.backend_combo)
         form.addRow("weights", self.weights_edit)
         form.addRow("propagation", self.propagation_combo)
+        form.addRow("device", self.device_combo)
+        form.addRow("precision", self.precision_combo)
         form.addRow(self.start_button)
         form.addRow(self.embed_button)
         layout.addWidget(model_box)
@@ -230,16 +245,19 @@ class VolumeWidget(QWidget):
         if self._propagator is not None:
             return self._propagator
         backend, path = self.backend_combo.currentText(), self.weights_edit.text().strip()
+        device, precision = self.device_combo.currentText(), self.precision_combo.currentText()
         method = self.propagation_combo.currentText()
         if method == "auto":
             method = "video" if backend in VIDEO_PROPAGATORS else "projection"
         if method == "video":
             if backend not in VIDEO_PROPAGATORS:
                 raise SegpromptError(f"backend {backend!r} has no video model; those that do: {', '.join(VIDEO_PROPAGATORS.names())}")
-            return VIDEO_PROPAGATORS.get(backend)(images, model_dir=path or None)
+            if precision != "fp32":
+                raise SegpromptError(f"precision {precision}: video propagation runs in fp32 only")
+            return VIDEO_PROPAGATORS.get(backend)(images, model_dir=path or None, device=device)
         from pathlib import Path
 
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"device": device, "precision": precision}  # dropped where the backend has no use
         if path:
             options["model_dir" if Path(path).expanduser().is_dir() else "checkpoint"] = path
         segmenter = create_from_options(backend, **options)

@@ -68,6 +68,7 @@ _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
     "model_type": ("model_type", "sam_model_type"),
     "checkpoint": ("checkpoint", "sam_checkpoint"),
     "device": ("device",),
+    "precision": ("precision",),
 }
 
 
@@ -84,8 +85,9 @@ def create_from_options(name: str, **options: Any) -> Segmenter:
 
     ``options`` may hold ``model_dir`` (transformers backends), ``variant``
     (the released size of ``sam2`` / ``sam-hq``), ``model_type``
-    and ``checkpoint`` (SAM, or the SAM stage of a detector backend) and
-    ``device``. Each is passed under the name the backend's constructor uses;
+    and ``checkpoint`` (SAM, or the SAM stage of a detector backend),
+    ``device`` (:func:`segprompt.devices.resolve_device`; every model
+    backend's default is ``"auto"``) and ``precision`` (:mod:`segprompt.precision`). Each is passed under the name the backend's constructor uses;
     ``None`` values and options the backend has no use for are dropped, so one
     command line serves every backend.
     """

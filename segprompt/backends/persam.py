@@ -67,6 +67,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..devices import AUTO
 from ..prompts import LOW_RES_SIDE, Box, MaskPrompt, Points, Prompt, VisualReference
 from . import register
 from .base import Prediction, Segmenter
@@ -286,7 +287,7 @@ class PerSamSegmenter(Segmenter):
     """PerSAM: segment the target shown by a visual reference, training-free.
 
     Args:
-        model_type, checkpoint, model, device: as for
+        model_type, checkpoint, model, device, precision: as for
             :class:`~segprompt.backends.sam.SamSegmenter` (ignored when ``sam`` is given).
         sam: an existing SAM backend to share (its weights, its embeddings).
         cache: an :class:`~segprompt.cache.EmbeddingCache` for the reference
@@ -312,13 +313,14 @@ class PerSamSegmenter(Segmenter):
         checkpoint: str | os.PathLike | None = None,
         *,
         model: "Sam | None" = None,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         sam: SamSegmenter | None = None,
         cache: "EmbeddingCache | None" = None,
         fine_tune: bool | None = None,
         fit_iterations: int = FIT_ITERATIONS,
     ) -> None:
-        self.sam = sam if sam is not None else SamSegmenter(model_type, checkpoint, model=model, device=device)
+        self.sam = sam if sam is not None else SamSegmenter(model_type, checkpoint, model=model, device=device, precision=precision)
         self.cache = cache
         self.fine_tune = self.fine_tune_default if fine_tune is None else fine_tune
         self.fit_iterations = fit_iterations

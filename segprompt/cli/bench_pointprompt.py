@@ -18,6 +18,7 @@ from ..pointprompt.config import (
 from ..pointprompt.counts import PointCounts
 from ..pointprompt.runner import RunSource, run_benchmark
 from ..pointprompt.strategies import strategy_names
+from .device_flags import add_device_arguments, check_device, set_memory_advice
 from .progress import tqdm_progress
 from .weights import local_weights_flags
 
@@ -47,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="classical", help="segmenter backend (default: classical)")
     parser.add_argument("--model-type", default=None, help=f"SAM model type (sam backend; default vit_b, paper: {PAPER_MODEL_TYPE})")
     parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint file (sam backend)")
-    parser.add_argument("--device", default="cpu", help="torch device (sam backend)")
+    add_device_arguments(parser)
     parser.add_argument(
         "--strategies", nargs="+", default=["all"], metavar="NAME",
         help=f"strategies, or 'all' (every one) / 'paper' (the paper's: {', '.join(PAPER_STRATEGIES)}); "
@@ -84,6 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-list", type=Path, metavar="NPY",
                         help="finetuning: report IoU on these images, the reference code's 'finetuning SAM/test.npy' "
                         "(default: the validation split; paper: a seeded 10%% of the images)")  # fmt: skip
+    set_memory_advice(parser, "use --precision bf16 or fewer --workers")
     parser.set_defaults(func=run)
 
 
@@ -97,7 +99,7 @@ def _strategies(names: list[str]) -> tuple[str, ...]:
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint = None if args.checkpoint is None else str(args.checkpoint)
     model_type = args.model_type or (PAPER_MODEL_TYPE if args.protocol == "paper" else "vit_b")
-    return {"model_type": model_type, "checkpoint": checkpoint, "device": args.device}
+    return {"model_type": model_type, "checkpoint": checkpoint, "device": args.device, "precision": args.precision}
 
 
 def _config(args: argparse.Namespace) -> BenchmarkConfig:
@@ -138,6 +140,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args)
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
     if args.workers < 1:

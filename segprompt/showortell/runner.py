@@ -213,8 +213,10 @@ class RunSource:
         layout, domain, background, min_reference_area: as :func:`prepare_dataset` takes
             (``domain`` ``None``: ``domain.txt`` in the folder, else by layout).
         model_dirs: model folder per backend name; key ``""`` for every transformers backend.
-        model_type, checkpoint, device: SAM options for SAM-based backends (the paper's PersonalizeSAM:
+        model_type, checkpoint: SAM options for SAM-based backends (the paper's PersonalizeSAM:
             ``model_type="vit_h"``, :data:`~segprompt.showortell.settings.PAPER_SAM_MODEL`).
+        device, precision: every backend's (:func:`segprompt.devices.resolve_device`,
+            :mod:`segprompt.precision`).
         released_splits: the folder of the reference's ``<name>_{train,val}.pkl`` split lists to take
             every dataset's parts and reference candidates from (:func:`read_released_splits`), or ``None``.
     """
@@ -228,7 +230,8 @@ class RunSource:
     model_dirs: Mapping[str, str] = field(default_factory=dict)
     model_type: str | None = None
     checkpoint: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
+    precision: str = "fp32"
     released_splits: str | None = None
 
     def build(self) -> tuple[list[EvalDataset], list[Method]]:
@@ -244,6 +247,7 @@ class RunSource:
                 segmenters[backend] = create_from_options(
                     backend, model_dir=self.model_dirs.get(backend, self.model_dirs.get("")),
                     model_type=self.model_type, checkpoint=self.checkpoint, device=self.device,
+                    precision=self.precision,
                 )
             methods.append(Method(f"{backend}:{modality}", segmenters[backend], modality))
         datasets = []
