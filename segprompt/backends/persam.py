@@ -332,6 +332,11 @@ class PerSamSegmenter(Segmenter):
         return self.sam.model_id
 
     @property
+    def device(self) -> torch.device:
+        """Its SAM's device."""
+        return self.sam.device
+
+    @property
     def embedding_source(self) -> tuple[str, str]:
         """Its SAM's: PerSAM answers from SAM embeddings."""
         return self.sam.embedding_source
