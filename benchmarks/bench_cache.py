@@ -30,12 +30,11 @@ from skimage import data as skdata
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCHMARKS.parent), str(BENCHMARKS)]
 
-from bench_decoder import Clock, MemoryPeak  # noqa: E402
+from bench_decoder import Clock, MemoryPeak, run_reporting_errors  # noqa: E402
 from segprompt.backends.sam import SamSegmenter  # noqa: E402
 from segprompt.backends.sam_arch import SAM_ARCHITECTURES, build_sam  # noqa: E402
 from segprompt.cache import EmbeddingCache  # noqa: E402
-from segprompt.devices import resolve_device, translate_out_of_memory  # noqa: E402
-from segprompt.errors import SegpromptError  # noqa: E402
+from segprompt.devices import resolve_device  # noqa: E402
 from segprompt.precision import PRECISIONS  # noqa: E402
 
 
@@ -85,13 +84,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        with translate_out_of_memory("lower --height/--width or use --precision bf16"):
-            run(args)
-    except SegpromptError as exc:
-        print(f"bench_cache: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_reporting_errors("bench_cache", run, parse_args(argv), "lower --height/--width or use --precision bf16")
 
 
 if __name__ == "__main__":

@@ -324,14 +324,19 @@ def run(args: argparse.Namespace) -> None:
                   flush=True)  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run_reporting_errors(script: str, run: Callable[[argparse.Namespace], None], args: argparse.Namespace, advice: str) -> None:
+    """``run(args)``; a bad device or a GPU out of memory (``advice``: what to lower) is one line and exit 2."""
     try:
-        with translate_out_of_memory("lower --chunk-size, --baseline-batch or --prompts, or use a smaller --height/--width"):
+        with translate_out_of_memory(advice):
             run(args)
     except SegpromptError as exc:
-        print(f"bench_decoder: error: {exc}", file=sys.stderr)
+        print(f"{script}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    advice = "lower --chunk-size, --baseline-batch or --prompts, or use a smaller --height/--width"
+    run_reporting_errors("bench_decoder", run, parse_args(argv), advice)
 
 
 if __name__ == "__main__":

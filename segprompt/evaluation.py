@@ -179,8 +179,8 @@ def score_prompts(
 
     On the model's device (a GPU included) the masks are decoded, thresholded
     and counted against the ground truth; only ``N`` IoUs, choices and
-    scores (and the logits when kept) come back to the host, in one transfer
-    at the end.
+    scores (and the logits when kept) come back to the host, at the end
+    (one copy per field).
 
     Args:
         segmenter: any backend; a :class:`~segprompt.backends.base.BatchPredictor` decodes in batches.
