@@ -301,7 +301,10 @@ class ObjectsPanel(QGroupBox):
             self._edited()
             self.widget.status_label.setText(f"segment everything: {len(added)} objects ({backend})")
 
-        self.widget._start_job(find, add, f"segment everything ({backend})")
+        self.widget._start_job(
+            find, add, f"segment everything ({backend})",
+            memory_advice="choose precision bf16, lower the generator's batch or tile settings, or use a smaller image",
+        )
 
     def refine(self, labels: list[int] | None) -> None:
         """Refine objects (``None``: all) with their own box and mask as prompts, in the background; one step."""

@@ -57,7 +57,17 @@ from segprompt.volume.reader import SliceImages, Volume
 from segprompt.volume.session import PropagationRun, VolumeSession
 
 from ._tiling import TilingFields
-from ._widget import PROGRESS_STEPS, POINT_COLOURS, SegpromptWidget, _Failed, _in_background, _overlay_colormap, _ProgressRelay
+from ._widget import (
+    PROGRESS_STEPS,
+    POINT_COLOURS,
+    SegpromptWidget,
+    _Failed,
+    _in_background,
+    _overlay_colormap,
+    _ProgressRelay,
+    device_picker,
+    precision_picker,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -136,6 +146,9 @@ class VolumeWidget(QWidget):
         self.propagation_combo = QComboBox()
         self.propagation_combo.addItems(PROPAGATIONS)
         self.propagation_combo.setToolTip("video: sam2 / sam3-tracker's memory; projection: each slice prompts the next")
+        self.device_combo = device_picker()
+        self.precision_combo = precision_picker()
+        self.precision_combo.setToolTip(self.precision_combo.toolTip() + " (projection only; video runs in fp32)")
         self.tiling_fields = TilingFields()
         self.start_button = QPushButton("start on this image")
         self.start_button.clicked.connect(self._report(self.start))
@@ -146,6 +159,8 @@ class VolumeWidget(QWidget):
         form.addRow("backend", self.backend_combo)
         form.addRow("weights", self.weights_edit)
         form.addRow("propagation", self.propagation_combo)
+        form.addRow("device", self.device_combo)
+        form.addRow("precision", self.precision_combo)
         form.addRow("tiles", self.tiling_fields)
         form.addRow(self.start_button)
         form.addRow(self.embed_button)
@@ -228,7 +243,9 @@ class VolumeWidget(QWidget):
         """Use an already built propagator (the napari console, tests) for the next :meth:`start`."""
         self._propagator = propagator
 
-    def _make_propagator(self, images: SliceImages, backend: str, path: str, method: str, tiling: dict[str, Any]) -> Propagator:
+    def _make_propagator(
+        self, images: SliceImages, backend: str, path: str, method: str, tiling: dict[str, Any], device: str, precision: str
+    ) -> Propagator:
         """The chosen backend's propagator (runs in the worker: loading weights is slow; the choices are read before)."""
         if self._propagator is not None:
             return self._propagator
@@ -239,10 +256,12 @@ class VolumeWidget(QWidget):
                 raise SegpromptError(f"backend {backend!r} has no video model; those that do: {', '.join(VIDEO_PROPAGATORS.names())}")
             if tiling:
                 raise SegpromptError(f"tiles: {backend}'s video model sees whole frames; tile slices with projection propagation")
-            return VIDEO_PROPAGATORS.get(backend)(images, model_dir=path or None)
+            if precision != "fp32":
+                raise SegpromptError(f"precision {precision}: video propagation runs in fp32 only")
+            return VIDEO_PROPAGATORS.get(backend)(images, model_dir=path or None, device=device)
         from pathlib import Path
 
-        options: dict[str, Any] = dict(tiling)
+        options: dict[str, Any] = {"device": device, "precision": precision, **tiling}  # dropped where the backend has no use
         if path:
             options["model_dir" if Path(path).expanduser().is_dir() else "checkpoint"] = path
         segmenter = create_from_options(backend, **options)
@@ -257,7 +276,7 @@ class VolumeWidget(QWidget):
         volume, stack_axis = layer_volume(layer, self.viewer.dims.current_step)
 
         choices = (self.backend_combo.currentText(), self.weights_edit.text().strip(), self.propagation_combo.currentText(),
-                   self.tiling_fields.options())
+                   self.tiling_fields.options(), self.device_combo.currentText(), self.precision_combo.currentText())
 
         def build(_progress: ProgressCallback) -> Propagator:
             return self._make_propagator(SliceImages(volume), *choices)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+import torch
 from napari.layers import Image, Labels, Points, Shapes
 from napari.qt.threading import FunctionWorker, thread_worker
 from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
@@ -49,9 +50,11 @@ from segprompt.backends.sam_family import SamFamilySegmenter
 from segprompt.progress import ProgressCallback
 from segprompt.cache import EmbeddingCache
 from segprompt.checkpoints import SAM_CHECKPOINTS, official_checkpoint
+from segprompt.devices import available_devices, device_memory_error
 from segprompt.errors import SegpromptError
 from segprompt.hub import local_model_dir
 from segprompt.io import OVERLAY_COLOURS
+from segprompt.precision import PRECISIONS
 from segprompt.prompts import Points as PointsPrompt
 from segprompt.prompts import Exemplars, Prompt, Text, VisualReference
 from segprompt.semantic import SemanticSegmentation, segment_classes
@@ -83,6 +86,26 @@ PROGRESS_STEPS = 1000
 PREVIEW_COLOURMAP = DirectLabelColormap(color_dict={None: "transparent", 1: "yellow"})
 _NONE = "(none)"
 _CUSTOM = "custom: "
+#: What a job's out-of-memory notification suggests unless the job says otherwise.
+MEMORY_ADVICE = "choose precision bf16 or a smaller image"
+#: A chosen backend: ``(backend, SAM model type or size, weights path, device, precision)``.
+SegmenterKey = tuple[str, str, str, str, str]
+
+
+def device_picker() -> QComboBox:
+    """A combo box of this machine's devices, ``auto`` (CUDA, then MPS, then CPU) first."""
+    combo = QComboBox()
+    combo.addItems(available_devices())
+    combo.setToolTip("where the model runs: auto picks CUDA, then Apple MPS, then the CPU")
+    return combo
+
+
+def precision_picker() -> QComboBox:
+    """A combo box of the image encoder's precisions (:mod:`segprompt.precision`), fp32 first."""
+    combo = QComboBox()
+    combo.addItems(PRECISIONS)
+    combo.setToolTip("image-encoder arithmetic: bf16 / fp16 are several times faster on GPUs, masks differ slightly")
+    return combo
 
 
 @dataclass(frozen=True)
@@ -103,8 +126,12 @@ class _ProgressRelay(QObject):
 
 
 @thread_worker
-def _in_background(job: Callable[[ProgressCallback], Any], relay: _ProgressRelay) -> Any:
-    """Run ``job(progress)`` off the GUI thread; a user-facing failure comes back as :class:`_Failed`."""
+def _in_background(job: Callable[[ProgressCallback], Any], relay: _ProgressRelay, memory_advice: str = MEMORY_ADVICE) -> Any:
+    """Run ``job(progress)`` off the GUI thread; a user-facing failure comes back as :class:`_Failed`.
+
+    A CUDA out-of-memory error (recognised by its type) says what to lower
+    (``memory_advice``) or to choose the CPU.
+    """
     too_large = "not enough memory for this image; crop or downscale it first"
     try:
         return job(relay.progressed.emit)
@@ -112,8 +139,10 @@ def _in_background(job: Callable[[ProgressCallback], Any], relay: _ProgressRelay
         return _Failed(str(exc))
     except MemoryError:
         return _Failed(too_large)
-    except RuntimeError as exc:  # torch reports a failed CPU/GPU allocation as a RuntimeError
-        if "can't allocate memory" in str(exc) or "out of memory" in str(exc):
+    except torch.cuda.OutOfMemoryError as exc:
+        return _Failed(str(device_memory_error(exc, memory_advice, cpu_choice="device cpu")))
+    except RuntimeError as exc:  # a failed CPU allocation has no exception type of its own in torch
+        if "can't allocate memory" in str(exc):
             return _Failed(too_large)
         raise
 
@@ -150,8 +179,8 @@ class SegpromptWidget(QWidget):
         self._preview_request = 0  # bumped by every prompt change; older answers are dropped
         self._preview_answered = 0  # the request the shown preview answers
         self._accept_when_ready = False
-        self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
-        self._backend_options: dict[tuple[str, str, str], dict[str, Any]] = {}  # saved in the session, for replay
+        self._segmenters: dict[SegmenterKey, Segmenter] = {}
+        self._backend_options: dict[SegmenterKey, dict[str, Any]] = {}  # saved in the session, for replay
         self._include = True
         self._relay = _ProgressRelay()
         self._relay.progressed.connect(self._on_progress)
@@ -192,6 +221,8 @@ class SegpromptWidget(QWidget):
         checkpoint_row.addWidget(browse)
         self.checkpoint_status = QLabel()
         self.checkpoint_status.setWordWrap(True)
+        self.device_combo = device_picker()
+        self.precision_combo = precision_picker()
         self.tiling_fields = TilingFields()
         self.embed_button = QPushButton("compute embedding")
         self.embed_button.clicked.connect(self._report(self.compute_embedding))
@@ -205,6 +236,8 @@ class SegpromptWidget(QWidget):
         form.addRow("size", self.variant_combo)
         form.addRow("weights", checkpoint_row)
         form.addRow(self.checkpoint_status)
+        form.addRow("device", self.device_combo)
+        form.addRow("precision", self.precision_combo)
         form.addRow("tiles", self.tiling_fields)
         form.addRow(self.embed_button)
         form.addRow(self.progress_bar)
@@ -320,6 +353,8 @@ class SegpromptWidget(QWidget):
         self.checkpoint_edit.setEnabled(not custom)
         self.model_type_combo.setEnabled(False)
         if custom:
+            self.device_combo.setEnabled(False)  # the Python-built backend has its own device
+            self.precision_combo.setEnabled(False)
             self.checkpoint_status.setText("a backend built in Python (use_segmenter)")
             return
         try:
@@ -328,6 +363,8 @@ class SegpromptWidget(QWidget):
             self.checkpoint_status.setText(f"unavailable: {exc}")
             return
         parameters = inspect.signature(cls.__init__).parameters
+        self.device_combo.setEnabled("device" in parameters)
+        self.precision_combo.setEnabled("precision" in parameters)
         uses_sam = "model_type" in parameters or "sam_model_type" in parameters
         self.model_type_combo.setEnabled(uses_sam)
         path = self.checkpoint_edit.text().strip()
@@ -392,9 +429,9 @@ class SegpromptWidget(QWidget):
             self.backend_combo.addItem(label)
         self.backend_combo.setCurrentText(label)
         self.checkpoint_edit.clear()
-        self._segmenters[(label, self.model_type_combo.currentText(), "")] = segmenter
+        self._segmenters[(label, self.model_type_combo.currentText(), "", "", "")] = segmenter
 
-    def _segmenter_factory(self) -> tuple[tuple[str, str, str], Callable[[], Segmenter]]:
+    def _segmenter_factory(self) -> tuple[SegmenterKey, Callable[[], Segmenter]]:
         """The cache key of the chosen backend and a function building it (run in the worker).
 
         The weights field is a SAM checkpoint when it names a file and a model
@@ -403,10 +440,13 @@ class SegpromptWidget(QWidget):
         backend, model_type = self.backend_combo.currentText(), self.model_type_combo.currentText()
         variant = self.variant_combo.currentText() if self.variant_combo.isEnabled() else None
         path = self.checkpoint_edit.text().strip()
-        key = (backend, variant or model_type, path)
+        device = self.device_combo.currentText() if self.device_combo.isEnabled() else ""
+        precision = self.precision_combo.currentText() if self.precision_combo.isEnabled() else ""
+        key = (backend, variant or model_type, path, device, precision)
         if key in self._segmenters:
             return key, functools.partial(self._segmenters.__getitem__, key)
-        options: dict[str, Any] = {"model_type": model_type, "variant": variant}
+        options: dict[str, Any] = {"model_type": model_type, "variant": variant, "device": device or None,
+                                   "precision": precision or None}
         if path:
             folder = Path(path).expanduser()
             options["model_dir" if folder.is_dir() else "checkpoint"] = str(folder.resolve())
@@ -436,15 +476,24 @@ class SegpromptWidget(QWidget):
 
         self._start_job(embed, functools.partial(self._on_embedded, layer, key, tiling), f"embedding {name!r} with {key[0]}")
 
-    def _start_job(self, job: Callable[[ProgressCallback], Any], on_result: Callable[[Any], None], message: str) -> None:
-        """Run one background job at a time, with the progress bar; failures become notifications."""
+    def _start_job(
+        self,
+        job: Callable[[ProgressCallback], Any],
+        on_result: Callable[[Any], None],
+        message: str,
+        memory_advice: str = MEMORY_ADVICE,
+    ) -> None:
+        """Run one background job at a time, with the progress bar; failures become notifications.
+
+        ``memory_advice`` is what the job's out-of-memory notification says to lower.
+        """
         if self.worker is not None:
             raise SegpromptError("a background job is still running; wait for it to finish")
         self.embed_button.setEnabled(False)
         self.classes_button.setEnabled(False)
         self.status_label.setText(f"{message} …")
         self.progress_bar.setRange(0, 0)
-        self.worker = _in_background(job, self._relay)
+        self.worker = _in_background(job, self._relay, memory_advice)
         self.worker.returned.connect(functools.partial(self._on_job_returned, on_result))
         self.worker.finished.connect(self._on_worker_finished)
         self.worker.start()
@@ -474,7 +523,7 @@ class SegpromptWidget(QWidget):
         self.progress_bar.setRange(0, PROGRESS_STEPS)
 
     def _on_embedded(
-        self, layer: Image, key: tuple[str, str, str], tiling: dict[str, Any], result: tuple[Segmenter, Segmenter, Embedding]
+        self, layer: Image, key: SegmenterKey, tiling: dict[str, Any], result: tuple[Segmenter, Segmenter, Embedding]
     ) -> None:
         backend, segmenter, embedding = result
         self._segmenters[key] = backend  # untiled: another tiling reuses the loaded weights

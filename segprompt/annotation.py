@@ -47,7 +47,6 @@ row-major into the ``(H, W)`` map.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from .errors import StorageError, storage_errors
+from .errors import storage_errors
 
 #: A temporary file of ours older than this is stale even if a process with its pid runs.
 STALE_TEMP_SECONDS = 3600.0

@@ -56,6 +56,14 @@ class DatasetError(SegpromptError, ValueError):
     """A dataset folder has an unknown layout or a file in it is bad."""
 
 
+class DeviceError(SegpromptError, ValueError):
+    """A device name that is not a device, or names one this machine does not have (``--device cuda:7``)."""
+
+
+class DeviceMemoryError(SegpromptError, MemoryError):
+    """The accelerator ran out of memory; the message says what to lower (:mod:`segprompt.devices`)."""
+
+
 class StorageError(SegpromptError, OSError):
     """A file cannot be written or read because of the file system: a full disk, a read-only folder, permissions.
 

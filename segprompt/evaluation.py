@@ -67,6 +67,10 @@ def count_true(masks: torch.Tensor) -> torch.Tensor:
 class MaskTarget:
     """A ground-truth mask for the IoU of predicted masks, uploaded to each device once.
 
+    Build one per image and object and pass it to every :func:`score_prompts`
+    call on that image (strategies, timesteps, single- and multimask): the
+    ``(H, W)`` masks go to the device on first use only.
+
     Args:
         gt_mask: ``(H, W)`` ground truth, non-zero = object.
         ignore: optional ``(H, W)`` bool pixels left out of both masks.
@@ -87,6 +91,7 @@ class MaskTarget:
                 raise ValueError(f"ignore shape {ignore.shape} differs from the image shape {gt.shape}")
             keep = ~ignore
         self._gt, self._keep = gt & keep, keep
+        self.image_hw = tuple(gt.shape)
         self._on: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,14 +159,14 @@ def score_prompts(
     segmenter: Segmenter,
     embedding: Embedding,
     prompts: Sequence[Prompt],
-    gt_mask: np.ndarray,
+    gt_mask: np.ndarray | MaskTarget,
     *,
     multimask: bool = True,
     select: MaskSelection = "best",
     ignore: np.ndarray | None = None,
     keep_logits: bool = False,
     exact: bool = False,
-    chunk_size: int = 4,
+    chunk_size: int | None = None,
     progress: ProgressCallback = no_progress,
 ) -> PromptScores:
     """IoU with ``gt_mask`` of ``segmenter``'s answer to each of ``prompts`` on one image.
@@ -169,13 +174,20 @@ def score_prompts(
     With SAM: the same numbers as calling ``SamPredictor.predict`` for each
     prompt and scoring the selected mask with :func:`segprompt.metrics.iou`,
     much faster (batched decoding, only the scored masks upsampled, IoU on the
-    device). Reuse one ``embedding`` for every strategy and timestep of an image.
+    device). Reuse one ``embedding`` for every strategy and timestep of an
+    image, and one :class:`MaskTarget` for every call on the same object.
+
+    On the model's device (a GPU included) the masks are decoded, thresholded
+    and counted against the ground truth; only ``N`` IoUs, choices and
+    scores (and the logits when kept) come back to the host, at the end
+    (one copy per field).
 
     Args:
         segmenter: any backend; a :class:`~segprompt.backends.base.BatchPredictor` decodes in batches.
         embedding: from ``segmenter.embed`` (or an embedding cache).
         prompts: ``N`` prompts in original-image ``(x, y)`` pixels.
-        gt_mask: ``(H, W)`` ground truth, non-zero = object.
+        gt_mask: ``(H, W)`` ground truth, non-zero = object, or a
+            :class:`MaskTarget` (then ``ignore`` is part of it).
         multimask: the backend's several candidates (``True``) or its single mask.
         select: ``"best"``, ``"first"`` or ``"oracle"`` (see the module docstring).
         ignore: optional ``(H, W)`` bool pixels left out of the IoU.
@@ -184,7 +196,8 @@ def score_prompts(
         exact: passed to :meth:`~segprompt.backends.base.BatchPredictor.predict_batches`
             (SAM: masks and choices equal ``SamPredictor``'s bit for bit);
             ``predict`` is exact anyway.
-        chunk_size: prompts decoded together (batch predictors).
+        chunk_size: prompts decoded together (batch predictors); ``None``:
+            the backend's choice (SAM: 4 on the CPU, from the free memory on CUDA).
         progress: ``progress(done, N, message)`` after each batch.
 
     Returns:
@@ -193,11 +206,18 @@ def score_prompts(
     Raises:
         UnsupportedPromptError, PromptError: as ``predict``, naming the prompt index.
         ValueError: embedding from another model, ``gt_mask`` / ``ignore`` of
-            another shape, unknown ``select``.
+            another shape, ``ignore`` with a :class:`MaskTarget`, unknown ``select``.
     """
     if select not in MASK_SELECTIONS:
         raise ValueError(f"select must be one of {', '.join(MASK_SELECTIONS)}, got {select!r}")
-    target = MaskTarget(gt_mask, ignore, embedding.image_hw)
+    if isinstance(gt_mask, MaskTarget):
+        if ignore is not None:
+            raise ValueError("ignore is part of a MaskTarget: build the target with it")
+        if gt_mask.image_hw != tuple(embedding.image_hw):
+            raise ValueError(f"the target's shape {gt_mask.image_hw} differs from the image shape {tuple(embedding.image_hw)}")
+        target = gt_mask
+    else:
+        target = MaskTarget(gt_mask, ignore, embedding.image_hw)
     candidates = "all" if select == "oracle" else select
     if isinstance(segmenter, BatchPredictor):
         batches = segmenter.predict_batches(
@@ -208,34 +228,58 @@ def score_prompts(
         segmenter.check_prompts(embedding, prompts)
         batches = _predicted_batches(segmenter, embedding, prompts, multimask, select, keep_logits)
     n_prompts = len(prompts)
-    ious, selected = np.zeros(n_prompts), np.zeros(n_prompts, np.int64)
-    scores: list[np.ndarray] = [np.zeros(0, np.float32)] * n_prompts
-    logits: list[np.ndarray | None] = [None] * n_prompts
-    n_exact = done = 0
+    order: list[int] = []
+    parts: dict[str, list[torch.Tensor]] = {"iou": [], "selected": [], "scores": [], "logits": []}
+    n_exact = 0
     for batch in batches:
-        with torch.inference_mode():
+        with torch.inference_mode():  # stays on the device: no host transfer per batch
             batch_iou = target.iou(batch.masks)  # (B, K')
             column = batch_iou.argmax(dim=1) if select == "oracle" else torch.zeros_like(batch_iou[:, 0], dtype=torch.int64)
             rows = torch.arange(len(batch.indices), device=column.device)
-            chosen_iou = batch_iou[rows, column].cpu().numpy()
-            chosen = batch.candidates[rows, column.to(batch.candidates.device)].cpu().numpy()
-            batch_scores = batch.scores.float().cpu().numpy()
-            kept = None
+            parts["iou"].append(batch_iou[rows, column])
+            parts["selected"].append(batch.candidates[rows, column.to(batch.candidates.device)])
+            parts["scores"].append(batch.scores.float())
             if keep_logits and batch.low_res_logits is not None:
-                kept = batch.low_res_logits[rows.to(batch.low_res_logits.device), column.to(batch.low_res_logits.device)]
-                kept = kept.float().cpu().numpy()
-        for row, index in enumerate(batch.indices):
-            ious[index], selected[index], scores[index] = chosen_iou[row], chosen[row], batch_scores[row]
-            logits[index] = None if kept is None else kept[row]
+                device = batch.low_res_logits.device
+                parts["logits"].append(batch.low_res_logits[rows.to(device), column.to(device)].float())
+        order.extend(batch.indices)
         n_exact += batch.n_exact
-        done += len(batch.indices)
-        progress(done, n_prompts, "scoring prompts")
-    width = max((len(s) for s in scores), default=0)
+        progress(len(order), n_prompts, "scoring prompts")
+    return _gathered(parts, order, n_prompts, keep_logits, n_exact)
+
+
+def _gathered(
+    parts: dict[str, list[torch.Tensor]], order: list[int], n_prompts: int, keep_logits: bool, n_exact: int
+) -> PromptScores:
+    """:class:`PromptScores` in prompt order from per-batch tensors (one host transfer per field)."""
+    position = np.empty(n_prompts, np.intp)
+    position[np.asarray(order, np.intp)] = np.arange(len(order))
+
+    def host(name: str) -> list[np.ndarray]:
+        return [tensor.cpu().numpy() for tensor in _concatenated(parts[name])]
+
+    ious = np.concatenate(host("iou") or [np.zeros(0)])[position] if n_prompts else np.zeros(0)
+    selected = np.concatenate(host("selected") or [np.zeros(0, np.int64)])[position] if n_prompts else np.zeros(0, np.int64)
+    rows = [row for block in host("scores") for row in block]  # per prompt: (K,) of its backend's candidates
+    width = max((len(row) for row in rows), default=0)
     table = np.full((n_prompts, width), np.nan, np.float32)
-    for index, row_scores in enumerate(scores):
-        table[index, : len(row_scores)] = row_scores
-    kept_logits = np.stack(logits) if keep_logits and n_prompts and all(item is not None for item in logits) else None
-    return PromptScores(ious, selected, table, kept_logits, n_exact)
+    for index, row in zip(order, rows):
+        table[index, : len(row)] = row
+    kept = None
+    if keep_logits and n_prompts and len(parts["logits"]) == len(parts["iou"]):
+        kept = np.concatenate(host("logits"))[position]
+    return PromptScores(ious.astype(np.float64), selected.astype(np.int64), table, kept, n_exact)
+
+
+def _concatenated(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``tensors`` joined along the first axis where their other axes and devices agree (fewer host transfers)."""
+    groups: list[list[torch.Tensor]] = []
+    for tensor in tensors:
+        if groups and groups[-1][0].shape[1:] == tensor.shape[1:] and groups[-1][0].device == tensor.device:
+            groups[-1].append(tensor)
+        else:
+            groups.append([tensor])
+    return [torch.cat(group) if len(group) > 1 else group[0] for group in groups]
 
 
 def select_mask(

@@ -130,6 +130,19 @@ def _folder_id(folder: Path) -> str:
     return f"{folder.name}-{digest.hexdigest()[:12]}"
 
 
+def _without_hub_kernels(model: Any) -> Any:
+    """``model`` with transformers' Hub kernels off (on by default since 5.x when ``kernels`` is installed).
+
+    With them on, ``model.train()`` on a GPU swaps layers for kernels fetched
+    from the Hub: a download in the middle of a run (a failure offline), and
+    other arithmetic than the CPU's. segprompt runs the model's own layers on
+    every device.
+    """
+    if getattr(model, "use_kernels", False):
+        model.use_kernels = False
+    return model
+
+
 def load_pretrained(
     model_class: Any,
     processor_class: Any,
@@ -171,7 +184,7 @@ def load_pretrained(
             processor = processor_class.from_pretrained(str(source))
         except Exception as exc:  # torch, safetensors and transformers raise many types for files that do not load
             raise CheckpointError(f"cannot load model {hub_id} from {source}: {load_failure(exc)}") from exc
-        return PretrainedModel(model.eval(), processor, model_id)
+        return PretrainedModel(_without_hub_kernels(model).eval(), processor, model_id)
     try:
         # Online this downloads; offline it succeeds only from the Hugging Face cache.
         model = model_class.from_pretrained(hub_id, local_files_only=not online)
@@ -185,4 +198,4 @@ def load_pretrained(
                 kind="transformers",
             ) from exc
         raise CheckpointError(f"cannot load model {hub_id} from the hub: {load_failure(exc)}") from exc
-    return PretrainedModel(model.eval(), processor, model_id)
+    return PretrainedModel(_without_hub_kernels(model).eval(), processor, model_id)

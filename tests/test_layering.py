@@ -19,7 +19,7 @@ OUTSIDE = ("napari_plugin", "benchmarks", "tests")
 
 #: Inner to outer. An entry names a module or a package (every module below it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("errors", "atomic", "progress", "registry", "paths", "metrics", "geometry")),
+    ("foundation", ("errors", "atomic", "progress", "registry", "paths", "metrics", "geometry", "devices", "precision")),
     ("data model", ("io", "prompts", "tiling", "text_tokenizer", "export", "session_file", "volume.reader", "volume.writer", "volume.synthetic")),
     ("models and data", ("hub", "checkpoints", "datasets")),
     ("segmentation", ("backends", "instances", "cache", "compose", "sam3_routes", "semantic", "annotation_objects", "annotation", "everything", "annotation_outputs", "replay", "volume")),

@@ -72,6 +72,7 @@ _OPTION_ALIASES: dict[str, tuple[str, ...]] = {
     "device": ("device",),
     "exemplar_proposer": ("exemplar_proposer",),
     "exemplar_model_dir": ("exemplar_model_dir",),
+    "precision": ("precision",),
 }
 
 
@@ -124,8 +125,9 @@ def create_from_options(name: str, **options: Any) -> Segmenter:
     ``options`` may hold ``model_dir`` (transformers backends), ``variant``
     (the released size of ``sam2`` / ``sam-hq``), ``model_type``
     and ``checkpoint`` (SAM, or the SAM stage of a detector backend),
-    ``exemplar_proposer`` and ``exemplar_model_dir`` (``sam3-reference``) and
-    ``device``. Each is passed under the name the backend's constructor uses
+    ``exemplar_proposer`` and ``exemplar_model_dir`` (``sam3-reference``),
+    ``device`` (:func:`segprompt.devices.resolve_device`; every model backend's
+    default is ``"auto"``) and ``precision`` (:mod:`segprompt.precision`). Each is passed under the name the backend's constructor uses
     (:func:`constructor_options`); ``None`` values and options the backend has
     no use for are dropped, so one command line serves every backend.
     ``tile_shape`` (and ``halo``, px, one value or ``(rows, cols)``) wrap the

@@ -321,7 +321,7 @@ class BatchPredictor(ABC):
         select: CandidateSelection = "best",
         keep_logits: bool = False,
         exact: bool = False,
-        chunk_size: int = 4,
+        chunk_size: int | None = None,
     ) -> Iterator[CandidateBatch]:
         """Answer every prompt, in batches of at most ``chunk_size``, each prompt exactly once.
 
@@ -335,7 +335,8 @@ class BatchPredictor(ABC):
             keep_logits: also return the returned masks' low-resolution logits.
             exact: the same masks as :meth:`Segmenter.predict` bit for bit
                 where a faster numerical path could differ (backend-defined).
-            chunk_size: prompts decoded together.
+            chunk_size: prompts decoded together; ``None``: the backend's
+                choice for its device (from the free memory on an accelerator).
 
         Raises:
             UnsupportedPromptError, PromptError: as :meth:`Segmenter.predict`,

@@ -34,8 +34,10 @@ import cv2
 import numpy as np
 import torch
 
+from ..devices import AUTO, resolve_device
 from ..errors import SegpromptError
 from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
+from ..precision import autocast, check_precision, model_id_suffix
 from ..prompts import Prompt, VisualReference
 from . import register
 from .base import Embedding, Segmenter
@@ -98,7 +100,10 @@ class ClipSegSegmenter(Segmenter):
             tokenizer files); default: see :mod:`segprompt.hub`.
         hub_id: the hub model to use when no ``model_dir`` is given.
         threshold: probability above which a pixel is in the mask, in ``(0, 1)``.
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the image encoder's
+            autocast dtype (:mod:`segprompt.precision`).
         pretrained: an already loaded model and processor (e.g. random-init for
             benchmarks); overrides ``model_dir`` and ``hub_id``.
     """
@@ -113,23 +118,25 @@ class ClipSegSegmenter(Segmenter):
         *,
         hub_id: str = DEFAULT_HUB_ID,
         threshold: float = 0.5,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         pretrained: PretrainedModel | None = None,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise SegpromptError(f"clipseg: threshold must lie in (0, 1), got {threshold}")
+        self.device = resolve_device(device)
+        self.precision = check_precision(precision)
         from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         loaded = pretrained or load_pretrained(CLIPSegForImageSegmentation, CLIPSegProcessor, hub_id, model_dir)
-        self.model = loaded.model.to(device)
+        self.model = loaded.model.to(self.device)
         self.processor = loaded.processor
         self.threshold = float(threshold)
-        self.device = torch.device(device)
         self._model_id = loaded.model_id
 
     @property
     def model_id(self) -> str:
-        return self._model_id
+        return self._model_id + model_id_suffix(self.precision)
 
     def _pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, 3, S, S)`` float32: the processor's resize to ``S x S`` and ImageNet normalisation."""
@@ -139,11 +146,11 @@ class ClipSegSegmenter(Segmenter):
         """Run CLIP's vision tower once (see :class:`ClipSegEmbedding`)."""
         rgb = self._rgb(image)
         progress(0, 1, "CLIPSeg: encoding the image")
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             vision = self.model.clip.get_image_features(
                 pixel_values=self._pixel_values(rgb), output_hidden_states=True
             )
-        activations = torch.stack([vision.hidden_states[i + 1] for i in self.model.extract_layers])
+        activations = torch.stack([vision.hidden_states[i + 1].float() for i in self.model.extract_layers])
         progress(1, 1, "CLIPSeg: image encoded")
         return ClipSegEmbedding(self.name, self.model_id, (rgb.shape[0], rgb.shape[1]), rgb, activations)
 

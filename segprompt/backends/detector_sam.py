@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
+from ..devices import AUTO, resolve_device
 from ..errors import SegpromptError
 from ..hub import PretrainedModel, load_pretrained
 from ..prompts import MIN_BOX_SIDE, Box, Exemplars, Prompt, VisualReference
@@ -90,7 +91,11 @@ class DetectorSamSegmenter(Segmenter):
             :class:`Segmenter` accepting ``"box"``); default
             ``create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)``.
         sam_model_type, sam_checkpoint: used only when ``sam`` is ``None``.
-        device: torch device of the detector (and of the SAM built here).
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`) of the detector and of
+            the SAM built here.
+        precision: the SAM built here's (its image encoder's autocast dtype,
+            :mod:`segprompt.precision`); the detector runs in float32.
         pretrained: an already loaded detector and processor; overrides
             ``model_dir`` and ``hub_id``.
     """
@@ -111,25 +116,26 @@ class DetectorSamSegmenter(Segmenter):
         sam: Segmenter | None = None,
         sam_model_type: str = "vit_b",
         sam_checkpoint: str | None = None,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         pretrained: PretrainedModel | None = None,
     ) -> None:
         from . import create  # the registry imports this module's subclasses: import at call time
 
+        self.device = resolve_device(device)
         if top_k < 1:
             raise SegpromptError(f"{self.name}: top_k must be at least 1, got {top_k}")
         if pretrained is None:
             model_class, processor_class = self.detector_classes()
             pretrained = load_pretrained(model_class, processor_class, hub_id or self.default_hub_id, model_dir)
         if sam is None:
-            sam = create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=device)
+            sam = create("sam", model_type=sam_model_type, checkpoint=sam_checkpoint, device=self.device, precision=precision)
         self.sam = sam
         self.top_k = int(top_k)
         self.nms_threshold = float(self.default_nms_threshold if nms_threshold is None else nms_threshold)
         self.box_threshold = float(self.default_box_threshold if box_threshold is None else box_threshold)
-        self.model = pretrained.model.to(device)
+        self.model = pretrained.model.to(self.device)
         self.processor = pretrained.processor
-        self.device = torch.device(device)
         self._detector_id = pretrained.model_id
 
     @classmethod

@@ -67,6 +67,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..devices import AUTO
 from ..prompts import LOW_RES_SIDE, Box, MaskPrompt, Points, Prompt, VisualReference
 from . import register
 from .base import Prediction, Segmenter
@@ -287,7 +288,7 @@ class PerSamSegmenter(Segmenter, MaskExemplars):
     """PerSAM: segment the target shown by a visual reference, training-free.
 
     Args:
-        model_type, checkpoint, model, device: as for
+        model_type, checkpoint, model, device, precision: as for
             :class:`~segprompt.backends.sam.SamSegmenter` (ignored when ``sam`` is given).
         sam: an existing SAM backend to share (its weights, its embeddings).
         cache: an :class:`~segprompt.cache.EmbeddingCache` for the reference
@@ -313,13 +314,14 @@ class PerSamSegmenter(Segmenter, MaskExemplars):
         checkpoint: str | os.PathLike | None = None,
         *,
         model: "Sam | None" = None,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         sam: SamSegmenter | None = None,
         cache: "EmbeddingCache | None" = None,
         fine_tune: bool | None = None,
         fit_iterations: int = FIT_ITERATIONS,
     ) -> None:
-        self.sam = sam if sam is not None else SamSegmenter(model_type, checkpoint, model=model, device=device)
+        self.sam = sam if sam is not None else SamSegmenter(model_type, checkpoint, model=model, device=device, precision=precision)
         self.cache = cache
         self.fine_tune = self.fine_tune_default if fine_tune is None else fine_tune
         self.fit_iterations = fit_iterations
@@ -329,6 +331,11 @@ class PerSamSegmenter(Segmenter, MaskExemplars):
     @property
     def model_id(self) -> str:
         return self.sam.model_id
+
+    @property
+    def device(self) -> torch.device:
+        """Its SAM's device."""
+        return self.sam.device
 
     @property
     def embedding_source(self) -> tuple[str, str]:

@@ -41,6 +41,8 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ..devices import AUTO, auto_chunk_size, resolve_device
+from ..precision import autocast, check_precision, ieee_float32, model_id_suffix
 from ..prompts import LOW_RES_SIDE, Prompt
 from . import register
 from .base import (
@@ -143,6 +145,22 @@ def _uncertain(logits: torch.Tensor, scores: torch.Tensor, select: str) -> np.nd
     return near_zero.cpu().numpy()
 
 
+#: Prompts decoded together on the CPU (its caches, not its memory, bound the batch; larger ones are no faster).
+CPU_CHUNK_SIZE = 4
+#: The largest batch :meth:`SamSegmenter.predict_batches` chooses by itself on an accelerator.
+MAX_CHUNK_SIZE = 256
+
+
+def bytes_per_prompt(image_hw: tuple[int, int]) -> int:
+    """Memory one prompt of a batch needs in the fast decoder: about 48 MiB, plus 8 bytes per image pixel.
+
+    The two-way blocks and the output upscaling hold a few ``64 x 64 x 256``
+    float32 maps per prompt; the upsampled logits, the mask and the IoU's
+    temporaries take 4 + 1 + 3 bytes per pixel of the ``(H, W)`` image.
+    """
+    return 48 * 2**20 + 8 * int(image_hw[0]) * int(image_hw[1])
+
+
 def state_dict_fingerprint(model: torch.nn.Module) -> str:
     """Hex SHA-256 over every parameter and buffer (name, dtype, shape, bytes) of ``model``."""
     digest = hashlib.sha256()
@@ -176,11 +194,18 @@ class SamSegmenter(Segmenter, BatchPredictor):
             (downloaded once, SHA-256 verified).
         model: an already built ``Sam`` to use instead of loading weights
             (e.g. ``build_sam("tiny", seed=0)``); overrides ``checkpoint``.
-        device: torch device for the model and embeddings.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda[:N]"``
+            or ``"mps"`` (:func:`segprompt.devices.resolve_device`): where the
+            model, embeddings and batch decoding live.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the image encoder runs
+            under autocast of that dtype (:mod:`segprompt.precision`); the
+            decoder stays float32 (its arithmetic is small, and the batch
+            scoring path's exactness is float32's).
 
     ``model_id`` is ``"<model_type>:<first 16 hex of the checkpoint SHA-256>"``,
     or for an injected model ``"<architecture>:state-<first 16 hex of its
-    state-dict fingerprint>"``.
+    state-dict fingerprint>"``, followed by ``"+bf16"`` / ``"+fp16"`` at reduced
+    precision (its embeddings differ).
     """
 
     name = "sam"
@@ -193,9 +218,12 @@ class SamSegmenter(Segmenter, BatchPredictor):
         checkpoint: str | os.PathLike | None = None,
         *,
         model: Sam | None = None,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         progress: ProgressCallback = no_progress,
     ) -> None:
+        self.device = resolve_device(device)  # a bad name fails before any weights load
+        self.precision = check_precision(precision)
         if model is None:
             from ..checkpoints import load_state_dict, resolve_checkpoint
 
@@ -204,8 +232,7 @@ class SamSegmenter(Segmenter, BatchPredictor):
             self._model_id: str | None = f"{model_type}:{digest[:16]}"
         else:
             self._model_id = None  # fingerprinted on first use: hashing ViT-H weights takes a second
-        self.model: Sam = model.to(device).eval()
-        self.device = torch.device(device)
+        self.model: Sam = model.to(self.device).eval()
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self._model_id_lock = threading.Lock()
 
@@ -214,7 +241,7 @@ class SamSegmenter(Segmenter, BatchPredictor):
         with self._model_id_lock:
             if self._model_id is None:
                 self._model_id = f"{_architecture_name(self.model)}:state-{state_dict_fingerprint(self.model)[:16]}"
-            return self._model_id
+            return self._model_id + model_id_suffix(self.precision)
 
     @torch.inference_mode()
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> SamEmbedding:
@@ -223,7 +250,8 @@ class SamSegmenter(Segmenter, BatchPredictor):
         progress(0, 1, "encoding image")
         resized = self.transform.apply_image(rgb)
         pixels = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        features = self.model.image_encoder(self.model.preprocess(pixels))
+        with autocast(self.device, self.precision):
+            features = self.model.image_encoder(self.model.preprocess(pixels)).float()
         progress(1, 1, "image encoded")
         return SamEmbedding(
             backend=self.name,
@@ -346,7 +374,7 @@ class SamSegmenter(Segmenter, BatchPredictor):
         select: CandidateSelection = "best",
         keep_logits: bool = False,
         exact: bool = False,
-        chunk_size: int = 4,
+        chunk_size: int | None = None,
     ) -> Iterator[CandidateBatch]:
         """Decode ``prompts`` in batches of one shape (:class:`~segprompt.backends.base.BatchPredictor`).
 
@@ -359,12 +387,24 @@ class SamSegmenter(Segmenter, BatchPredictor):
         so masks and choices equal ``SamPredictor``'s. Trained weights give
         confident logits and few such prompts; random-init weights give logits
         of +-0.2 and nearly all. ``exact=False`` keeps the fast result: a pixel
-        whose logit is within float rounding (~1e-7) of zero may flip. Memory
-        grows about 40 MB per prompt of a chunk.
+        whose logit is within float rounding (~1e-7) of zero may flip.
+
+        Memory grows about :func:`bytes_per_prompt` per prompt of a chunk;
+        ``chunk_size=None`` takes :data:`CPU_CHUNK_SIZE` on the CPU and, on
+        CUDA, as many as half the free memory holds (at most
+        :data:`MAX_CHUNK_SIZE`). On CUDA, decoding runs in IEEE float32
+        (:func:`segprompt.precision.ieee_float32`: no TF32), so the margins
+        above hold there as on the CPU, and ``exact=True`` equals
+        ``SamPredictor`` run without TF32.
         """
         if select not in CANDIDATE_SELECTIONS:
             raise ValueError(f"select must be one of {', '.join(CANDIDATE_SELECTIONS)}, got {select!r}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         self.check_prompts(embedding, prompts)
+        if chunk_size is None:
+            need = bytes_per_prompt(embedding.image_hw)
+            chunk_size = auto_chunk_size(self.device, need, default=CPU_CHUNK_SIZE, limit=MAX_CHUNK_SIZE)
         return self._decode_batches(embedding, prompts, multimask, select, keep_logits, exact, chunk_size)
 
     @torch.inference_mode()
@@ -381,16 +421,18 @@ class SamSegmenter(Segmenter, BatchPredictor):
         input_hw, image_hw = embedding.input_hw, embedding.image_hw
         for indices in prompt_groups(prompts, chunk_size):
             chunk = [prompts[i] for i in indices]
-            low_res, scores, chosen = self.decode(
-                embedding, chunk, multimask=multimask, select=select, exact=False, crop=not keep_logits
-            )
-            logits = upsample_logits(low_res, input_hw, image_hw)
-            redo = _uncertain(logits, scores, select) if exact else np.zeros(len(indices), bool)
-            for row in np.flatnonzero(redo):
-                low_res[row], scores[row], chosen[row] = (
-                    part[0] for part in self.decode(embedding, [chunk[row]], multimask=multimask, select=select, crop=not keep_logits)
+            with ieee_float32(self.device):  # per batch: never held while the caller has the batch
+                low_res, scores, chosen = self.decode(
+                    embedding, chunk, multimask=multimask, select=select, exact=False, crop=not keep_logits
                 )
-                logits[row] = upsample_logits(low_res[row : row + 1], input_hw, image_hw)[0]
+                logits = upsample_logits(low_res, input_hw, image_hw)
+                redo = _uncertain(logits, scores, select) if exact else np.zeros(len(indices), bool)
+                for row in np.flatnonzero(redo):
+                    low_res[row], scores[row], chosen[row] = (
+                        part[0]
+                        for part in self.decode(embedding, [chunk[row]], multimask=multimask, select=select, crop=not keep_logits)
+                    )
+                    logits[row] = upsample_logits(low_res[row : row + 1], input_hw, image_hw)[0]
             yield CandidateBatch(
                 indices=list(indices),
                 masks=logits > self.model.mask_threshold,
@@ -402,11 +444,14 @@ class SamSegmenter(Segmenter, BatchPredictor):
 
 
 __all__ = [
+    "CPU_CHUNK_SIZE",
     "GRID_SIDE",
+    "MAX_CHUNK_SIZE",
     "LOGIT_MARGIN",
     "SCORE_MARGIN",
     "SamEmbedding",
     "SamSegmenter",
     "binary_mask_to_logits",
+    "bytes_per_prompt",
     "state_dict_fingerprint",
 ]

@@ -40,9 +40,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..devices import AUTO, resolve_device
 from ..errors import SegpromptError
 from ..hub import PretrainedModel, load_pretrained
 from ..instances import Instances, InstancesPrediction
+from ..precision import check_precision, model_id_suffix
 from ..prompts import Prompt
 from ..text_tokenizer import clip_tokenizer
 from . import register
@@ -87,7 +89,10 @@ class Sam3Segmenter(Segmenter, Sam3Backbone):
         threshold: minimum instance score (detection x presence), in ``[0, 1)``.
         mask_threshold: probability above which a pixel is in an instance's
             mask, in ``(0, 1)``.
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the image encoder's
+            autocast dtype (:mod:`segprompt.precision`).
         pretrained: an already loaded ``Sam3Model`` and processor (any
             processor whose ``image_processor`` is SAM 3's); overrides
             ``model_dir`` and ``hub_id``. The tokenizer is always segprompt's.
@@ -104,9 +109,12 @@ class Sam3Segmenter(Segmenter, Sam3Backbone):
         hub_id: str = DEFAULT_HUB_ID,
         threshold: float = 0.5,
         mask_threshold: float = 0.5,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         pretrained: PretrainedModel | None = None,
     ) -> None:
+        self.device = resolve_device(device)
+        self.precision = check_precision(precision)
         if not 0.0 <= threshold < 1.0:
             raise SegpromptError(f"sam3: threshold must lie in [0, 1), got {threshold}")
         if not 0.0 < mask_threshold < 1.0:
@@ -116,16 +124,15 @@ class Sam3Segmenter(Segmenter, Sam3Backbone):
 
             pretrained = load_pretrained(Sam3Model, Sam3ImageProcessor, hub_id, model_dir, access_note=SAM3_ACCESS_NOTE)
         image_processor = getattr(pretrained.processor, "image_processor", pretrained.processor)
-        self.model = pretrained.model.to(device).eval()
+        self.model = pretrained.model.to(self.device).eval()
         self.processor = sam3_processor(image_processor)
         self.threshold = float(threshold)
         self.mask_threshold = float(mask_threshold)
-        self.device = torch.device(device)
         self._model_id = pretrained.model_id
 
     @property
     def model_id(self) -> str:
-        return self._model_id
+        return self._model_id + model_id_suffix(self.precision)
 
     def embed(self, image: np.ndarray, progress: ProgressCallback = no_progress) -> Sam3Embedding:
         """Run SAM 3's vision encoder once (see :class:`Sam3Embedding`): the shared ViT, then the detector's neck."""

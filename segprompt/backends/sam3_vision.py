@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..hub import CHANNELS_LAST
+from ..precision import autocast
 from .base import SharedBackbone
 
 
@@ -30,7 +31,9 @@ class Sam3Backbone(SharedBackbone):
     """:class:`~segprompt.backends.base.SharedBackbone` for a backend whose ``model.vision_encoder`` is a ``Sam3VisionModel``.
 
     The backend sets ``model`` (its transformers model), ``processor`` (with
-    an ``image_processor``) and ``device``, and implements
+    an ``image_processor``), ``device`` and ``precision`` (the ViT and the
+    neck run under its autocast, :mod:`segprompt.precision`; their outputs
+    come back float32), and implements
     :meth:`~segprompt.backends.base.SharedBackbone.embed_from_backbone` from
     the neck on.
     """
@@ -38,12 +41,14 @@ class Sam3Backbone(SharedBackbone):
     model: Any
     processor: Any
     device: torch.device
+    precision: str
 
     def backbone_module(self) -> torch.nn.Module:
         return self.model.vision_encoder.backbone
 
     def preprocessing(self) -> dict:
-        return self.processor.image_processor.to_dict()
+        """The image processor's settings and the encoder's precision: what the ViT's output depends on besides its weights."""
+        return {**self.processor.image_processor.to_dict(), "precision": self.precision}
 
     def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, 3, S, S)`` float32: the processor's resize and normalisation."""
@@ -53,17 +58,17 @@ class Sam3Backbone(SharedBackbone):
     def run_backbone(self, rgb: np.ndarray) -> torch.Tensor:
         """``(1, C, g, g)``: the ViT's last hidden state as a feature map (``Sam3VisionModel.forward`` before the neck)."""
         pixel_values = self.pixel_values(rgb)
-        with torch.inference_mode():
-            hidden = self.model.vision_encoder.backbone(pixel_values).last_hidden_state  # (1, g * g, C)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            hidden = self.model.vision_encoder.backbone(pixel_values).last_hidden_state.float()  # (1, g * g, C)
         patch = self.model.vision_encoder.config.backbone_config.patch_size
         rows, cols = pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch
         return hidden.view(hidden.shape[0], rows, cols, -1).permute(0, 3, 1, 2)
 
     def neck(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The model's own feature-pyramid levels ``(1, D, 4g, 4g)``, ``(1, D, 2g, 2g)``, ``(1, D, g, g)``, ``(1, D, g/2, g/2)``."""
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             levels, _ = self.model.vision_encoder.neck(features.to(self.device))
-        return tuple(levels)
+        return tuple(level.float() for level in levels)
 
 
 __all__ = ["Sam3Backbone"]

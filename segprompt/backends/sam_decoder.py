@@ -39,10 +39,16 @@ Two numerics, one set of steps:
   first layer's image projections (when no prompt holds a mask) do not depend
   on the prompt: :class:`DecoderContext` computes them once per image. Image
   tokens stay ``(B, N, C)``, the channels-last layout of the ``(B, C, 64, 64)``
-  grid, so the output upscaling runs on oneDNN's channels-last kernels with no
-  transposing copies, and only over the part of the grid that maps into the
-  image (the transposed convolutions have kernel = stride: cropping changes
-  nothing). The logits equal the exact ones up to float rounding (about 1e-6).
+  grid, which is what the output upscaling's transposed convolutions (kernel =
+  stride) need as matrix products (:class:`UpscalingProducts`): no layout
+  copies, and only over the part of the grid that maps into the image
+  (cropping changes nothing). The logits equal the exact ones up to float
+  rounding (about 1e-6).
+
+Precision: the re-associated decoder is matmuls only, so on CUDA it computes
+in IEEE float32 whenever matmul TF32 is off (PyTorch's default;
+:func:`segprompt.precision.ieee_float32` makes sure of it), while cuDNN
+convolutions, which the exact path and ``SamPredictor`` use, default to TF32.
 
 Frames: low-resolution logits are ``256 x 256`` over SAM's padded ``1024 x
 1024`` input (see :class:`~segprompt.backends.frame.ModelFrame`);
@@ -211,6 +217,38 @@ def _fast_image_to_token(
 
 
 @dataclass(frozen=True)
+class UpscalingProducts:
+    """SAM's output upscaling (``ConvTranspose2d(k=2, s=2)``, ``LayerNorm2d``, GELU, again, GELU) as matrix products.
+
+    A transposed convolution whose kernel equals its stride maps each input
+    pixel's ``C_in`` channels to its own ``2 x 2`` block of outputs, so it is
+    one matrix product ``(pixels, C_in) @ (C_in, 4 C_out)`` whose columns are
+    ``(di, dj, c_out)``; the second one then takes each output pixel as a row.
+    Only matmuls, no convolutions: float32 on every device (cuDNN would use
+    TF32 by default), and on the CPU faster than oneDNN's transposed
+    convolution and its layout changes.
+
+    Attributes:
+        first, second: ``(C_in, 4 C_out)`` weights of the two transposed convolutions.
+        first_bias, second_bias: ``(4 C_out,)`` their biases, repeated per ``(di, dj)``.
+    """
+
+    first: torch.Tensor
+    first_bias: torch.Tensor
+    second: torch.Tensor
+    second_bias: torch.Tensor
+
+    @classmethod
+    def of(cls, model: Sam) -> "UpscalingProducts":
+        first, second = model.mask_decoder.output_upscaling[0], model.mask_decoder.output_upscaling[3]
+
+        def as_matrix(conv: torch.nn.ConvTranspose2d) -> torch.Tensor:
+            return conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, -1).contiguous()  # (C_in, (di, dj, C_out))
+
+        return cls(as_matrix(first), first.bias.repeat(4), as_matrix(second), second.bias.repeat(4))
+
+
+@dataclass(frozen=True)
 class FastProjections:
     """Prompt-independent projections the re-associated decoder reads (see the module docstring).
 
@@ -222,6 +260,7 @@ class FastProjections:
             image -> token ``q_proj`` (with bias).
         t2i_k, t2i_v: ``(1, heads, 4096, d)`` first layer's projected "no mask" image keys/values.
         i2t_q: ``(1, heads, 4096, d)`` first layer's projected "no mask" image queries.
+        upscaling: the output upscaling's weights as matrices.
     """
 
     keys: torch.Tensor
@@ -230,6 +269,7 @@ class FastProjections:
     t2i_k: torch.Tensor
     t2i_v: torch.Tensor
     i2t_q: torch.Tensor
+    upscaling: UpscalingProducts
 
     @classmethod
     @torch.inference_mode()
@@ -252,6 +292,7 @@ class FastProjections:
             t2i_k=_project_heads(t2i.k_proj, keys + pe, t2i.num_heads),
             t2i_v=_project_heads(t2i.v_proj, keys, t2i.num_heads),
             i2t_q=_project_heads(i2t.q_proj, keys + pe, i2t.num_heads),
+            upscaling=UpscalingProducts.of(model),
         )
 
 
@@ -413,20 +454,37 @@ def _transformer(
     return queries, keys
 
 
-def _upscale_fast(model: Sam, keys: torch.Tensor, hyper: torch.Tensor, cells: tuple[int, int] | None) -> torch.Tensor:
-    """``(B, N, C)`` image tokens and ``(B, K', 32)`` hypernetwork outputs -> ``(B, K', rows, cols)`` logits."""
+def _upscale_fast(
+    model: Sam, products: UpscalingProducts, keys: torch.Tensor, hyper: torch.Tensor, cells: tuple[int, int] | None
+) -> torch.Tensor:
+    """``(B, N, C)`` image tokens and ``(B, K', 32)`` hypernetwork outputs -> ``(B, K', 4 rows, 4 cols)`` logits.
+
+    ``cells = (rows, cols)`` of the token grid to upscale (the top-left block;
+    all of it when ``None``). On the CPU one prompt at a time, so the
+    intermediate activations (about 10 MB a prompt) stay in the caches; on
+    accelerators the whole batch in each product.
+    """
     upscaling = model.mask_decoder.output_upscaling
+    norm, first_act, second_act = upscaling[1], upscaling[2], upscaling[4]
     batch, tokens, channels = keys.shape
     side = math.isqrt(tokens)
     rows, cols = cells if cells is not None else (side, side)
-    grid = keys.view(batch, side, side, channels)[:, :rows, :cols].permute(0, 3, 1, 2)
-    x = upscaling[0](grid.contiguous(memory_format=torch.channels_last))
-    norm = upscaling[1]  # SAM's LayerNorm2d normalises over channels: the last axis of this layout
-    x = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), norm.weight, norm.bias, norm.eps).permute(0, 3, 1, 2)
-    x = upscaling[4](upscaling[3](upscaling[2](x)))  # (B, 32, H, W), channels-last
-    b, dim, height, width = x.shape
-    masks = torch.bmm(x.permute(0, 2, 3, 1).reshape(b, height * width, dim), hyper.transpose(1, 2))
-    return masks.transpose(1, 2).reshape(b, -1, height, width)
+    grid = keys.view(batch, side, side, channels)[:, :rows, :cols]
+    width = norm.weight.shape[0]  # LayerNorm2d normalises each output pixel's channels: a row of width C_out
+    count = hyper.shape[1]
+    out = keys.new_empty(batch, count, 4 * rows, 4 * cols)
+    step = 1 if keys.device.type == "cpu" else batch
+    for start in range(0, batch, step):
+        part = slice(start, min(batch, start + step))
+        n = part.stop - part.start
+        x = torch.addmm(products.first_bias, grid[part].reshape(-1, channels), products.first).view(-1, width)
+        x = first_act(F.layer_norm(x, (width,), norm.weight, norm.bias, norm.eps))  # rows (b, i, j, di, dj)
+        x = second_act(torch.addmm(products.second_bias, x, products.second))  # columns (ei, ej, c)
+        masks = torch.bmm(x.view(n, -1, hyper.shape[-1]), hyper[part].transpose(1, 2))  # (n, (i, j, di, dj, ei, ej), K')
+        # output pixel (4 i + 2 di + ei, 4 j + 2 dj + ej)
+        masks = masks.view(n, rows, cols, 2, 2, 2, 2, count).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        out[part] = masks.reshape(n, count, 4 * rows, 4 * cols)
+    return out
 
 
 def _query_tokens(model: Sam, sparse: torch.Tensor) -> torch.Tensor:
@@ -571,7 +629,7 @@ def decode_masks(
         return _crop_low_res(masks[rows, chosen], cells, side), scores, chosen
     keys, hyper, scores = _fast_decode(model, context, sparse, dense, multimask, guidance)
     chosen = chosen_candidates(scores, select)
-    return _upscale_fast(model, keys, hyper[rows, chosen], cells), scores, chosen
+    return _upscale_fast(model, context.projections.upscaling, keys, hyper[rows, chosen], cells), scores, chosen
 
 
 @torch.inference_mode()
@@ -624,13 +682,14 @@ def decode_scoring_above(
         return scores.new_empty((0, scores.shape[1], rows, cols)), scores, prompts
     if not every:
         keys, hyper = keys[prompts], hyper[prompts]
-    return _upscale_fast(model, keys, hyper, cells), scores, prompts
+    return _upscale_fast(model, context.projections.upscaling, keys, hyper, cells), scores, prompts
 
 
 __all__ = [
     "DecoderContext",
     "FastProjections",
     "Guidance",
+    "UpscalingProducts",
     "attention",
     "decode_masks",
     "decode_scoring_above",

@@ -36,8 +36,10 @@ from typing import Any, ClassVar, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..devices import AUTO, resolve_device
 from ..errors import PromptError, SegpromptError
 from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
+from ..precision import autocast, check_precision, model_id_suffix
 from ..prompts import Prompt
 from ..progress import ProgressCallback, no_progress
 from .base import (
@@ -120,7 +122,10 @@ class SamFamilySegmenter(Segmenter, BatchPredictor):
         variant: which released size to use without ``model_dir``
             (a key of :attr:`hub_ids`).
         hub_id: a hub model overriding ``variant``.
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``: the image encoder's
+            autocast dtype (:mod:`segprompt.precision`).
         pretrained: an already loaded model and processor (e.g. random-init);
             overrides ``model_dir``, ``variant`` and ``hub_id``.
     """
@@ -138,9 +143,12 @@ class SamFamilySegmenter(Segmenter, BatchPredictor):
         *,
         variant: str | None = None,
         hub_id: str | None = None,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         pretrained: PretrainedModel | None = None,
     ) -> None:
+        self.device = resolve_device(device)
+        self.precision = check_precision(precision)
         variant = self.default_variant if variant is None else variant
         if hub_id is None:
             if variant not in self.hub_ids:
@@ -149,9 +157,8 @@ class SamFamilySegmenter(Segmenter, BatchPredictor):
         if pretrained is None:
             model_class, processor_class = self.model_classes()
             pretrained = load_pretrained(model_class, processor_class, hub_id, model_dir, access_note=self.access_note)
-        self.model = pretrained.model.to(device).eval()
+        self.model = pretrained.model.to(self.device).eval()
         self.processor = pretrained.processor
-        self.device = torch.device(device)
         self._model_id = pretrained.model_id
         self.hub_id = hub_id
 
@@ -162,7 +169,7 @@ class SamFamilySegmenter(Segmenter, BatchPredictor):
 
     @property
     def model_id(self) -> str:
-        return self._model_id
+        return self._model_id + model_id_suffix(self.precision)
 
     @property
     def low_res_side(self) -> int:
@@ -175,10 +182,11 @@ class SamFamilySegmenter(Segmenter, BatchPredictor):
         """Run the processor and the image encoder on an ``(H, W, 3)`` uint8 image."""
         inputs = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)
         side = int(inputs["pixel_values"].shape[-1])
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
         image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
-        return SamFamilyEmbedding(self.name, self.model_id, image_hw, rgb, tuple(embeddings), (), (side, side), side)
+        levels = tuple(level.float() for level in embeddings)
+        return SamFamilyEmbedding(self.name, self.model_id, image_hw, rgb, levels, (), (side, side), side)
 
     def forward(self, embedding: SamFamilyEmbedding, prompt: PromptTensors, multimask: bool) -> Any:
         """The model's forward on an embedding's features; returns its output (``pred_masks``, ``iou_scores``)."""

@@ -16,7 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..devices import AUTO
 from ..hub import CHANNELS_LAST, PretrainedModel
+from ..precision import autocast
 from ..prompts import Prompt
 from . import register
 from .sam_family import PromptTensors, SamFamilyEmbedding, SamFamilySegmenter
@@ -35,7 +37,7 @@ class SamHqSegmenter(SamFamilySegmenter):
 
     Args:
         hq_token_only: return the HQ token's masks alone (see the module docstring).
-        model_dir, variant, hub_id, device, pretrained: see
+        model_dir, variant, hub_id, device, precision, pretrained: see
             :class:`~segprompt.backends.sam_family.SamFamilySegmenter`.
     """
 
@@ -51,10 +53,11 @@ class SamHqSegmenter(SamFamilySegmenter):
         variant: str | None = None,
         hub_id: str | None = None,
         hq_token_only: bool = False,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
+        precision: str = "fp32",
         pretrained: PretrainedModel | None = None,
     ) -> None:
-        super().__init__(model_dir, variant=variant, hub_id=hub_id, device=device, pretrained=pretrained)
+        super().__init__(model_dir, variant=variant, hub_id=hub_id, device=device, precision=precision, pretrained=pretrained)
         self.hq_token_only = bool(hq_token_only)
 
     @classmethod
@@ -70,8 +73,9 @@ class SamHqSegmenter(SamFamilySegmenter):
 
     def encode(self, rgb: np.ndarray) -> SamFamilyEmbedding:
         inputs = self.processor.image_processor(images=rgb, return_tensors="pt", input_data_format=CHANNELS_LAST)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.precision):
             image_embeddings, intermediate = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
+        image_embeddings, intermediate = image_embeddings.float(), [level.float() for level in intermediate]
         height, width = (int(v) for v in inputs["reshaped_input_sizes"][0])
         side = int(inputs["pixel_values"].shape[-1])
         image_hw = (int(rgb.shape[0]), int(rgb.shape[1]))

@@ -23,6 +23,7 @@ from typing import cast
 import numpy as np
 import torch
 
+from ..devices import AUTO, resolve_device
 from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..prompts import Prompt
 from . import register
@@ -54,7 +55,8 @@ class SegGptSegmenter(Segmenter, MaskExemplars):
     Args:
         model_dir: local model folder; default see :mod:`segprompt.hub`.
         hub_id: hub model used without ``model_dir``.
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
         pretrained: an already loaded model and processor; overrides
             ``model_dir`` and ``hub_id``.
     """
@@ -68,15 +70,15 @@ class SegGptSegmenter(Segmenter, MaskExemplars):
         model_dir: str | Path | None = None,
         *,
         hub_id: str = DEFAULT_HUB_ID,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
         pretrained: PretrainedModel | None = None,
     ) -> None:
+        self.device = resolve_device(device)
         from transformers import SegGptForImageSegmentation, SegGptImageProcessor
 
         loaded = pretrained or load_pretrained(SegGptForImageSegmentation, SegGptImageProcessor, hub_id, model_dir)
-        self.model = loaded.model.to(device)
+        self.model = loaded.model.to(self.device)
         self.processor = loaded.processor
-        self.device = torch.device(device)
         self._model_id = loaded.model_id
 
     @property

@@ -8,7 +8,9 @@ verb means adding a module and one entry to ``_VERB_MODULES``.
 User mistakes (:class:`~segprompt.errors.SegpromptError`) are printed as one
 line on stderr with exit code 2, never as a traceback. So is an
 :class:`OSError` of the environment that names its file (a full disk, a
-read-only folder, missing permissions) wherever it is raised.
+read-only folder, missing permissions) wherever it is raised, and a CUDA
+out-of-memory error (``torch.cuda.OutOfMemoryError``, by type), which says
+what the verb can lower (its ``memory_advice``, :mod:`segprompt.cli.device_flags`).
 """
 
 from __future__ import annotations
@@ -126,6 +128,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"segprompt {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if "torch" not in sys.modules:  # no torch, no torch out-of-memory error
+            raise
+        from ..devices import device_memory_error, is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        from .device_flags import DEFAULT_MEMORY_ADVICE
+
+        error = device_memory_error(exc, getattr(args, "memory_advice", DEFAULT_MEMORY_ADVICE))
+        print(f"segprompt {args.verb}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

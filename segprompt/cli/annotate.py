@@ -2,8 +2,9 @@
 
 Model flags are the generic backend options of
 :func:`segprompt.backends.create_from_options` (``--model-type``,
-``--checkpoint``, ``--model-dir``, ``--variant``, ``--device``); a flag the
-chosen backend has no use for is refused. The options used are saved in the
+``--checkpoint``, ``--model-dir``, ``--variant``, ``--device``,
+``--precision``); a flag the chosen backend has no use for is refused
+(``--device auto`` or ``cpu`` and ``--precision fp32``, which ask for nothing, pass). The options used are saved in the
 session file so ``segprompt replay`` builds the same model. Every verb writes
 the folder of :mod:`segprompt.annotation_outputs`, checked before any work.
 """
@@ -24,12 +25,15 @@ from ..backends.base import Embedding, Segmenter
 from ..errors import SegpromptError
 from ..progress import ProgressCallback
 from . import tiling_flags
+from .device_flags import CPU_DEVICES, add_device_arguments, check_device
 from .segment import CACHED_BACKENDS
 from .weights import local_weights_flags
 
 #: Model flag -> backend option.
 MODEL_FLAGS = {"model_type": "--model-type", "checkpoint": "--checkpoint", "model_dir": "--model-dir",
-               "variant": "--variant", "device": "--device", "tile_shape": "--tile-shape", "halo": "--halo"}
+               "variant": "--variant", "device": "--device", "precision": "--precision", "tile_shape": "--tile-shape", "halo": "--halo"}
+#: Model flag values that ask for nothing, accepted whatever the backend (one without a model computes on the CPU).
+_NO_REQUEST = {"device": CPU_DEVICES, "precision": ("fp32",)}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, backend_help: str | None = None) -> None:
@@ -41,7 +45,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, backend_help: str | Non
     group.add_argument("--checkpoint", help="SAM weights file (sam; default: the official checkpoint)")
     group.add_argument("--model-dir", help="local model folder of a transformers backend (sam2, sam-hq, sam3, ...)")
     group.add_argument("--variant", help="released size of sam2 / sam-hq without --model-dir")
-    group.add_argument("--device", help="torch device, e.g. cpu or cuda (default: the backend's, cpu)")
+    add_device_arguments(group, default=None, precision_default=None)
     tiling_flags.add_arguments(group)
 
 
@@ -67,16 +71,19 @@ def given_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_options(backend: str, options: Mapping[str, Any]) -> None:
-    """Refuse a model flag ``backend`` has no use for, naming it.
+    """Refuse a model flag ``backend`` has no use for, naming it, and a device this machine lacks.
 
     Raises:
         SegpromptError: the flag and the backend; an unknown backend.
+        DeviceError: ``--device`` names no device here.
     """
     if "halo" in options and "tile_shape" not in options:
         raise SegpromptError("--halo needs --tile-shape (the halo is the context around each tile)")
+    if options.get("device") is not None:
+        check_device(argparse.Namespace(device=options["device"]))
     used = backend_options(backend)
-    for option in options:
-        if option not in used:
+    for option, value in options.items():
+        if option not in used and str(value).strip().lower() not in _NO_REQUEST.get(option, ()):
             raise SegpromptError(f"{MODEL_FLAGS[option]} is not used by the {backend!r} backend")
 
 

@@ -19,6 +19,7 @@ from ..pointprompt.counts import PointCounts
 from ..pointprompt.runner import RunSource, run_benchmark
 from ..pointprompt.strategies import strategy_names
 from .annotate import check_options
+from .device_flags import add_device_arguments, check_device, set_memory_advice
 from .progress import tqdm_progress
 from .weights import local_weights_flags
 
@@ -53,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-dir", type=Path, metavar="DIR",
                         help="local model folder of a transformers backend (sam2, sam-hq, edgetam, sam3-tracker)")
     parser.add_argument("--variant", metavar="SIZE", help="released size of sam2 / sam-hq without --model-dir")
-    parser.add_argument("--device", default="cpu", help="torch device (sam and transformers backends)")
+    add_device_arguments(parser)
     parser.add_argument(
         "--strategies", nargs="+", default=["all"], metavar="NAME",
         help=f"strategies, or 'all' (every one) / 'paper' (the paper's: {', '.join(PAPER_STRATEGIES)}); "
@@ -90,6 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-list", type=Path, metavar="NPY",
                         help="finetuning: report IoU on these images, the reference code's 'finetuning SAM/test.npy' "
                         "(default: the validation split; paper: a seeded 10%% of the images)")  # fmt: skip
+    set_memory_advice(parser, "use --precision bf16 or fewer --workers")
     parser.set_defaults(func=run)
 
 
@@ -113,7 +115,7 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
         if option in given:
             given[option] = str(Path(given[option]).expanduser().resolve())
     model_type = args.model_type or (PAPER_MODEL_TYPE if args.protocol == "paper" else "vit_b")
-    return {"model_type": model_type, "device": args.device, "checkpoint": None, **given}
+    return {"model_type": model_type, "device": args.device, "precision": args.precision, "checkpoint": None, **given}
 
 
 def _config(args: argparse.Namespace) -> BenchmarkConfig:
@@ -154,6 +156,7 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args)
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
     if args.workers < 1:

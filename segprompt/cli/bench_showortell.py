@@ -10,6 +10,7 @@ from ..errors import SegpromptError
 from ..showortell.protocol import DEFAULT_TEMPLATES
 from ..showortell.runner import RunSource, parse_method, run_show_or_tell
 from ..showortell.settings import PAPER_SAM_MODEL, PAPER_SIDE, PROTOCOLS, RunSettings
+from .device_flags import add_device_arguments, check_device, set_memory_advice
 from .progress import tqdm_progress
 from .weights import local_weights_flags
 
@@ -49,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-type", default=None,
                         help=f"SAM model type for SAM-based backends (default vit_b; paper: {PAPER_SAM_MODEL})")
     parser.add_argument("--checkpoint", type=Path, help="SAM checkpoint file for SAM-based backends")
-    parser.add_argument("--device", default="cpu", help="torch device")
+    add_device_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="visual-reference draws to repeat (default: 0)")
     parser.add_argument("--nprompts", type=int, choices=(1, 5), default=1, help="visual references per class")
     parser.add_argument("--template", action="append", dest="templates", metavar="TEMPLATE",
@@ -67,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="shard the test images over this many worker processes (local Dask cluster; default 1: none)")
     parser.add_argument("--move-damaged", action="store_true",
                         help="when a file of the --out run is damaged, rename it to NAME.damaged-TIME and start afresh")
+    set_memory_advice(parser, "use --precision bf16, --resize SIDE, or fewer --workers")
     parser.set_defaults(func=run)
 
 
@@ -95,6 +97,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args)
     if args.max_images is not None and args.max_images < 1:
         raise SegpromptError(f"--max-images must be at least 1, got {args.max_images}")
     if args.min_ref_area is not None and not 0.0 <= args.min_ref_area < 1.0:
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         data=[str(folder) for folder in args.data], methods=list(args.method), layout=args.layout, domain=args.domain,
         background=args.background, min_reference_area=args.min_ref_area, model_dirs=parse_model_dirs(args.model_dir),
         model_type=model_type, checkpoint=None if args.checkpoint is None else str(args.checkpoint),
-        device=args.device, released_splits=None if args.released_splits is None else str(args.released_splits),
+        device=args.device, precision=args.precision, released_splits=None if args.released_splits is None else str(args.released_splits),
         exemplar_proposer=args.exemplar_proposer,
     )
     with local_weights_flags(transformers="--model-dir [BACKEND=]DIR", sam="--checkpoint PATH"):

@@ -18,6 +18,7 @@ from ..everything import everything_backends, settings_from_strings, settings_he
 from ..errors import SegpromptError
 from ..io import read_image
 from . import annotate
+from .device_flags import set_memory_advice
 from .progress import tqdm_progress
 
 
@@ -50,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text", metavar="PHRASE", help="sam3: the concept whose every instance is segmented")
     parser.add_argument("--class-name", metavar="NAME", help="class of every object found (default: sam3's phrase, else object)")
     annotate.add_model_arguments(parser, f"one of {', '.join(everything_backends())}")
+    set_memory_advice(parser, "use --precision bf16, lower the generator's batch or tile settings (--set), or use a smaller image")
     parser.set_defaults(func=run)
 
 

@@ -21,6 +21,7 @@ from ..errors import ImageError, SegpromptError
 from ..export import read_class_names, read_labels
 from ..io import read_image
 from . import annotate
+from .device_flags import set_memory_advice
 from .progress import tqdm_progress
 
 
@@ -49,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", type=Path, metavar="FILE", help="class names: a COCO file or an objects.csv")
     parser.add_argument("--ids", metavar="ID,ID,...", help="refine only these objects (default: all)")
     annotate.add_model_arguments(parser, "a backend taking a box or a mask prompt (segprompt models lists them)")
+    set_memory_advice(parser, "use --precision bf16 or a smaller image")
     parser.set_defaults(func=run)
 
 

@@ -24,6 +24,7 @@ from ..io import read_image, read_mask
 from ..replay import backend_options, check_image, check_model, check_replayable, image_path, replay, reproduces
 from ..session_file import read_session_record
 from . import annotate
+from .device_flags import set_memory_advice
 from .progress import tqdm_progress
 
 
@@ -40,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     annotate.add_output_arguments(parser)
     parser.add_argument("--image", type=Path, help="the image, when it is not where the session file says")
     annotate.add_model_arguments(parser)
+    set_memory_advice(parser, "use a smaller image")
     parser.set_defaults(func=run)
 
 

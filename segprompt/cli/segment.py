@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..backends import backend_names, create
+from ..backends import backend_names, backend_options, create, create_from_options
 from ..backends.base import Prediction, Segmenter
 from ..backends.tiled import TiledSegmenter
 from ..errors import PromptError, SegpromptError
@@ -35,6 +35,7 @@ from ..instances import Instances, InstancesPrediction
 from ..io import MASK_SUFFIXES, check_output_type, image_bytes, mask_bytes, overlay, read_image, read_mask
 from ..prompts import Box, Exemplars, MaskPrompt, Points, Prompt
 from . import semantic_flags, tiling_flags
+from .device_flags import add_device_arguments, check_device, refuse_unused_device, set_memory_advice
 from .progress import tqdm_progress
 from .tune import add_tuned_argument, tuned_prompt, tuned_segmenter
 from .weights import local_weights_flags
@@ -172,12 +173,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="classical", help=f"one of {', '.join(backend_names())} (default classical)")
     parser.add_argument("--model-type", default="vit_b", help="SAM architecture: vit_b, vit_l, vit_h (default vit_b)")
     parser.add_argument("--checkpoint", type=Path, help="SAM weights file (default: the official checkpoint)")
+    add_device_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output mask (.png or .tif; lossy JPEG is refused)")
     parser.add_argument("--overlay", type=Path, help="also write the mask, its outline and the prompt over the image")
     parser.add_argument("--save-prompt", type=Path, help="also write the prompt used, as JSON")
     parser.add_argument("--multimask", action="store_true", help="ask for several candidates and keep the best")
     parser.add_argument("--plane", type=int, help="plane of a TIFF/.npy stack (default the first)")
     tiling_flags.add_arguments(parser.add_argument_group("large images"))
+    set_memory_advice(parser, "use --precision bf16 or fp16, or a smaller image")
     parser.set_defaults(func=run)
 
 
@@ -201,10 +204,17 @@ def _backend(args: argparse.Namespace, progress: Callable[[int, int, str], None]
         if args.backend in semantic_flags.BACKENDS:
             return semantic_flags.make_segmenter(args)
         if args.backend == "sam":
-            return create("sam", model_type=args.model_type, checkpoint=args.checkpoint, progress=progress)
+            return create(
+                "sam", model_type=args.model_type, checkpoint=args.checkpoint, device=args.device,
+                precision=args.precision, progress=progress,
+            )
     if args.checkpoint is not None:
         raise SegpromptError(f"--checkpoint is only used by the sam backend, not {args.backend!r}")
-    return create(args.backend)
+    options = backend_options(args.backend)
+    refuse_unused_device(args, args.backend, "device" in options)
+    if args.precision != "fp32" and "precision" not in options:
+        raise SegpromptError(f"--precision {args.precision}: the {args.backend!r} backend runs in float32 only")
+    return create_from_options(args.backend, **{name: getattr(args, name) for name in ("device", "precision") if name in options})
 
 
 def output_paths(args: argparse.Namespace) -> dict[str, Path]:
@@ -286,6 +296,7 @@ def write_instances(args: argparse.Namespace, image: np.ndarray, prompt: Prompt,
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args)
     check_outputs(args)
     image = read_image(args.image, plane=args.plane)
     classes = semantic_flags.classes_from_args(args)

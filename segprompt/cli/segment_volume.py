@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import backend_names, create_from_options, get_backend_class
+from ..backends import backend_names, backend_options, create_from_options, get_backend_class
 from ..errors import PromptError, SegpromptError, UnsupportedPromptError
 from ..export import ObjectInfo
 from ..io import read_mask
@@ -33,6 +33,7 @@ from ..volume.reader import SliceImages, Volume, open_volume
 from ..volume.session import DIRECTIONS, VolumeSession
 from ..volume.writer import check_label_volume_output, write_label_volume
 from . import tiling_flags
+from .device_flags import add_device_arguments, check_device, refuse_unused_device, set_memory_advice
 from .progress import tqdm_progress
 from .segment import add_prompt_arguments, where_prompt_from_args
 from .weights import local_weights_flags
@@ -86,6 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--checkpoint", type=Path, help="SAM weights file (default: the official checkpoint)")
     model.add_argument("--model-dir", type=Path, metavar="DIR", help="local model folder of a transformers backend")
     model.add_argument("--variant", metavar="SIZE", help="released size of sam2 / sam-hq, used without --model-dir")
+    add_device_arguments(model)
     tiling_flags.add_arguments(model)
     propagation = parser.add_argument_group("propagation")
     propagation.add_argument(
@@ -105,6 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="projection: do not re-ask the backend with each mask's box (by default a mask it does not confirm stops)",
     )
     parser.add_argument("--out", type=Path, required=True, help="label volume: .tif / .tiff or .ome.zarr")
+    set_memory_advice(parser, "use --precision bf16 or smaller slices")
     parser.set_defaults(func=run)
 
 
@@ -178,18 +181,25 @@ def check_tiling(args: argparse.Namespace, method: str) -> dict[str, Any]:
 def make_propagator(args: argparse.Namespace, method: str, images: SliceImages) -> Propagator:
     """The propagator of ``--backend`` / ``--propagation`` with the model flags (loads the weights)."""
     options: dict[str, Any] = {"model_type": args.model_type, "checkpoint": args.checkpoint, "model_dir": args.model_dir,
-                               "variant": args.variant, **check_tiling(args, method)}
+                               "variant": args.variant, "device": args.device, "precision": args.precision, **check_tiling(args, method)}
     with local_weights_flags(transformers="--model-dir DIR", sam="--checkpoint PATH"):
         if method == "video":
             if args.checkpoint is not None:
                 raise SegpromptError(f"--checkpoint is only used by the sam backend, not {args.backend!r}")
-            return VIDEO_PROPAGATORS.get(args.backend)(images, model_dir=args.model_dir, variant=args.variant)
+            if args.precision != "fp32":
+                raise SegpromptError(f"--precision {args.precision}: video propagation runs in float32 only")
+            return VIDEO_PROPAGATORS.get(args.backend)(images, model_dir=args.model_dir, variant=args.variant, device=args.device)
+        used = backend_options(args.backend)
+        refuse_unused_device(args, args.backend, "device" in used)
+        if args.precision != "fp32" and "precision" not in used:
+            raise SegpromptError(f"--precision {args.precision}: the {args.backend!r} backend runs in float32 only")
         segmenter = create_from_options(args.backend, **options)
     projection = Projection(**{**PROJECTIONS[args.projection].__dict__, "box_margin": args.box_margin})
     return ProjectionPropagator(segmenter, SliceEmbeddings(segmenter, images), projection, confirm=not args.no_confirm)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args)
     check_label_volume_output(args.out)
     volume = open_stack(args)
     image_hw = volume.image_hw

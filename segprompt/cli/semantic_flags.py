@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import create
+from ..backends import backend_options, create
 from ..backends.base import Segmenter
 from ..progress import ProgressCallback
 from ..compose import ComposedSegmenter
@@ -174,11 +174,19 @@ def _check_known(name: str, classes: dict[str, Text | VisualReference], flag: st
         raise PromptError(f"{flag}: class {name!r} is not in --classes ({', '.join(classes)})")
 
 
+def _device_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``device`` (every backend here takes one) and ``precision`` where backend ``name`` has it."""
+    options: dict[str, Any] = {"device": args.device}
+    if "precision" in backend_options(name):
+        options["precision"] = args.precision
+    return options
+
+
 def _options(name: str, args: argparse.Namespace, sam: Segmenter | None) -> tuple[dict[str, Any], set[str]]:
     """Constructor options of backend ``name`` from the flags, and the flags they use."""
     if name == "sam":
-        return {"model_type": args.model_type, "checkpoint": args.checkpoint}, {"checkpoint"}
-    options: dict[str, Any] = {}
+        return {"model_type": args.model_type, "checkpoint": args.checkpoint, **_device_options(name, args)}, {"checkpoint"}
+    options: dict[str, Any] = _device_options(name, args)
     used: set[str] = set()
     if name in _MODEL_DIR:
         options["model_dir"] = args.model_dir
@@ -197,6 +205,7 @@ def _options(name: str, args: argparse.Namespace, sam: Segmenter | None) -> tupl
     if name in _SAM_INSIDE:
         if sam is not None:
             options["sam"] = sam
+            options.pop("precision", None)  # the shared SAM has its own
         elif name.startswith("persam"):
             options.update(model_type=args.model_type, checkpoint=args.checkpoint)
         else:
@@ -239,6 +248,8 @@ def make_segmenter(args: argparse.Namespace) -> Segmenter:
     for flag in ("model_dir", "checkpoint", "variant", "min_score", "exemplar_proposer", "exemplar_model_dir"):
         if getattr(args, flag) is not None and flag not in used:
             raise SegpromptError(f"--{flag.replace('_', '-')} is not used by the {' / '.join(map(repr, names))} backend")
+    if args.precision != "fp32" and not any("precision" in backend_options(name) for name in names):
+        raise SegpromptError(f"--precision {args.precision}: the {' / '.join(map(repr, names))} backend runs in float32 only")
     if args.backend != "composed":
         return create(args.backend, **_options(args.backend, args, None)[0])
     refiner = None if args.refiner == "none" else create(args.refiner, **_options(args.refiner, args, None)[0])

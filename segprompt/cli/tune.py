@@ -26,6 +26,7 @@ from ..atomic import check_writable_dir
 from ..backends.base import Segmenter
 from ..errors import SegpromptError
 from ..prompts import Prompt, Text
+from .device_flags import add_device_arguments, check_device, set_memory_advice
 from .progress import tqdm_progress
 from .weights import local_weights_flags
 
@@ -85,6 +86,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--search", action="store_true", help="search lr, weight decay and prompt depth with Optuna TPE")
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, help=f"--search: trials (default {DEFAULT_TRIALS})")
     parser.add_argument("--resume", action="store_true", help="continue the run (or search) in --out where it stopped")
+    add_device_arguments(parser, precision=False)
+    set_memory_advice(parser, "lower --batch-size (with --accumulate-batches to keep the effective batch) or --image-size")
     parser.set_defaults(func=run)
 
 
@@ -92,11 +95,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..datasets import open_dataset
+    from ..devices import resolve_device
     from ..tuning import TextOverlay, TunedCLIPSeg, load_base
     from ..tuning.protocol import get_protocol
     from ..tuning.run import headline, load_run_data, run_tuning
     from ..tuning.search import run_search
 
+    check_device(args)
     if args.limit is not None and args.limit < 1:
         raise SegpromptError(f"--limit {args.limit}: must be at least 1")
     if args.image_size < 16:
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     base_model = str(Path(base_id).resolve()) if Path(base_id).exists() else base_id
     with local_weights_flags(transformers="--base DIR"):
         base = load_base(base_id)
+    base.model.to(resolve_device(args.device))  # the prompts are created beside it (TunedCLIPSeg.create)
     given = {key: getattr(args, option) for option, key in _METHOD_OPTIONS.items() if getattr(args, option) is not None}
     options = protocol.model_options(args.method, args.extra_layer)
 
@@ -175,7 +181,9 @@ def tuned_segmenter(args: argparse.Namespace) -> Segmenter:
 
     if args.backend not in ("classical", TUNED_BACKEND):
         raise SegpromptError(f"--tuned segments with the {TUNED_BACKEND} backend; drop --backend {args.backend}")
-    return create(TUNED_BACKEND, checkpoint=args.tuned)
+    if getattr(args, "precision", "fp32") != "fp32":
+        raise SegpromptError(f"--precision {args.precision}: the {TUNED_BACKEND} backend runs in float32 only")
+    return create(TUNED_BACKEND, checkpoint=args.tuned, device=getattr(args, "device", None) or "auto")
 
 
 def tuned_prompt(args: argparse.Namespace, prompt: Prompt) -> Prompt:

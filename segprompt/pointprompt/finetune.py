@@ -192,10 +192,14 @@ def _forward(sam: Sam, example: FinetuneExample, transform: ResizeLongestSide) -
     """Single-mask ``(1, 1, 256, 256)`` low-resolution logits of the example's prompt."""
     prompt = example.points.to_prompt().points
     coords = transform.apply_coords(np.asarray(prompt.xy), example.mask.shape)
-    points = (torch.as_tensor(coords, dtype=torch.float32)[None], torch.as_tensor(np.array(prompt.labels), dtype=torch.int64)[None])
+    device = sam.device
+    points = (
+        torch.as_tensor(coords, dtype=torch.float32, device=device)[None],
+        torch.as_tensor(np.array(prompt.labels), dtype=torch.int64, device=device)[None],
+    )
     sparse, dense = sam.prompt_encoder(points=points, boxes=None, masks=None)
     logits, _ = sam.mask_decoder(
-        image_embeddings=example.features,
+        image_embeddings=example.features.to(device),
         image_pe=sam.prompt_encoder.get_dense_pe(),
         sparse_prompt_embeddings=sparse,
         dense_prompt_embeddings=dense,
@@ -213,15 +217,16 @@ def evaluate(sam: Sam, examples: Sequence[FinetuneExample], config: FinetuneConf
     losses, ious = [], []
     for example in examples:
         logits = _forward(sam, example, transform)
-        losses.append(float(LOSSES[config.loss](logits, make_target(example.mask, example.frame, config))))
+        losses.append(float(LOSSES[config.loss](logits, make_target(example.mask, example.frame, config).to(logits.device))))
         full = sam.postprocess_masks(logits, example.frame.input_hw, example.mask.shape)
-        ious.append(iou(full[0, 0].numpy() > sam.mask_threshold, example.mask))
+        ious.append(iou((full[0, 0] > sam.mask_threshold).cpu().numpy(), example.mask))
     return float(np.mean(losses)), float(np.mean(ious))
 
 
 def split_examples(n: int, config: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(train indices, validation indices)`` of ``n`` examples under ``config.split``."""
     if config.split == "torch42":  # random_split(dataset, [int(0.8 n), rest]) after torch.manual_seed(42)
+        # a CPU generator on purpose: the reference's split is the CPU generator's draw, whatever the device
         order = torch.randperm(n, generator=torch.Generator().manual_seed(42)).numpy()
         n_train = max(1, min(n - 1, int((1 - config.validation_fraction) * n)))
         return order[:n_train], order[n_train:]
@@ -286,7 +291,7 @@ def finetune_sam(
         parameter.requires_grad_(True)
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
     transform = ResizeLongestSide(sam.image_encoder.img_size)
-    targets = [make_target(example.mask, example.frame, config) for example in train]
+    targets = [make_target(example.mask, example.frame, config).to(sam.device) for example in train]
     result = FinetuneResult(
         evaluated_on="test" if test else "validation", n_train=len(train), n_validation=len(validation), n_test=len(test)
     )

@@ -48,7 +48,7 @@ from ..backends.base import Embedding, Segmenter
 from ..progress import ProgressCallback, no_progress
 from ..datasets.base import Dataset, Sample
 from ..errors import PromptError
-from ..evaluation import MaskSelection, score_prompts, select_mask
+from ..evaluation import MaskSelection, MaskTarget, score_prompts, select_mask
 from ..io import atomic_write_text
 from ..metrics import iou
 from ..prompts import Prompt
@@ -180,14 +180,15 @@ class _Scorer:
                 out[i] = (iou(mask, gt, ignore), model_score, seconds)
             else:
                 pending.append(i)
+        target = MaskTarget(gt, ignore, self.embedding.image_hw)  # on the model's device once for both calls
         for multimask in (False, True):
             chosen = [i for i in pending if self.config.multimask_for(len(prompts[i])) == multimask]
             if not chosen:
                 continue
             start = time.perf_counter()
             scored = score_prompts(
-                self.segmenter, self.embedding, [prompts[i].to_prompt() for i in chosen], gt,
-                multimask=multimask, select=self.select, ignore=ignore,
+                self.segmenter, self.embedding, [prompts[i].to_prompt() for i in chosen], target,
+                multimask=multimask, select=self.select,
             )
             seconds = (time.perf_counter() - start) / len(chosen)
             for j, i in enumerate(chosen):

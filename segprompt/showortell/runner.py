@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -58,7 +58,7 @@ from .protocol import (
     semantic_target,
     text_prompts,
 )
-from .settings import PAPER_SAM_MODEL, RunSettings
+from .settings import RunSettings
 
 Modality = Literal["text", "visual"]
 TEXT_SEED = -1  # text prompts draw nothing at random: one "seed" stands for them
@@ -220,8 +220,10 @@ class RunSource:
             ``sam3:visual`` runs :data:`VISUAL_ROUTES`' ``sam3-reference``: the ``sam3`` folder, and the
             exemplar proposer's under its own name.
         exemplar_proposer: ``sam3:visual``'s exemplar proposer (``owlv2-sam``, ``persam``, ``seggpt``).
-        model_type, checkpoint, device: SAM options for SAM-based backends (the paper's PersonalizeSAM:
+        model_type, checkpoint: SAM options for SAM-based backends (the paper's PersonalizeSAM:
             ``model_type="vit_h"``, :data:`~segprompt.showortell.settings.PAPER_SAM_MODEL`).
+        device, precision: every backend's (:func:`segprompt.devices.resolve_device`,
+            :mod:`segprompt.precision`).
         released_splits: the folder of the reference's ``<name>_{train,val}.pkl`` split lists to take
             every dataset's parts and reference candidates from (:func:`read_released_splits`), or ``None``.
     """
@@ -235,7 +237,8 @@ class RunSource:
     model_dirs: Mapping[str, str] = field(default_factory=dict)
     model_type: str | None = None
     checkpoint: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
+    precision: str = "fp32"
     released_splits: str | None = None
     exemplar_proposer: str = "owlv2-sam"
 
@@ -255,6 +258,7 @@ class RunSource:
                     model_type=self.model_type, checkpoint=self.checkpoint, device=self.device,
                     exemplar_proposer=self.exemplar_proposer,
                     exemplar_model_dir=self.model_dirs.get(self.exemplar_proposer, self.model_dirs.get("")),
+                    precision=self.precision,
                 )
             methods.append(Method(f"{backend}:{modality}", segmenters[name], modality))
         datasets = []

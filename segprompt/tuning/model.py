@@ -154,7 +154,8 @@ class PromptedCLIPSeg(nn.Module):
         def embed_phrase(phrase: str) -> torch.Tensor:
             ids = tokenizer(phrase, add_special_tokens=False)["input_ids"]
             with torch.no_grad():
-                return embedding(torch.tensor(ids, dtype=torch.long)).detach().clone()
+                ids_tensor = torch.tensor(ids, dtype=torch.long, device=embedding.weight.device)
+                return embedding(ids_tensor).detach().cpu()  # prompts start on the CPU, then move with the model
 
         return BaseDims(
             text_width=config.text_config.hidden_size,

@@ -21,6 +21,7 @@ import torch
 
 from ..backends import register
 from ..backends.base import Embedding, Segmenter
+from ..devices import AUTO, resolve_device
 from ..progress import ProgressCallback, no_progress
 from ..backends.probability import ProbabilityPrediction
 from ..hub import PretrainedModel
@@ -48,14 +49,20 @@ class TunedClipSegSegmenter(Segmenter):
         checkpoint: the ``--out`` folder of ``segprompt tune``.
         base: the base model, when already loaded (default: the checkpoint's ``base_model``).
         threshold: probability above which a pixel is in the mask.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
     """
 
     name = "clipseg-tuned"
     accepts = frozenset({"text"})
     description = "CLIPSeg with learnt prompts (segprompt tune): a text phrase -> one mask"
 
-    def __init__(self, checkpoint: str | Path, base: PretrainedModel | None = None, threshold: float = 0.5) -> None:
+    def __init__(
+        self, checkpoint: str | Path, base: PretrainedModel | None = None, threshold: float = 0.5, device: str | torch.device = AUTO
+    ) -> None:
+        self.device = resolve_device(device)
         self.tuned = TunedCLIPSeg.load(checkpoint, base)
+        self.tuned.net.to(self.device)
         self.threshold = threshold
         self._model_id = f"{self.tuned.base_model}+{self.tuned.method_name}:{Path(checkpoint).resolve()}"
 
@@ -82,7 +89,7 @@ class TunedClipSegSegmenter(Segmenter):
         with torch.inference_mode():
             logits = self.tuned.logits([embedding.resized], [prompt.text.phrase])
             resized = torch.nn.functional.interpolate(logits[None], size=(height, width), mode="bilinear", align_corners=False)
-        probabilities = torch.sigmoid(resized)[0, 0].float().numpy()
+        probabilities = torch.sigmoid(resized)[0, 0].float().cpu().numpy()
         mask = probabilities >= self.threshold
         score = float(probabilities[mask].mean()) if mask.any() else 0.0
         return ProbabilityPrediction(masks=mask[None], scores=np.array([score], np.float32), probabilities=probabilities)

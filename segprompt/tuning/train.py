@@ -210,9 +210,10 @@ def evaluate(tuned: TunedCLIPSeg, pairs: Sequence[Pair], batch_size: int = 4, co
     preds: list[np.ndarray] = []
     for batch in batches(pairs, batch_size):
         logits = tuned.logits(batch.images, batch.texts)
-        loss = dice_bce_loss(logits, batch.masks, batch.valid, config.dice_weight, config.bce_weight)
+        masks, valid = batch.masks.to(logits.device), batch.valid.to(logits.device)
+        loss = dice_bce_loss(logits, masks, valid, config.dice_weight, config.bce_weight)
         losses.append(float(loss) * len(batch.texts))
-        preds.extend((logits > 0).numpy())
+        preds.extend((logits > 0).cpu().numpy())
     scores = mask_scores(preds, [pair.mask for pair in pairs], [pair.valid for pair in pairs])
     return Evaluation(sum(losses) / len(pairs), *scores)
 
@@ -329,6 +330,8 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and tuned.device.type == "cuda":  # dropout on the GPU draws from its own generator
+            torch.cuda.set_rng_state(state["cuda_rng"], tuned.device)
         start = state["epoch"]
         stopping = EarlyStopping(config.early_stop_patience, config.early_stop_delta, *state["stopping"])
         result = TrainResult(state["history"], state["best_epoch"], state["best_score"], state["stopped_early"])
@@ -348,7 +351,8 @@ def train(
             if step == steps:
                 break
             logits = tuned.logits(batch.images, batch.texts)
-            loss = dice_bce_loss(logits, batch.masks, batch.valid, config.dice_weight, config.bce_weight)
+            masks, valid = batch.masks.to(logits.device), batch.valid.to(logits.device)
+            loss = dice_bce_loss(logits, masks, valid, config.dice_weight, config.bce_weight)
             (loss / config.accumulate_batches).backward()
             if (step + 1) % config.accumulate_batches == 0 or step + 1 == steps:
                 optimizer.step()
@@ -386,6 +390,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state(tuned.device)} if tuned.device.type == "cuda" else {}),
                 "epoch": epoch + 1,
                 "stopping": (stopping.best, stopping.bad_epochs),
                 "history": result.history,

@@ -75,14 +75,20 @@ class TunedCLIPSeg:
         if method is not None:
             dims = PromptedCLIPSeg.dims_of(base.model, base.processor.tokenizer)
             prompts = create_method(method, dims, **hyperparameters)
+        device = next(base.model.parameters()).device  # the prompts join the base model where it is
         return cls(
-            PromptedCLIPSeg(base.model, prompts, model_options),
+            PromptedCLIPSeg(base.model, prompts, model_options).to(device),
             base.processor.tokenizer,
             tuple(image_processor.image_mean),
             tuple(image_processor.image_std),
             base_model,
             image_size=image_size,
         )
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs (move it with ``tuned.net.to(device)``)."""
+        return next(self.net.base.parameters()).device
 
     @property
     def method_name(self) -> str | None:
@@ -102,7 +108,8 @@ class TunedCLIPSeg:
     def logits(self, images: Sequence[np.ndarray], texts: Sequence[str]) -> torch.Tensor:
         """``(B, S, S)`` logits for ``(S, S, 3)`` uint8 images already resized to :attr:`image_size`."""
         ids, mask = self.tokenize(texts)
-        return self.net(pixel_values(images, self.mean, self.std), ids, mask)
+        device = self.device
+        return self.net(pixel_values(images, self.mean, self.std).to(device), ids.to(device), mask.to(device))
 
     def save(self, directory: str | Path, **extra: Any) -> Path:
         """Write ``prompts.safetensors`` and ``tuning.json`` into ``directory``, both or neither (atomically)."""

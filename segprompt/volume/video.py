@@ -50,6 +50,7 @@ import torch
 from ..backends import get_backend_class
 from ..backends.base import Embedding, Prediction, Segmenter
 from ..cache import EmbeddingCache
+from ..devices import AUTO, resolve_device
 from ..errors import SegpromptError, UnsupportedPromptError
 from ..hub import PretrainedModel, load_pretrained
 from ..progress import ProgressCallback, no_progress
@@ -166,7 +167,8 @@ class VideoPropagator(Propagator):
             ``variant`` (:mod:`segprompt.hub`). The image backend's folder
             (e.g. ``facebook/sam2.1-hiera-tiny``) holds the video model too.
         variant: released size (the image backend's ``hub_ids`` keys).
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
         pretrained: an already loaded model and processor (tests: random init).
         embed_image: how frames are embedded (default: :class:`~segprompt.cache.EmbeddingCache`).
         in_memory: frame features kept in memory.
@@ -181,11 +183,12 @@ class VideoPropagator(Propagator):
         model_dir: str | Path | None = None,
         *,
         variant: str | None = None,
-        device: str = "cpu",
+        device: str | torch.device = AUTO,
         pretrained: PretrainedModel | None = None,
         embed_image: EmbedImage | None = None,
         in_memory: int = IN_MEMORY_SLICES,
     ) -> None:
+        self.device = resolve_device(device)
         if pretrained is None:
             backend = get_backend_class(self.name)
             variant = backend.default_variant if variant is None else variant
@@ -195,7 +198,6 @@ class VideoPropagator(Propagator):
             pretrained = load_pretrained(
                 model_class, processor_class, backend.hub_ids[variant], model_dir, access_note=backend.access_note
             )
-        self.device = torch.device(device)
         self.model = pretrained.model.to(self.device).eval()
         self.processor = pretrained.processor
         self.encoder = VideoFrameEncoder(self.name, PretrainedModel(self.model, self.processor, pretrained.model_id), self.device)
