@@ -27,16 +27,17 @@ from pathlib import Path
 
 from .backends import Segmenter, constructor_options, create, register
 from .compose import ComposedSegmenter
+from .devices import AUTO
 from .errors import SegpromptError
 
 #: The exemplar proposers ``sam3-reference`` takes (registry names).
 EXEMPLAR_PROPOSERS = ("owlv2-sam", "persam", "seggpt")
 
 
-def _sam3_pair(model_dir: str | Path | None, threshold: float, device: str) -> tuple[Segmenter, Segmenter]:
-    """SAM 3's detector and tracker from one model folder."""
-    detector = create("sam3", model_dir=model_dir, threshold=threshold, device=device)
-    return detector, create("sam3-tracker", model_dir=model_dir, device=device)
+def _sam3_pair(model_dir: str | Path | None, threshold: float, device: str, precision: str) -> tuple[Segmenter, Segmenter]:
+    """SAM 3's detector and tracker from one model folder (one precision: they share the ViT's output)."""
+    detector = create("sam3", model_dir=model_dir, threshold=threshold, device=device, precision=precision)
+    return detector, create("sam3-tracker", model_dir=model_dir, device=device, precision=precision)
 
 
 @register
@@ -46,7 +47,9 @@ class Sam3RefineSegmenter(ComposedSegmenter):
     Args:
         model_dir: the SAM 3 model folder (both models); default see :mod:`segprompt.hub`.
         threshold: SAM 3's minimum instance score.
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
+        precision: the image encoders' autocast dtype (:mod:`segprompt.precision`).
     """
 
     name = "sam3-refine"
@@ -56,8 +59,10 @@ class Sam3RefineSegmenter(ComposedSegmenter):
         "points, box or mask pick one and refine it"
     )
 
-    def __init__(self, model_dir: str | Path | None = None, *, threshold: float = 0.5, device: str = "cpu") -> None:
-        super().__init__(*_sam3_pair(model_dir, threshold, device))
+    def __init__(
+        self, model_dir: str | Path | None = None, *, threshold: float = 0.5, device: str = AUTO, precision: str = "fp32"
+    ) -> None:
+        super().__init__(*_sam3_pair(model_dir, threshold, device, precision))
 
 
 @register
@@ -74,7 +79,9 @@ class Sam3ReferenceSegmenter(ComposedSegmenter):
         exemplar_model_dir: the exemplar proposer's model folder (``owlv2-sam``, ``seggpt``).
         model_type, checkpoint: the SAM of ``persam``.
         threshold: SAM 3's minimum instance score.
-        device: torch device.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device name
+            (:func:`segprompt.devices.resolve_device`).
+        precision: the image encoders' autocast dtype (:mod:`segprompt.precision`).
 
     Raises:
         SegpromptError: an exemplar proposer not in :data:`EXEMPLAR_PROPOSERS`.
@@ -96,15 +103,16 @@ class Sam3ReferenceSegmenter(ComposedSegmenter):
         model_type: str | None = None,
         checkpoint: str | None = None,
         threshold: float = 0.5,
-        device: str = "cpu",
+        device: str = AUTO,
+        precision: str = "fp32",
     ) -> None:
         if exemplar_proposer not in EXEMPLAR_PROPOSERS:
             raise SegpromptError(
                 f"sam3-reference: exemplar proposer must be one of {', '.join(EXEMPLAR_PROPOSERS)}, got {exemplar_proposer!r}"
             )
         sam = {"model_type": model_type, "checkpoint": checkpoint} if exemplar_proposer == "persam" else {}
-        options = constructor_options(exemplar_proposer, model_dir=exemplar_model_dir, device=device, **sam)
-        detector, tracker = _sam3_pair(model_dir, threshold, device)
+        options = constructor_options(exemplar_proposer, model_dir=exemplar_model_dir, device=device, precision=precision, **sam)
+        detector, tracker = _sam3_pair(model_dir, threshold, device, precision)
         super().__init__(detector, tracker, exemplar_proposer=exemplar_proposer, exemplar_options=options)
 
 

@@ -16,6 +16,7 @@ import tifffile
 import torch
 from pycocotools.coco import COCO
 
+from segprompt.backends.classical import ClassicalSegmenter
 from segprompt.annotation_outputs import output_paths
 from segprompt.backends.sam_arch import build_sam
 from segprompt.cli import main
@@ -71,7 +72,7 @@ def test_everything_writes_labels_coco_csv_overlay_and_a_session_that_replays(co
 
     rows = _csv_rows(out / "objects.csv")
     assert [int(r["id"]) for r in rows] == list(np.unique(labels)[1:])
-    assert all(r["source"] == "everything" and r["model_id"] == "classical" and r["class"] == "coin" for r in rows)
+    assert all(r["source"] == "everything" and r["model_id"] == ClassicalSegmenter().model_id and r["class"] == "coin" for r in rows)
     assert [int(r["area"]) for r in rows] == [int((labels == int(r["id"])).sum()) for r in rows]
     assert read_image(out / "overlay.png").shape == (120, 200, 3)
 

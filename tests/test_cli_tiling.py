@@ -9,6 +9,7 @@ import tifffile
 import torch
 from skimage.draw import disk
 
+from segprompt.backends.classical import ClassicalSegmenter
 from segprompt.backends.sam import SamSegmenter
 from segprompt.backends.sam_arch import build_sam
 from segprompt.cli import main
@@ -80,7 +81,7 @@ def test_everything_tile_by_tile_records_the_tiling_and_replays(tmp_path, capsys
     assert (labels > 0).sum() == pytest.approx((tifffile.imread(untiled / "labels.tif") > 0).sum(), rel=0.01)
     record = read_session_record(out / "labels.session.json")
     assert record["backend"]["options"] == {"tile_shape": [128, 160], "halo": [32, 32]}
-    assert record["backend"]["model_id"] == "classical | tiles 128x160 halo 32x32"
+    assert record["backend"]["model_id"] == f"{ClassicalSegmenter().model_id} | tiles 128x160 halo 32x32"
     capsys.readouterr()
     assert main(["replay", str(out / "labels.session.json"), "--out", str(tmp_path / "again")]) == 0
     assert "labels identical to the saved session's" in capsys.readouterr().err

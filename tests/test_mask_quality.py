@@ -29,6 +29,21 @@ def test_superpixel_alignment_by_hand():
     blob[3:7, 3:7] = True
     assert superpixel_alignment(blob, labels) == ALIGNMENT_FLOOR
     assert superpixel_alignment(np.zeros_like(whole), labels) == 0.0
+    # Two scales: a mask is measured at the coarsest whose mean superpixel is at most a quarter of it, else the finest.
+    finer = np.arange(400, dtype=np.int32).reshape(20, 20) // 2  # 200 superpixels of 1 x 2 px
+    finer[3:7, 3:7] = 1000  # ... and the blob, one superpixel
+    assert superpixel_alignment(blob, np.stack([labels, finer])) == 1.0  # 16 px < 4 x 100: the finer map
+    # 150 px < 4 x 100 too: the finer map, where only the ten 1 x 2 superpixels across column 14/15 are split.
+    assert superpixel_alignment(leak, np.stack([labels, finer])) == pytest.approx(1 - 10 / 150)
+    assert superpixel_alignment(np.ones_like(whole), np.stack([labels, finer])) == 1.0  # 400 px: the quadrants
+
+
+def test_superpixels_come_at_every_scale_and_the_finer_is_finer():
+    from skimage import data
+
+    maps = superpixels(data.astronaut()[::2, ::2])
+    assert maps.shape == (2, 256, 256) and maps.dtype == np.int32
+    assert maps[0].max() < maps[1].max()
 
 
 def test_solidity_by_hand():
@@ -65,11 +80,11 @@ def test_superpixels_follow_a_sharp_edge():
     image = np.full((120, 160, 3), 40, np.uint8)
     image[30:90, 40:120] = 210
     labels = superpixels(image)
-    assert labels.dtype == np.int32 and labels.shape == (120, 160)
+    assert labels.dtype == np.int32 and labels.shape == (2, 120, 160)
     np.testing.assert_array_equal(labels, superpixels(image))  # deterministic
     rectangle = np.zeros((120, 160), bool)
     rectangle[30:90, 40:120] = True
-    assert superpixel_alignment(rectangle, labels) > 0.95
+    assert all(superpixel_alignment(rectangle, level) > 0.95 for level in labels)  # at each scale
 
 
 def _two_tone(size=(80, 100), square=(20, 60, 30, 70), inside=(200, 60, 60), outside=(60, 60, 200)):

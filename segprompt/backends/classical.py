@@ -207,7 +207,7 @@ CLICK_CANDIDATES = 3
 #: Proposals overlapping a better one more than this IoU are not returned as separate candidates.
 DISTINCT_IOU = 0.9
 #: Format of :meth:`ClassicalSegmenter.embed`'s data; part of the model id, so a cached older embedding is not reused.
-EMBEDDING_VERSION = 2
+EMBEDDING_VERSION = 3
 #: Longest side of the crop the random walker solves on, in pixels.
 RW_SIDE = 160
 #: Edge sharpness of the random walker (scikit-image's ``beta``, applied to RGB in [0, 1]).
@@ -357,8 +357,8 @@ class ClassicalEmbedding(Embedding):
         scale: working size / original size (at most 1).
         proposal: ``(h', w', 3)`` uint8 RGB proposal copy (longest side <= :data:`PROPOSAL_SIDE`).
         proposal_scale: proposal size / original size (at most 1).
-        superpixels: ``(h', w')`` int32 SLIC labels of the proposal copy
-            (:func:`~segprompt.backends.mask_quality.superpixels`), which every score uses.
+        superpixels: ``(S, h', w')`` int32 SLIC labels of the proposal copy at
+            each scale (:func:`~segprompt.backends.mask_quality.superpixels`), which every score uses.
     """
 
     work: np.ndarray
@@ -518,8 +518,8 @@ class ClassicalSegmenter(Segmenter):
         its superpixels. The image half of every score this backend gives.
         """
         labels = embedding.superpixels
-        if mask.shape != labels.shape:
-            size = (labels.shape[1], labels.shape[0])
+        if mask.shape != labels.shape[1:]:
+            size = (labels.shape[2], labels.shape[1])
             mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) >= 0.5
         return evidence(mask, labels)
 
