@@ -312,6 +312,18 @@ def test_auto_chunk_size(monkeypatch):
     assert auto_chunk_size(cuda, 10**6, default=4, limit=16) == 1
 
 
+def test_chunk_size_for_every_batch_predictor(monkeypatch):
+    from segprompt.backends.base import CPU_CHUNK_SIZE, MAX_CHUNK_SIZE, chunk_size_for
+
+    cpu = torch.device("cpu")
+    assert chunk_size_for(None, cpu, 10) == CPU_CHUNK_SIZE and chunk_size_for(7, cpu, 10) == 7
+    with pytest.raises(ValueError, match="chunk_size must be at least 1, got 0"):
+        chunk_size_for(0, cpu, 10)
+    pretend_cuda_available(monkeypatch, free_bytes=10**9)
+    assert chunk_size_for(None, torch.device("cuda", 0), 10) == MAX_CHUNK_SIZE
+    assert chunk_size_for(None, torch.device("cuda", 0), 10**8) == 5  # half of 1 GB over 100 MB
+
+
 # -- on a real GPU (skipped here) -------------------------------------------------------------------------------
 
 REQUIRES_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")

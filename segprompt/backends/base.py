@@ -244,6 +244,31 @@ def plain_embed(segmenter: Segmenter, image: np.ndarray, progress: ProgressCallb
     return segmenter.embed(image, progress)
 
 
+#: Prompts a :class:`BatchPredictor` decodes together on the CPU when not told (its caches, not its memory, bound the batch).
+CPU_CHUNK_SIZE = 4
+#: The largest batch a :class:`BatchPredictor` chooses by itself on an accelerator.
+MAX_CHUNK_SIZE = 256
+
+
+def chunk_size_for(chunk_size: int | None, device: torch.device, bytes_per_prompt: int) -> int:
+    """The prompts to decode at once: ``chunk_size`` when given, else chosen for ``device``.
+
+    ``None`` takes :data:`CPU_CHUNK_SIZE` on the CPU and, on CUDA, as many
+    prompts of ``bytes_per_prompt`` as half the free memory holds (at most
+    :data:`MAX_CHUNK_SIZE`; :func:`segprompt.devices.auto_chunk_size`).
+
+    Raises:
+        ValueError: ``chunk_size`` below 1.
+    """
+    from ..devices import auto_chunk_size
+
+    if chunk_size is None:
+        return auto_chunk_size(device, bytes_per_prompt, default=CPU_CHUNK_SIZE, limit=MAX_CHUNK_SIZE)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    return chunk_size
+
+
 #: Which of a prompt's candidate masks a batch returns: every one, the highest-scored, or ``masks[0]``.
 CandidateSelection = Literal["all", "best", "first"]
 CANDIDATE_SELECTIONS: tuple[str, ...] = ("all", "best", "first")
@@ -414,16 +439,19 @@ class ExemplarProposer(ABC):
 __all__ = [
     "CANDIDATE_SELECTIONS",
     "BatchPredictor",
+    "CPU_CHUNK_SIZE",
     "CandidateBatch",
     "CandidateSelection",
     "CompositeEmbedding",
     "EmbedImage",
     "Embedding",
     "ExemplarProposer",
+    "MAX_CHUNK_SIZE",
     "Prediction",
     "Segmenter",
     "SharedBackbone",
     "chosen_candidates",
+    "chunk_size_for",
     "prompt_groups",
     "same_backbone",
     "plain_embed",

@@ -41,7 +41,7 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..devices import AUTO, auto_chunk_size, resolve_device
+from ..devices import AUTO, resolve_device
 from ..precision import autocast, check_precision, ieee_float32, model_id_suffix
 from ..prompts import LOW_RES_SIDE, Prompt
 from . import register
@@ -53,6 +53,7 @@ from .base import (
     Embedding,
     Prediction,
     Segmenter,
+    chunk_size_for,
     prompt_groups,
 )
 from ..progress import ProgressCallback, no_progress
@@ -143,12 +144,6 @@ def _uncertain(logits: torch.Tensor, scores: torch.Tensor, select: str) -> np.nd
         top2 = scores.topk(2, dim=1).values
         near_zero |= (top2[:, 0] - top2[:, 1]) <= SCORE_MARGIN
     return near_zero.cpu().numpy()
-
-
-#: Prompts decoded together on the CPU (its caches, not its memory, bound the batch; larger ones are no faster).
-CPU_CHUNK_SIZE = 4
-#: The largest batch :meth:`SamSegmenter.predict_batches` chooses by itself on an accelerator.
-MAX_CHUNK_SIZE = 256
 
 
 def bytes_per_prompt(image_hw: tuple[int, int]) -> int:
@@ -390,21 +385,17 @@ class SamSegmenter(Segmenter, BatchPredictor):
         whose logit is within float rounding (~1e-7) of zero may flip.
 
         Memory grows about :func:`bytes_per_prompt` per prompt of a chunk;
-        ``chunk_size=None`` takes :data:`CPU_CHUNK_SIZE` on the CPU and, on
+        ``chunk_size=None`` takes :data:`~segprompt.backends.base.CPU_CHUNK_SIZE` on the CPU and, on
         CUDA, as many as half the free memory holds (at most
-        :data:`MAX_CHUNK_SIZE`). On CUDA, decoding runs in IEEE float32
+        :data:`~segprompt.backends.base.MAX_CHUNK_SIZE`). On CUDA, decoding runs in IEEE float32
         (:func:`segprompt.precision.ieee_float32`: no TF32), so the margins
         above hold there as on the CPU, and ``exact=True`` equals
         ``SamPredictor`` run without TF32.
         """
         if select not in CANDIDATE_SELECTIONS:
             raise ValueError(f"select must be one of {', '.join(CANDIDATE_SELECTIONS)}, got {select!r}")
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        chunk_size = chunk_size_for(chunk_size, self.device, bytes_per_prompt(embedding.image_hw))
         self.check_prompts(embedding, prompts)
-        if chunk_size is None:
-            need = bytes_per_prompt(embedding.image_hw)
-            chunk_size = auto_chunk_size(self.device, need, default=CPU_CHUNK_SIZE, limit=MAX_CHUNK_SIZE)
         return self._decode_batches(embedding, prompts, multimask, select, keep_logits, exact, chunk_size)
 
     @torch.inference_mode()
@@ -444,9 +435,7 @@ class SamSegmenter(Segmenter, BatchPredictor):
 
 
 __all__ = [
-    "CPU_CHUNK_SIZE",
     "GRID_SIDE",
-    "MAX_CHUNK_SIZE",
     "LOGIT_MARGIN",
     "SCORE_MARGIN",
     "SamEmbedding",

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..devices import AUTO, auto_chunk_size, resolve_device
+from ..devices import AUTO, resolve_device
 from ..errors import PromptError, SegpromptError
 from ..hub import CHANNELS_LAST, PretrainedModel, load_pretrained
 from ..precision import autocast, check_precision, model_id_suffix
@@ -51,15 +51,10 @@ from .base import (
     Prediction,
     Segmenter,
     chosen_candidates,
+    chunk_size_for,
     prompt_groups,
 )
 from .frame import ModelFrame
-
-#: Prompts decoded together on the CPU.
-CPU_CHUNK_SIZE = 4
-#: The largest batch :meth:`SamFamilySegmenter.predict_batches` chooses by itself on an accelerator.
-MAX_CHUNK_SIZE = 256
-
 
 def bytes_per_prompt(image_hw: tuple[int, int]) -> int:
     """Memory one prompt of a batch needs: about 16 MiB in the decoder, plus 16 bytes per image pixel.
@@ -298,18 +293,14 @@ class SamFamilySegmenter(Segmenter, BatchPredictor):
         gives :meth:`predict`'s masks and scores bit for bit also where a
         batched matrix product rounds differently.
 
-        ``chunk_size=None`` takes :data:`CPU_CHUNK_SIZE` on the CPU and, on
+        ``chunk_size=None`` takes :data:`~segprompt.backends.base.CPU_CHUNK_SIZE` on the CPU and, on
         CUDA, as many prompts as half the free memory holds at
-        :func:`bytes_per_prompt` each (at most :data:`MAX_CHUNK_SIZE`).
+        :func:`bytes_per_prompt` each (at most :data:`~segprompt.backends.base.MAX_CHUNK_SIZE`).
         """
         if select not in CANDIDATE_SELECTIONS:
             raise ValueError(f"select must be one of {', '.join(CANDIDATE_SELECTIONS)}, got {select!r}")
-        if chunk_size is not None and chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        chunk_size = chunk_size_for(chunk_size, self.device, bytes_per_prompt(embedding.image_hw))
         self.check_prompts(embedding, prompts)
-        if chunk_size is None:
-            need = bytes_per_prompt(embedding.image_hw)
-            chunk_size = auto_chunk_size(self.device, need, default=CPU_CHUNK_SIZE, limit=MAX_CHUNK_SIZE)
         return self._decode_batches(embedding, prompts, multimask, select, keep_logits, 1 if exact else chunk_size)
 
     def _decode_batches(
