@@ -30,21 +30,16 @@ from skimage import data as skdata
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCHMARKS.parent), str(BENCHMARKS)]
 
-from bench_decoder import Clock, MemoryPeak, run_reporting_errors  # noqa: E402
+from bench_decoder import Clock, MemoryPeak, add_sam_image_arguments, run_reporting_errors  # noqa: E402
 from segprompt.backends.sam import SamSegmenter  # noqa: E402
-from segprompt.backends.sam_arch import SAM_ARCHITECTURES, build_sam  # noqa: E402
+from segprompt.backends.sam_arch import build_sam  # noqa: E402
 from segprompt.cache import EmbeddingCache  # noqa: E402
 from segprompt.devices import resolve_device  # noqa: E402
-from segprompt.precision import PRECISIONS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="vit_b", choices=sorted(SAM_ARCHITECTURES), help="random-init architecture")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the encoder's precision")
-    parser.add_argument("--height", type=int, default=768)
-    parser.add_argument("--width", type=int, default=1024)
+    add_sam_image_arguments(parser, "the encoder's precision")
     parser.add_argument("--reopens", type=int, default=10, help="repeats of the re-open measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     return parser.parse_args(argv)

@@ -203,13 +203,18 @@ def differences(first: np.ndarray, second: np.ndarray) -> str:
     return f"max |IoU difference| {differ.max():.2e} ({int((differ > 1e-6).sum())} of {len(differ)} > 1e-6)"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_sam_image_arguments(parser: argparse.ArgumentParser, precision_help: str) -> None:
+    """The flags every SAM benchmark shares: random-init architecture, device, precision, image size."""
     parser.add_argument("--model", default="vit_b", choices=sorted(SAM_ARCHITECTURES), help="random-init architecture")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="also time our encoder at this precision")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help=precision_help)
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--width", type=int, default=1024)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_sam_image_arguments(parser, "also time our encoder at this precision")
     parser.add_argument("--clicks", type=int, default=15, help="repeats of the one-click latency measurement")
     parser.add_argument("--encoder-repeats", type=int, default=None, help="timed encoder runs (default 5 on a GPU, 1 on the CPU)")
     parser.add_argument("--prompts", type=int, nargs="+", default=[64, 512], help="N values for batch scoring")
