@@ -72,11 +72,10 @@ def superpixel_alignment(mask: np.ndarray, labels: np.ndarray) -> float:
     area = np.count_nonzero(mask)
     if area == 0:
         return 0.0
-    levels = labels.reshape(-1, *mask.shape)
-    level = next(
-        (level for level in levels if level.size / (int(level.max()) + 1) <= area / SUPERPIXELS_PER_MASK), levels[-1]
-    )
-    count = int(level.max()) + 1
+    for level in labels.reshape(-1, *mask.shape):  # coarsest first; the finest when none is fine enough
+        count = int(level.max()) + 1
+        if level.size / count <= area / SUPERPIXELS_PER_MASK:
+            break
     inside = np.bincount(level[mask], minlength=count)
     total = np.bincount(level.ravel(), minlength=count)
     return float(np.clip(1.0 - np.minimum(inside, total - inside).sum() / area, ALIGNMENT_FLOOR, 1.0))
